@@ -1,0 +1,134 @@
+"""The `bazaar` command line."""
+
+import asyncio
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bazaar.platform.settings import SettingsError
+
+app = typer.Typer(help="Bazaar: a horizontally scalable e-commerce backend.", no_args_is_help=True)
+admin = typer.Typer(help="Administrator accounts.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+console = Console(stderr=True)
+
+
+def _settings():
+    from bazaar.runtime.config import Settings
+
+    try:
+        return Settings.from_env()
+    except SettingsError as error:
+        console.print(f"[red]Bad setting[/red] {error}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Every service in one process, on the embedded default: no server to install."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    settings = _settings()
+    console.print(
+        f"Bazaar on http://{host}:{port}  (docs: /docs, data: {settings.platform.data_dir})"
+    )
+    Server(
+        "bazaar.runtime.embedded:create_embedded_app",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        factory=True,
+        log_access=False,
+    ).serve()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations of every service and shard."""
+    from bazaar.runtime.embedded import Runtime
+
+    async def run() -> None:
+        runtime = Runtime(_settings())
+        try:
+            await runtime.migrate()
+        finally:
+            await runtime.platform.close()
+
+    asyncio.run(run())
+    console.print("[green]Every database is migrated.[/green]")
+
+
+@admin.command("create")
+def admin_create(
+    email: Annotated[str, typer.Option(help="The admin's email.")],
+    password: Annotated[str, typer.Option(help="At least 8 characters.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "Administrator",
+) -> None:
+    """Create an admin account (migrating first if needed)."""
+    from bazaar.identity import service
+    from bazaar.identity.wiring import passwords
+    from bazaar.platform.auth import ADMIN
+    from bazaar.platform.errors import BazaarError
+    from bazaar.runtime.embedded import Runtime
+
+    if not 8 <= len(password) <= 128:
+        console.print("[red]The password must be 8 to 128 characters.[/red]")
+        raise typer.Exit(2)
+
+    async def run() -> str:
+        runtime = Runtime(_settings())
+        try:
+            await runtime.migrate()
+            async with runtime.platform.databases["identity"].write() as session:
+                user = await service.register_user(
+                    session,
+                    passwords(runtime.settings.identity),
+                    email=email,
+                    password=password,
+                    name=name,
+                    role=ADMIN,
+                )
+            await runtime.relay.publish_pending(runtime.platform.databases["identity"])
+            return user.id
+        finally:
+            await runtime.platform.close()
+
+    try:
+        user_id = asyncio.run(run())
+    except BazaarError as error:
+        console.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"[green]Admin {email} created[/green] (id {user_id})")
+
+
+@app.command("makemigration", hidden=True)
+def make_migration(
+    service_name: Annotated[str, typer.Argument(help="identity, catalog, orders, ...")],
+    message: Annotated[str, typer.Option("-m", help="What the revision does.")],
+) -> None:
+    """For developers: write a migration with what a service's models add."""
+    from bazaar.platform import migrations
+    from bazaar.runtime.embedded import Runtime
+
+    async def run() -> None:
+        runtime = Runtime(_settings())
+        try:
+            part = next(p for p in runtime.parts if p.name == service_name)
+            await migrations.upgrade(part.databases[0], part.schema)
+            await migrations.new_revision(part.databases[0], part.schema, message)
+        finally:
+            await runtime.platform.close()
+
+    asyncio.run(run())
+
+
+def main() -> None:  # pragma: no cover - the console script's entry point
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

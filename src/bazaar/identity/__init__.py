@@ -1,0 +1,1 @@
+"""Identity: users, password hashes (argon2id), refresh-token families; issues access tokens."""

@@ -1,0 +1,90 @@
+"""Identity's HTTP routes: parse, call a use case, shape the response."""
+
+from litestar import Request, Router, get, post
+from litestar.params import JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from bazaar.identity import service
+from bazaar.identity.schemas import (
+    LoginRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenPair,
+    UserRead,
+)
+from bazaar.identity.service import Passwords, Tokens
+from bazaar.identity.settings import IdentitySettings
+from bazaar.platform.auth import TokenIssuer
+from bazaar.platform.db import Database
+from bazaar.platform.errors import Unauthorized
+from bazaar.platform.ratelimit import RateLimiter
+from bazaar.platform.web import CurrentUser
+
+
+def _pair(tokens: Tokens) -> TokenPair:
+    return TokenPair(tokens.access_token, tokens.refresh_token, tokens.expires_in)
+
+
+def _user(user: service.User) -> UserRead:
+    return UserRead(id=user.id, email=user.email, name=user.name, role=user.role)
+
+
+def create_router(
+    db: Database,
+    passwords: Passwords,
+    issuer: TokenIssuer,
+    limiter: RateLimiter,
+    settings: IdentitySettings,
+) -> Router:
+    @post("/auth/register", status_code=HTTP_201_CREATED, summary="Register a customer")
+    async def register(data: JSONBody[RegisterRequest]) -> UserRead:
+        async with db.write() as session:
+            user = await service.register_user(
+                session, passwords, email=data.email, password=data.password, name=data.name
+            )
+        return _user(user)
+
+    @post("/auth/login", status_code=HTTP_200_OK, summary="Log in: a new token pair")
+    async def login(data: JSONBody[LoginRequest], request: Request) -> TokenPair:
+        by_email = ("login-email", service.email_key(data.email))
+        by_ip = ("login-ip", request.client.host if request.client else "unknown")
+        await limiter.check(settings.login_failures_per_email, *by_email)
+        await limiter.check(settings.login_failures_per_ip, *by_ip)
+        async with db.read() as session:
+            user = await service.authenticate(session, passwords, data.email, data.password)
+        if user is None:
+            await limiter.hit(settings.login_failures_per_email, *by_email)
+            await limiter.hit(settings.login_failures_per_ip, *by_ip)
+            raise Unauthorized("The email or password is wrong")
+        async with db.write() as session:
+            tokens = await service.start_session(
+                session, issuer, user, settings.refresh_token_ttl
+            )
+        return _pair(tokens)
+
+    @post("/auth/refresh", status_code=HTTP_200_OK, summary="Rotate a refresh token")
+    async def refresh(data: JSONBody[RefreshRequest]) -> TokenPair:
+        async with db.write() as session:
+            tokens = await service.rotate_refresh_token(
+                session, issuer, data.refresh_token, settings.refresh_token_ttl
+            )
+        if tokens is None:
+            raise Unauthorized("The refresh token was already used; the session is revoked")
+        return _pair(tokens)
+
+    @post("/auth/logout", status_code=HTTP_204_NO_CONTENT, summary="Revoke a session")
+    async def logout(data: JSONBody[RefreshRequest]) -> None:
+        async with db.write() as session:
+            await service.revoke_family_of(session, data.refresh_token)
+
+    @get("/users/me", summary="The calling user")
+    async def me(user: CurrentUser) -> UserRead:
+        async with db.read() as session:
+            return _user(await service.get_user(session, user.id))
+
+    return Router(
+        "/v1",
+        route_handlers=[register, login, refresh, logout, me],
+        tags=["identity"],
+        security=[{"bearer": []}],
+    )

@@ -1,0 +1,17 @@
+"""Alembic environment shared by every service: the runtime hands it the connection and the
+service's tables; the service's own `migrations/` folder holds its revisions."""
+
+from alembic import context
+
+from bazaar.platform import schema
+
+config = context.config
+connection = config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=[config.attributes["metadata"], schema.metadata],
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,193 @@
+"""The event bus port, its in-process adapter, and idempotent consumers.
+
+Delivery is at least once; the effect is exactly once: a consumer records each event id it
+handled in the same transaction as its effect, and skips an event it has already recorded.
+A handler that fails is retried with backoff; after the last attempt the message goes to the
+consumer database's dead-letter table, where it can be inspected and replayed.
+"""
+
+import asyncio
+import traceback
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from bazaar.platform.clock import utcnow
+from bazaar.platform.db import Database, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.events import Envelope, Event, read_event
+from bazaar.platform.ids import new_id
+from bazaar.platform.observability import (
+    CONSUMER_LAG,
+    EVENTS_HANDLED,
+    child_traceparent,
+    log,
+    traceparent_var,
+)
+from bazaar.platform.schema import dead_letter, processed_event
+
+Handle = Callable[[WriteSession, Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One consumer's interest in one event type, and the database its effect lands in."""
+
+    consumer: str
+    event_type: str
+    handle: Handle
+    database: Callable[[Envelope], Database]
+
+
+E = TypeVar("E", bound=Event)
+
+
+def subscribe(
+    consumer: str,
+    event_class: type[E],
+    handler: Callable[[WriteSession, E], Awaitable[None]],
+    database: Database | Callable[[Envelope], Database],
+) -> Subscription:
+    """Subscribe `handler` to `event_class`; it gets the decoded event in an open transaction."""
+
+    async def handle(session: WriteSession, envelope: Envelope) -> None:
+        await handler(session, read_event(envelope, event_class))
+
+    choose = database if callable(database) else (lambda _envelope: database)
+    return Subscription(consumer, event_class.event_type, handle, choose)
+
+
+class EventBus(Protocol):
+    def subscribe(self, subscription: Subscription) -> None: ...
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Return once the bus has taken responsibility for every envelope (confirmed)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    first_delay: float = 0.05
+    max_delay: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay, self.first_delay * 2**attempt)
+
+
+async def deliver(subscription: Subscription, envelope: Envelope, retry: RetryPolicy) -> bool:
+    """Handle `envelope` once, with retries; dead-letter it after the last attempt.
+
+    Returns True when handled (now or before), False when dead-lettered.
+    """
+    traceparent_var.set(child_traceparent(envelope.trace.get("traceparent")))
+    error = ""
+    for attempt in range(retry.attempts):
+        try:
+            db = subscription.database(envelope)
+            async with db.write() as session:
+                first_time = await insert_ignoring_duplicates(
+                    session,
+                    processed_event,
+                    consumer=subscription.consumer,
+                    event_id=envelope.id,
+                    processed_at=utcnow(),
+                )
+                if first_time:
+                    await subscription.handle(session, envelope)
+            outcome = "handled" if first_time else "duplicate"
+            EVENTS_HANDLED.labels(subscription.consumer, outcome).inc()
+            lag = (utcnow() - envelope.occurred_at).total_seconds()
+            CONSUMER_LAG.labels(subscription.consumer).set(lag)
+            return True
+        except Exception as exc:
+            error = "".join(traceback.format_exception_only(exc)).strip()
+            log.warning(
+                "event_handler_failed",
+                consumer=subscription.consumer,
+                event_id=envelope.id,
+                type=envelope.type,
+                attempt=attempt + 1,
+                error=error,
+            )
+            EVENTS_HANDLED.labels(subscription.consumer, "retried").inc()
+            if attempt + 1 < retry.attempts:
+                await asyncio.sleep(retry.delay(attempt))
+    await dead_letter_message(subscription, envelope, error, retry.attempts)
+    EVENTS_HANDLED.labels(subscription.consumer, "dead_lettered").inc()
+    return False
+
+
+async def dead_letter_message(
+    subscription: Subscription, envelope: Envelope, error: str, attempts: int
+) -> None:
+    async with subscription.database(envelope).write() as session:
+        await session.execute(
+            dead_letter.insert().values(
+                id=new_id(),
+                consumer=subscription.consumer,
+                event_id=envelope.id,
+                type=envelope.type,
+                envelope=envelope.encode(),
+                error=error[:2000],
+                attempts=attempts,
+                failed_at=utcnow(),
+            )
+        )
+    log.error("event_dead_lettered", consumer=subscription.consumer, event_id=envelope.id)
+
+
+class InProcessBus:
+    """The embedded broker: a queue per consumer, worked by a few tasks each.
+
+    It keeps nothing on disk, so it confirms a message only once every consumer has handled
+    or dead-lettered it: until then the outbox row stays unpublished and survives a crash.
+    """
+
+    def __init__(self, retry: RetryPolicy | None = None, workers_per_consumer: int = 4) -> None:
+        self.retry = retry or RetryPolicy()
+        self.workers_per_consumer = workers_per_consumer
+        self._by_type: dict[str, list[Subscription]] = defaultdict(list)
+        self._queues: dict[str, asyncio.Queue] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    def subscribe(self, subscription: Subscription) -> None:
+        self._by_type[subscription.event_type].append(subscription)
+        self._queues.setdefault(subscription.consumer, asyncio.Queue())
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        loop = asyncio.get_running_loop()
+        pending = []
+        for envelope in envelopes:
+            for subscription in self._by_type.get(envelope.type, ()):
+                done = loop.create_future()
+                self._queues[subscription.consumer].put_nowait((subscription, envelope, done))
+                pending.append(done)
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def start(self) -> None:
+        for queue in self._queues.values():
+            for _ in range(self.workers_per_consumer):
+                self._tasks.append(asyncio.create_task(self._work(queue)))
+
+    async def _work(self, queue: asyncio.Queue) -> None:
+        while True:
+            subscription, envelope, done = await queue.get()
+            try:
+                await deliver(subscription, envelope, self.retry)
+            except Exception as error:  # not even dead-lettered: the outbox keeps the row
+                if not done.done():
+                    done.set_exception(error)
+            else:
+                if not done.done():
+                    done.set_result(None)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()

@@ -1,0 +1,190 @@
+"""Databases: one per service, typed write and read sessions, and orders split across shards.
+
+A transaction opens at the edge (`async with db.write() as session`) and commits there; use
+cases only add and flush. `WriteSession` and `ReadSession` are different types, so a session
+that may be served by a replica cannot be handed to code that writes.
+"""
+
+import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, Table, TypeDecorator, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from bazaar.platform.ids import new_id
+
+
+class Timestamp(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, _dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: use bazaar.platform.clock.utcnow()")
+        return value
+
+    def process_result_value(self, value: datetime | None, _dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class WriteSession(AsyncSession):
+    """A session on the primary: the only kind that may write."""
+
+
+class ReadSession(AsyncSession):
+    """A session that may be served by a replica and may be slightly stale: never writes."""
+
+
+AfterCommit = Callable[["Database"], None]
+
+
+@dataclass
+class Database:
+    """One logical database: a primary for writes and locking reads, and where reads go."""
+
+    name: str
+    primary: AsyncEngine
+    replicas: Sequence[AsyncEngine] = ()
+    after_commit: list[AfterCommit] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._writer = async_sessionmaker(self.primary, class_=WriteSession, expire_on_commit=False)
+        reader = self.replicas[0] if self.replicas else self.primary
+        self._reader = async_sessionmaker(reader, class_=ReadSession, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.primary.dialect.name
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[WriteSession]:
+        """A transaction on the primary, committed when the block ends without an error."""
+        async with self._writer() as session, session.begin():
+            yield session
+        if session.info.get("outbox"):
+            for hook in self.after_commit:
+                hook(self)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[ReadSession]:
+        """A read-only transaction, possibly on a replica."""
+        async with self._reader() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.primary.dispose()
+        for replica in self.replicas:
+            await replica.dispose()
+
+
+async def insert_ignoring_duplicates(session: WriteSession, table: Table, **values: Any) -> bool:
+    """Insert a row unless its key exists; True when the row was inserted."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    result = await session.execute(statement)
+    return bool(result.rowcount)
+
+
+def sqlite_engine(path: Path, *, writer: bool) -> AsyncEngine:
+    """An engine on a SQLite file in WAL mode.
+
+    The writer has a single connection that starts each transaction with BEGIN IMMEDIATE, so
+    writers queue in the pool (an asyncio wait, bounded by its timeout) instead of failing
+    with "database is locked" half-way through a transaction. Readers never block it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = {"pool_size": 1, "max_overflow": 0} if writer else {"pool_size": 4}
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_timeout=10, **options)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, emits BEGIN
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+    return engine
+
+
+def sqlite_database(name: str, path: Path) -> Database:
+    return Database(
+        name=name,
+        primary=sqlite_engine(path, writer=True),
+        replicas=(sqlite_engine(path, writer=False),),
+    )
+
+
+VIRTUAL_SHARDS = 256
+
+
+@dataclass(frozen=True)
+class ShardMap:
+    """Customers hash to a fixed number of virtual shards; virtual shards map to databases.
+
+    Adding a database later moves whole virtual shards (a new `assignment`), never rehashes
+    every customer.
+    """
+
+    databases: int
+    assignment: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.assignment:
+            spread = tuple(v * self.databases // VIRTUAL_SHARDS for v in range(VIRTUAL_SHARDS))
+            object.__setattr__(self, "assignment", spread)
+
+    @staticmethod
+    def virtual_shard(customer_id: str) -> int:
+        return zlib.crc32(customer_id.encode()) % VIRTUAL_SHARDS
+
+    def database_of(self, virtual_shard: int) -> int:
+        return self.assignment[virtual_shard]
+
+
+@dataclass
+class ShardedDatabase:
+    """A database split across shards by customer; an id made here tells its shard."""
+
+    shards: Sequence[Database]
+    map: ShardMap
+
+    def for_customer(self, customer_id: str) -> Database:
+        return self.shards[self.map.database_of(self.map.virtual_shard(customer_id))]
+
+    def new_id(self, customer_id: str) -> str:
+        """A new id whose last two hex digits are the customer's virtual shard."""
+        return f"{new_id()[:-2]}{self.map.virtual_shard(customer_id):02x}"
+
+    def for_id(self, entity_id: str) -> Database | None:
+        """The shard holding an id made by `new_id`, or None when the id cannot be one."""
+        try:
+            virtual_shard = int(entity_id[-2:], 16)
+        except ValueError:
+            return None
+        if len(entity_id) != 36:
+            return None
+        return self.shards[self.map.database_of(virtual_shard)]
+
+    async def dispose(self) -> None:
+        for shard in self.shards:
+            await shard.dispose()

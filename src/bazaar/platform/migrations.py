@@ -1,0 +1,51 @@
+"""Alembic migrations per service database, run in process against the runtime's engines."""
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, MetaData
+
+from bazaar.platform.db import Database
+
+ENVIRONMENT = str(Path(__file__).parent / "alembic")
+
+
+@dataclass(frozen=True)
+class ServiceSchema:
+    """A service's tables and the package whose `migrations/` folder holds their revisions."""
+
+    package: str
+    metadata: MetaData
+
+    @property
+    def versions(self) -> str:
+        return str(resources.files(self.package) / "migrations")
+
+
+def _config(connection: Connection, schema: ServiceSchema) -> Config:
+    config = Config()
+    config.set_main_option("script_location", ENVIRONMENT)
+    config.set_main_option("version_locations", schema.versions)
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection
+    config.attributes["metadata"] = schema.metadata
+    return config
+
+
+async def upgrade(db: Database, schema: ServiceSchema) -> None:
+    """Bring `db` to the newest revision of `schema` (nothing to do when it is there)."""
+    async with db.primary.begin() as connection:
+        await connection.run_sync(lambda sync: command.upgrade(_config(sync, schema), "head"))
+
+
+async def new_revision(db: Database, schema: ServiceSchema, message: str) -> None:
+    """Write a revision with what `schema` has that `db` (at head) lacks."""
+    async with db.primary.begin() as connection:
+        await connection.run_sync(
+            lambda sync: command.revision(
+                _config(sync, schema), message=message, autogenerate=True
+            )
+        )

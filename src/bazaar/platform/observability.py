@@ -1,0 +1,89 @@
+"""Logs as JSON lines with request and trace ids, Prometheus metrics, W3C trace context."""
+
+import logging
+import os
+import sys
+from contextvars import ContextVar
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
+
+HTTP_LATENCY = Histogram(
+    "bazaar_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route.",
+    ["method", "route", "status"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+CACHE_REQUESTS = Counter(
+    "bazaar_cache_requests_total", "Cache look-ups, by cache and result.", ["cache", "result"]
+)
+OUTBOX_BACKLOG = Gauge(
+    "bazaar_outbox_backlog", "Outbox rows not yet published, by database.", ["database"]
+)
+EVENTS_HANDLED = Counter(
+    "bazaar_events_handled_total",
+    "Events handled, by consumer and outcome.",
+    ["consumer", "outcome"],
+)
+CONSUMER_LAG = Gauge(
+    "bazaar_consumer_lag_seconds",
+    "Age of the last event a consumer handled when it handled it.",
+    ["consumer"],
+)
+SAGA_OUTCOMES = Counter(
+    "bazaar_checkout_outcomes_total", "Orders settled, by outcome.", ["outcome"]
+)
+
+
+def current_traceparent() -> str | None:
+    return traceparent_var.get()
+
+
+def new_traceparent() -> str:
+    """A W3C traceparent for a trace that starts here."""
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+
+
+def child_traceparent(parent: str | None) -> str:
+    """A traceparent for a new span under `parent` (same trace id), or a new trace."""
+    parts = parent.split("-") if parent else []
+    if len(parts) == 4 and len(parts[1]) == 32:
+        return f"00-{parts[1]}-{os.urandom(8).hex()}-{parts[3]}"
+    return new_traceparent()
+
+
+def _add_context(_logger: object, _method: str, event: dict) -> dict:
+    request_id = request_id_var.get()
+    if request_id:
+        event.setdefault("request_id", request_id)
+    traceparent = traceparent_var.get()
+    if traceparent:
+        event.setdefault("trace_id", traceparent.split("-")[1])
+    return event
+
+
+def configure_logging(level: str = "info", *, json: bool = True) -> None:
+    """JSON lines on stderr (or readable lines for a person at a terminal)."""
+    numeric = logging.getLevelName(level.upper())
+    renderer = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            _add_context,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+log = structlog.get_logger("bazaar")

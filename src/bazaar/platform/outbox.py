@@ -1,0 +1,111 @@
+"""The transactional outbox and its relay.
+
+A use case records an event with `outbox.add(session, event)` in the same transaction as the
+change it announces. The relay publishes unpublished rows to the bus and marks them published
+only after the bus confirmed them, so an event is never lost; it may be published twice after
+a crash, which idempotent consumers absorb.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import registry
+
+from bazaar.platform.bus import EventBus
+from bazaar.platform.clock import utcnow
+from bazaar.platform.db import Database, WriteSession
+from bazaar.platform.events import Envelope, Event
+from bazaar.platform.observability import OUTBOX_BACKLOG, log
+from bazaar.platform.schema import outbox_message
+
+
+class OutboxMessage:
+    """An event waiting in its service's database to be published."""
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.id = envelope.id
+        self.type = envelope.type
+        self.key = envelope.key
+        self.envelope = envelope.encode()
+        self.created_at = envelope.occurred_at
+        self.published_at: datetime | None = None
+
+
+registry().map_imperatively(OutboxMessage, outbox_message)
+
+
+def add(session: WriteSession, event: Event) -> Envelope:
+    """Record `event` for publication when, and only if, this transaction commits."""
+    envelope = Envelope.wrap(event)
+    session.add(OutboxMessage(envelope))
+    session.info["outbox"] = True
+    return envelope
+
+
+class OutboxRelay:
+    """Publishes the outbox rows of some databases, woken after each commit that wrote one."""
+
+    def __init__(self, databases: Sequence[Database], bus: EventBus, batch_size: int = 200) -> None:
+        self.databases = list(databases)
+        self.bus = bus
+        self.batch_size = batch_size
+        self._wake = {db.name: asyncio.Event() for db in self.databases}
+        for db in self.databases:
+            db.after_commit.append(self._on_commit)
+
+    def _on_commit(self, db: Database) -> None:
+        self._wake[db.name].set()
+
+    async def run(self, poll_interval: float = 1.0) -> None:
+        await asyncio.gather(*(self._relay(db, poll_interval) for db in self.databases))
+
+    async def _relay(self, db: Database, poll_interval: float) -> None:
+        wake = self._wake[db.name]
+        while True:
+            wake.clear()
+            try:
+                published = await self.publish_pending(db)
+            except Exception as error:  # a broker or database hiccup: try again shortly
+                log.warning("outbox_relay_failed", database=db.name, error=str(error))
+                published = 0
+            if published < self.batch_size:
+                try:
+                    await asyncio.wait_for(wake.wait(), poll_interval)
+                except TimeoutError:
+                    pass
+
+    async def publish_pending(self, db: Database) -> int:
+        """Publish one batch of `db`'s outbox; returns how many rows it published.
+
+        The rows are read and marked in two short transactions, not one held open while the
+        bus confirms: an in-process consumer may need this same database to handle them.
+        """
+        async with db.read() as session:
+            rows = (
+                await session.execute(
+                    select(outbox_message.c.id, outbox_message.c.envelope)
+                    .where(outbox_message.c.published_at.is_(None))
+                    .order_by(outbox_message.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+        if not rows:
+            OUTBOX_BACKLOG.labels(db.name).set(0)
+            return 0
+        await self.bus.publish([Envelope.decode(row.envelope) for row in rows])
+        async with db.write() as session:
+            await session.execute(
+                update(outbox_message)
+                .where(outbox_message.c.id.in_([row.id for row in rows]))
+                .values(published_at=utcnow())
+            )
+        OUTBOX_BACKLOG.labels(db.name).set(await backlog(db))
+        return len(rows)
+
+
+async def backlog(db: Database) -> int:
+    async with db.read() as session:
+        query = select(func.count()).where(outbox_message.c.published_at.is_(None))
+        return (await session.execute(query)).scalar_one()

@@ -1,0 +1,24 @@
+"""What a service contributes to a process; the runtime puts the parts of several together."""
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from litestar import Router
+
+from bazaar.platform.bus import Subscription
+from bazaar.platform.db import Database
+from bazaar.platform.migrations import ServiceSchema
+
+Loop = Callable[[], Awaitable[None]]
+"""A background task that runs until cancelled (a mailer, a webhook sender)."""
+
+
+@dataclass(frozen=True)
+class ServiceParts:
+    name: str
+    schema: ServiceSchema
+    databases: Sequence[Database]
+    """Where the schema lives (one database, or every shard); each has its own outbox."""
+    router: Router
+    subscriptions: Sequence[Subscription] = ()
+    background: Sequence[Loop] = ()

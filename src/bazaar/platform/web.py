@@ -1,0 +1,268 @@
+"""The HTTP edge shared by every service: problem+json errors, request ids, metrics, health,
+content-type and body-size checks, the current user, OpenAPI."""
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, Router, get
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bazaar.platform.auth import Principal, TokenVerifier
+from bazaar.platform.errors import BazaarError, UnsupportedMediaType
+from bazaar.platform.observability import (
+    HTTP_LATENCY,
+    child_traceparent,
+    log,
+    request_id_var,
+    traceparent_var,
+)
+
+PROBLEM_JSON = "application/problem+json"
+MAX_BODY = 1024 * 1024
+JSON_ONLY = ("application/json",)
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+CurrentUser = NamedDependency[Principal]
+"""A route parameter `user: CurrentUser` requires a valid access token (else 401)."""
+
+ReadinessCheck = Callable[[], Awaitable[str | None]]
+"""Returns None when its dependency answers, else what is wrong."""
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    *,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"urn:bazaar:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return Response(
+        content=msgspec.json.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _bazaar_error(_request: Request, error: BazaarError) -> Response:
+    errors = getattr(error, "errors", None)
+    return problem(
+        error.status,
+        error.title,
+        error.detail,
+        error.slug,
+        headers=error.headers,
+        errors=[{"loc": e.loc, "msg": e.msg} for e in errors] if errors is not None else None,
+    )
+
+
+_MALFORMED = ("malformed", "json is malformed", "invalid json", "trailing characters", "decode")
+_TITLES = {
+    400: ("Bad Request", "bad-request"),
+    401: ("Unauthorized", "unauthorized"),
+    404: ("Not Found", "not-found"),
+    405: ("Method Not Allowed", "method-not-allowed"),
+    413: ("Payload Too Large", "payload-too-large"),
+}
+
+
+def _validation_error(_request: Request, error: ValidationException) -> Response:
+    extra = error.extra if isinstance(error.extra, list) else []
+    messages = " ".join(str(item.get("message", "")) for item in extra if isinstance(item, dict))
+    if not extra or any(marker in messages.lower() for marker in _MALFORMED):
+        detail = "The request body is not valid JSON" if extra else str(error.detail)
+        return problem(400, "Bad Request", detail, "bad-request")
+    errors = [
+        {
+            "loc": [item.get("source") or "body", *_split_key(str(item.get("key") or ""))],
+            "msg": str(item.get("message", "invalid")),
+        }
+        for item in extra
+        if isinstance(item, dict)
+    ]
+    return problem(
+        422, "Unprocessable Content", "The request is not valid", "validation", errors=errors
+    )
+
+
+def _split_key(key: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for part in re.split(r"[.\[\]]+", key.removeprefix("$")):
+        if part:
+            parts.append(int(part) if part.isdigit() else part)
+    return parts
+
+
+def _http_error(_request: Request, error: HTTPException) -> Response:
+    status = error.status_code
+    title, slug = _TITLES.get(status, ("Error", "error"))
+    headers = dict(error.headers or {})
+    detail = error.detail if status < 500 else "The server could not answer this request"
+    if status == 400 and "json" in str(error.detail).lower():
+        detail = "The request body is not valid JSON"
+    return problem(status, title, str(detail), slug, headers=headers)
+
+
+def _unexpected_error(request: Request, error: Exception) -> Response:
+    log.exception("unhandled_error", path=request.url.path, error_type=type(error).__name__)
+    return problem(
+        500, "Internal Server Error", "The server could not answer this request", "internal"
+    )
+
+
+async def _check_media_type(request: Request) -> None:
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in (
+            request.headers
+        ):
+            return
+        raise UnsupportedMediaType("A request with a body needs a Content-Type header")
+    allowed = request.route_handler.opt.get("media_types", JSON_ONLY)
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in allowed:
+        raise UnsupportedMediaType(f"Expected {' or '.join(allowed)}, got {media_type}")
+
+
+def _health_router(checks: Sequence[ReadinessCheck], get_schema: Callable[[], dict]) -> Router:
+    @get("/healthz", include_in_schema=False, sync_to_thread=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        problems = [problem for check in checks if (problem := await check()) is not None]
+        if problems:
+            return Response(
+                {"status": "unavailable", "problems": problems},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        return Response({"status": "ok"})
+
+    @get("/metrics", include_in_schema=False, sync_to_thread=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @get("/openapi.json", include_in_schema=False, sync_to_thread=False)
+    def openapi_json() -> dict:
+        return get_schema()
+
+    return Router("/", route_handlers=[healthz, readyz, metrics, openapi_json])
+
+
+def create_app(
+    *,
+    title: str,
+    routers: Sequence[Router],
+    verifier: TokenVerifier,
+    readiness: Sequence[ReadinessCheck] = (),
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> ASGIApp:
+    """One service's (or every service's) HTTP app, wrapped in the request context."""
+
+    def current_user(request: Request) -> Principal:
+        return verifier.from_header(request.headers.get("authorization"))
+
+    app: Litestar
+
+    def schema() -> dict:
+        return app.openapi_schema.to_schema()
+
+    app = Litestar(
+        route_handlers=[*routers, _health_router(readiness, schema)],
+        dependencies={"user": Provide(current_user, sync_to_thread=False)},
+        before_request=_check_media_type,
+        exception_handlers={
+            BazaarError: _bazaar_error,
+            ValidationException: _validation_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        request_max_body_size=MAX_BODY,
+        openapi_config=OpenAPIConfig(
+            title=title,
+            version="1.0.0",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+        ),
+        on_startup=list(on_startup),
+        on_shutdown=list(on_shutdown),
+        debug=False,
+    )
+    return RequestContext(app)
+
+
+class RequestContext:
+    """Outermost ASGI layer: request id, trace context and latency of every response.
+
+    It sits outside the framework so that every answer, a routing 404 included, carries
+    `X-Request-ID`.
+    """
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        traceparent = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
+        if request_id is None or not _SAFE_REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        request_id_var.set(request_id)
+        traceparent_var.set(child_traceparent(traceparent))
+        encoded_id = request_id.encode()
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", encoded_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("path_template", "unmatched")
+            HTTP_LATENCY.labels(scope["method"], route, status).observe(
+                time.perf_counter() - started
+            )
+
+
+def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A response whose JSON body is already encoded (cached or stored for idempotency)."""
+    return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)

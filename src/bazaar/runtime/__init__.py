@@ -1,0 +1,1 @@
+"""How processes are put together: settings, the platform's adapters, the embedded app."""

@@ -1,0 +1,16 @@
+"""The single place where services are wired to the platform's adapters and to each other."""
+
+from bazaar.identity import wiring as identity
+from bazaar.platform.auth import TokenIssuer
+from bazaar.platform.parts import ServiceParts
+from bazaar.runtime.config import Settings
+from bazaar.runtime.platform import Platform
+
+
+def assemble(platform: Platform, settings: Settings) -> list[ServiceParts]:
+    issuer = TokenIssuer(platform.signing_key, settings.identity.access_token_ttl)
+    return [
+        identity.build(
+            platform.databases["identity"], issuer, platform.limiter, settings.identity
+        ),
+    ]

@@ -1,0 +1,21 @@
+"""All settings of a process, read once at start from the environment."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bazaar.identity.settings import IdentitySettings
+from bazaar.platform.settings import Env, PlatformSettings
+
+
+@dataclass(frozen=True)
+class Settings:
+    platform: PlatformSettings
+    identity: IdentitySettings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = Env(dict(environ)) if environ is not None else Env()
+        return cls(
+            platform=PlatformSettings.from_env(env),
+            identity=IdentitySettings.from_env(env),
+        )

@@ -1,0 +1,80 @@
+"""Every service in one process: `bazaar dev`, and the app the test suite drives."""
+
+import asyncio
+import contextlib
+
+from litestar.types import ASGIApp
+
+from bazaar.platform import migrations
+from bazaar.platform.observability import configure_logging, log
+from bazaar.platform.outbox import OutboxRelay
+from bazaar.platform.web import create_app
+from bazaar.runtime.assemble import assemble
+from bazaar.runtime.config import Settings
+from bazaar.runtime.platform import Platform, build_platform
+
+
+class Runtime:
+    """The platform, the services on it, and the background tasks that move events."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.platform: Platform = build_platform(settings.platform)
+        self.parts = assemble(self.platform, settings)
+        self._tasks: list[asyncio.Task] = []
+        for part in self.parts:
+            for subscription in part.subscriptions:
+                self.platform.bus.subscribe(subscription)
+        self.relay = OutboxRelay(
+            [db for part in self.parts for db in part.databases], self.platform.bus
+        )
+
+    async def migrate(self) -> None:
+        for part in self.parts:
+            for db in part.databases:
+                await migrations.upgrade(db, part.schema)
+
+    async def start(self) -> None:
+        await self.migrate()
+        await self.platform.bus.start()
+        loops = [self.relay.run, *(loop for part in self.parts for loop in part.background)]
+        self._tasks = [asyncio.create_task(loop()) for loop in loops]
+        log.info("bazaar_started", services=[part.name for part in self.parts])
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.platform.bus.stop()
+        await self.platform.close()
+
+    def app(self) -> ASGIApp:
+        return create_app(
+            title="Bazaar",
+            routers=[part.router for part in self.parts],
+            verifier=self.platform.verifier,
+            readiness=[self._databases_answer],
+            on_startup=[self.start],
+            on_shutdown=[self.stop],
+        )
+
+    async def _databases_answer(self) -> str | None:
+        from sqlalchemy import text
+
+        for db in self.platform.all_databases():
+            try:
+                async with db.read() as session:
+                    await session.execute(text("SELECT 1"))
+            except Exception as error:
+                return f"database {db.name}: {type(error).__name__}"
+        return None
+
+
+def create_embedded_app() -> ASGIApp:
+    """The ASGI app of `bazaar dev`, built from the environment (a granian factory)."""
+    settings = Settings.from_env()
+    configure_logging(settings.platform.log_level, json=settings.platform.log_json)
+    return Runtime(settings).app()

@@ -1,0 +1,66 @@
+"""The platform's adapters chosen by the settings: embedded (SQLite, in-process cache and bus)
+unless a server is named."""
+
+from dataclasses import dataclass, field
+
+from cashews import Cache
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bazaar.platform.auth import TokenVerifier, load_or_create_key, parse_private_key
+from bazaar.platform.bus import EventBus, InProcessBus
+from bazaar.platform.cache import create_cache
+from bazaar.platform.db import Database, ShardedDatabase, ShardMap, sqlite_database
+from bazaar.platform.ratelimit import RateLimiter
+from bazaar.platform.settings import PlatformSettings, SettingsError
+
+SERVICE_DATABASES = ("identity", "catalog", "payments", "notifications")
+
+
+@dataclass
+class Platform:
+    settings: PlatformSettings
+    databases: dict[str, Database]
+    orders: ShardedDatabase
+    bus: EventBus
+    cache: Cache
+    limiter: RateLimiter
+    signing_key: Ed25519PrivateKey
+    verifier: TokenVerifier = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.verifier = TokenVerifier(self.signing_key.public_key())
+
+    def all_databases(self) -> list[Database]:
+        return [*self.databases.values(), *self.orders.shards]
+
+    async def close(self) -> None:
+        for db in self.all_databases():
+            await db.dispose()
+        await self.cache.close()
+
+
+def build_platform(settings: PlatformSettings) -> Platform:
+    if not settings.embedded:
+        raise SettingsError("DATABASE_URL", "only the embedded default (unset) is supported yet")
+    data = settings.data_dir
+    databases = {name: sqlite_database(name, data / f"{name}.db") for name in SERVICE_DATABASES}
+    shards = [
+        sqlite_database(f"orders_{index}", data / f"orders_{index}.db")
+        for index in range(settings.order_shards)
+    ]
+    if settings.jwt_private_key:
+        try:
+            key = parse_private_key(settings.jwt_private_key)
+        except ValueError as error:
+            raise SettingsError("JWT_PRIVATE_KEY", str(error)) from None
+    else:
+        key = load_or_create_key(data / "jwt-ed25519.pem")
+    return Platform(
+        settings=settings,
+        databases=databases,
+        orders=ShardedDatabase(shards, ShardMap(len(shards))),
+        bus=InProcessBus(),
+        cache=create_cache(settings.redis_url),
+        limiter=RateLimiter(settings.redis_url),
+        signing_key=key,
+    )

@@ -1,0 +1,62 @@
+"""Fixtures shared by the whole suite: an embedded runtime on fresh SQLite files, a client."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bazaar.runtime.config import Settings
+from bazaar.runtime.embedded import Runtime
+
+FAST_ENV = {
+    "BAZAAR_ARGON2_TIME_COST": "1",
+    "BAZAAR_ARGON2_MEMORY_KIB": "64",
+    "BAZAAR_LOG_LEVEL": "warning",
+}
+
+
+def settings_for(data_dir: Path, **extra: str) -> Settings:
+    return Settings.from_env({**FAST_ENV, "BAZAAR_DATA_DIR": str(data_dir), **extra})
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    runtime = Runtime(settings_for(tmp_path / "data"))
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=runtime.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://bazaar.test") as client:
+        yield client
+
+
+async def register(
+    client: httpx.AsyncClient, email: str = "ada@example.com", password: str = "correct horse"
+) -> dict:
+    response = await client.post(
+        "/v1/auth/register", json={"email": email, "password": password, "name": "Ada"}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def login(
+    client: httpx.AsyncClient, email: str = "ada@example.com", password: str = "correct horse"
+) -> dict:
+    response = await client.post("/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def customer(client: httpx.AsyncClient, email: str = "ada@example.com") -> dict[str, str]:
+    """Register and log in a customer; the headers that authenticate them."""
+    await register(client, email)
+    tokens = await login(client, email)
+    return {"Authorization": f"Bearer {tokens['access_token']}"}

@@ -1,0 +1,32 @@
+"""Identity over HTTP: registration, login, token rotation and the error model."""
+
+import httpx
+
+from tests.conftest import login, register
+
+
+async def test_register_then_me(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    assert user["role"] == "customer" and user["email"] == "ada@example.com"
+    tokens = await login(client)
+    assert tokens["token_type"] == "bearer" and tokens["expires_in"] > 0
+    me = await client.get(
+        "/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert me.status_code == 200
+    assert me.json() == user
+
+
+async def test_malformed_json_is_400_and_invalid_fields_are_422(client: httpx.AsyncClient) -> None:
+    malformed = await client.post(
+        "/v1/auth/register", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 400
+    assert malformed.headers["content-type"] == "application/problem+json"
+    invalid = await client.post(
+        "/v1/auth/register", json={"email": "not-an-email", "password": "short", "name": "A"}
+    )
+    assert invalid.status_code == 422
+    body = invalid.json()
+    assert body["status"] == 422 and body["errors"], body
+    print(malformed.json(), body)
