@@ -55,6 +55,24 @@ async def login(
     return response.json()
 
 
+async def admin(runtime: Runtime, client: httpx.AsyncClient) -> dict[str, str]:
+    """Create an admin (as `bazaar admin create` does) and log in; their headers."""
+    from bazaar.identity import service
+    from bazaar.identity.wiring import passwords
+
+    async with runtime.platform.databases["identity"].write() as session:
+        await service.register_user(
+            session,
+            passwords(runtime.settings.identity),
+            email="admin@example.com",
+            password="admin password",
+            name="Admin",
+            role="admin",
+        )
+    tokens = await login(client, "admin@example.com", "admin password")
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
 async def customer(client: httpx.AsyncClient, email: str = "ada@example.com") -> dict[str, str]:
     """Register and log in a customer; the headers that authenticate them."""
     await register(client, email)

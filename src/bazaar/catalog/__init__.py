@@ -1,0 +1,1 @@
+"""Catalog: products, categories, stock and its reservations, CSV import jobs."""

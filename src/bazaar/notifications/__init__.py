@@ -1,0 +1,1 @@
+"""Notifications: in-app notifications, emails, and signed webhooks with their deliveries."""

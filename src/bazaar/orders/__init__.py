@@ -1,0 +1,1 @@
+"""Orders: carts and orders, split across shards by customer; drives the checkout saga."""

@@ -1,0 +1,1 @@
+"""Payments: charges through a provider adapter, idempotency, ledger entries, refunds."""
