@@ -29,4 +29,31 @@ async def test_malformed_json_is_400_and_invalid_fields_are_422(client: httpx.As
     assert invalid.status_code == 422
     body = invalid.json()
     assert body["status"] == 422 and body["errors"], body
-    print(malformed.json(), body)
+
+
+async def test_email_is_unique_case_insensitively(client: httpx.AsyncClient) -> None:
+    await register(client, "Ada@Example.com")
+    again = await client.post(
+        "/v1/auth/register",
+        json={"email": "ada@example.COM", "password": "another one", "name": "Ada"},
+    )
+    assert again.status_code == 409
+    assert again.json()["status"] == 409
+
+
+async def test_wrong_password_is_401_and_repeated_failures_429(client: httpx.AsyncClient) -> None:
+    await register(client)
+    statuses = []
+    for _ in range(7):
+        response = await client.post(
+            "/v1/auth/login", json={"email": "ada@example.com", "password": "wrong password"}
+        )
+        statuses.append(response.status_code)
+    assert statuses[:5] == [401] * 5
+    assert statuses[-1] == 429
+    assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_me_needs_a_token(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/users/me")
+    assert response.status_code == 401

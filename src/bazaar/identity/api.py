@@ -57,9 +57,7 @@ def create_router(
             await limiter.hit(settings.login_failures_per_ip, *by_ip)
             raise Unauthorized("The email or password is wrong")
         async with db.write() as session:
-            tokens = await service.start_session(
-                session, issuer, user, settings.refresh_token_ttl
-            )
+            tokens = await service.start_session(session, issuer, user, settings.refresh_token_ttl)
         return _pair(tokens)
 
     @post("/auth/refresh", status_code=HTTP_200_OK, summary="Rotate a refresh token")

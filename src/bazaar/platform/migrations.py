@@ -45,7 +45,5 @@ async def new_revision(db: Database, schema: ServiceSchema, message: str) -> Non
     """Write a revision with what `schema` has that `db` (at head) lacks."""
     async with db.primary.begin() as connection:
         await connection.run_sync(
-            lambda sync: command.revision(
-                _config(sync, schema), message=message, autogenerate=True
-            )
+            lambda sync: command.revision(_config(sync, schema), message=message, autogenerate=True)
         )

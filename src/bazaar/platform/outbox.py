@@ -7,6 +7,7 @@ a crash, which idempotent consumers absorb.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -71,10 +72,8 @@ class OutboxRelay:
                 log.warning("outbox_relay_failed", database=db.name, error=str(error))
                 published = 0
             if published < self.batch_size:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), poll_interval)
-                except TimeoutError:
-                    pass
 
     async def publish_pending(self, db: Database) -> int:
         """Publish one batch of `db`'s outbox; returns how many rows it published.

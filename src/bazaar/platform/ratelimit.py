@@ -3,8 +3,8 @@
 import time
 
 from limits import parse
-from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 from bazaar.platform.errors import RateLimited
 

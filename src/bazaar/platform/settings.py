@@ -37,7 +37,9 @@ class Env:
     def optional_text(self, name: str) -> str | None:
         return self.raw(name)
 
-    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         raw = self.raw(name)
         if raw is None:
             return default

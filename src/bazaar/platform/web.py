@@ -57,7 +57,10 @@ def problem(
     if errors is not None:
         body["errors"] = errors
     return Response(
-        content=msgspec.json.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
     )
 
 
@@ -263,6 +266,8 @@ class RequestContext:
             )
 
 
-def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """A response whose JSON body is already encoded (cached or stored for idempotency)."""
     return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)

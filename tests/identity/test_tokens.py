@@ -1,0 +1,38 @@
+"""Refresh tokens rotate; a used one coming back revokes its whole family."""
+
+import httpx
+
+from tests.conftest import login, register
+
+
+async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.post("/v1/auth/refresh", json={"refresh_token": token})
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_family(client: httpx.AsyncClient) -> None:
+    await register(client)
+    first = await login(client)
+    second = await refresh(client, first["refresh_token"])
+    assert second.status_code == 200
+    newest = second.json()["refresh_token"]
+    assert newest != first["refresh_token"]
+
+    replayed = await refresh(client, first["refresh_token"])
+    assert replayed.status_code == 401
+    # the family is revoked: even the newest token of it stops working
+    assert (await refresh(client, newest)).status_code == 401
+
+
+async def test_logout_ends_the_session(client: httpx.AsyncClient) -> None:
+    await register(client)
+    tokens = await login(client)
+    other_session = await login(client)
+    out = await client.post("/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+    assert out.status_code == 204
+    assert (await refresh(client, tokens["refresh_token"])).status_code == 401
+    assert (await refresh(client, other_session["refresh_token"])).status_code == 200
+
+
+async def test_garbage_refresh_token_is_401(client: httpx.AsyncClient) -> None:
+    assert (await refresh(client, "nope")).status_code == 401
+    assert (await refresh(client, "0190.deadbeef")).status_code == 401

@@ -1,0 +1,62 @@
+"""The HTTP edge: problem+json errors, request ids, body checks, health, metrics, docs."""
+
+import httpx
+
+
+async def test_unknown_route_is_a_problem_with_a_request_id(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 404 and body["title"] and "type" in body and "detail" in body
+    assert len(response.headers["x-request-id"]) >= 16
+
+
+async def test_request_id_is_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+async def test_wrong_content_type_is_415(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/auth/register", content=b"email=a", headers={"Content-Type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert response.json()["status"] == 415
+
+
+async def test_body_over_one_mebibyte_is_413(client: httpx.AsyncClient) -> None:
+    huge = b'{"email": "' + b"a" * (1024 * 1024 + 10) + b'"}'
+    response = await client.post(
+        "/v1/auth/register", content=huge, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_errors_never_leak_internals(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/auth/login", json={"email": "x@example.com' OR 1=1 --", "password": "p" * 8}
+    )
+    assert response.status_code == 401
+    text = response.text.lower()
+    assert "traceback" not in text and "select" not in text and "sqlalchemy" not in text
+
+
+async def test_bad_token_is_401(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/users/me", headers={"Authorization": "Bearer not.a.jwt"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_health_readiness_metrics_and_docs(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).status_code == 200
+    await client.get("/v1/products")
+    metrics = await client.get("/metrics")
+    assert "bazaar_http_request_duration_seconds" in metrics.text
+    spec = (await client.get("/openapi.json")).json()
+    assert "/v1/auth/register" in spec["paths"]
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "html" in docs.headers["content-type"]
