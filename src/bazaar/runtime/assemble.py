@@ -1,5 +1,6 @@
 """The single place where services are wired to the platform's adapters and to each other."""
 
+from bazaar.catalog import wiring as catalog
 from bazaar.identity import wiring as identity
 from bazaar.platform.auth import TokenIssuer
 from bazaar.platform.parts import ServiceParts
@@ -10,7 +11,6 @@ from bazaar.runtime.platform import Platform
 def assemble(platform: Platform, settings: Settings) -> list[ServiceParts]:
     issuer = TokenIssuer(platform.signing_key, settings.identity.access_token_ttl)
     return [
-        identity.build(
-            platform.databases["identity"], issuer, platform.limiter, settings.identity
-        ),
+        identity.build(platform.databases["identity"], issuer, platform.limiter, settings.identity),
+        catalog.build(platform.databases["catalog"], platform.cache, settings.catalog),
     ]

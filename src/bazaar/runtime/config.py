@@ -3,6 +3,7 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bazaar.catalog.settings import CatalogSettings
 from bazaar.identity.settings import IdentitySettings
 from bazaar.platform.settings import Env, PlatformSettings
 
@@ -11,6 +12,7 @@ from bazaar.platform.settings import Env, PlatformSettings
 class Settings:
     platform: PlatformSettings
     identity: IdentitySettings
+    catalog: CatalogSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -18,4 +20,5 @@ class Settings:
         return cls(
             platform=PlatformSettings.from_env(env),
             identity=IdentitySettings.from_env(env),
+            catalog=CatalogSettings.from_env(env),
         )

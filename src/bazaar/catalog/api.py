@@ -1,0 +1,107 @@
+"""Catalog's HTTP routes: parse, call a use case, shape the response."""
+
+from typing import Annotated
+
+from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.params import JSONBody, Parameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from bazaar.catalog import service
+from bazaar.catalog.pages import ProductPages, etag_matches, product_read
+from bazaar.catalog.schemas import (
+    CategoryList,
+    CategoryRead,
+    ProductCreate,
+    ProductRead,
+    ProductUpdate,
+)
+from bazaar.catalog.settings import CatalogSettings
+from bazaar.platform.db import Database
+from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from bazaar.platform.web import CurrentUser, json_response
+
+CategoryFilter = Annotated[str | None, Parameter(max_length=100, description="Category name.")]
+NameSearch = Annotated[
+    str | None, Parameter(max_length=200, description="Case-insensitive search in the name.")
+]
+
+
+def create_router(db: Database, pages: ProductPages, settings: CatalogSettings) -> Router:
+    cache_control = f"public, max-age={settings.product_max_age}"
+
+    @get("/products", summary="List products", security=[])
+    async def list_products(
+        limit: Limit = 20,
+        cursor: Cursor = None,
+        category: CategoryFilter = None,
+        q: NameSearch = None,
+    ) -> Page[ProductRead]:
+        position = decode_cursor(cursor)
+        after = str(position[0]) if position else None
+        async with db.read() as session:
+            products = await service.list_products(
+                session, limit=limit + 1, after=after, category=category, query=q
+            )
+        page = page_of(products, limit, lambda product: (product.id,))
+        return Page(items=[product_read(p) for p in page.items], next_cursor=page.next_cursor)
+
+    @get("/products/{product_id:str}", summary="One product", security=[])
+    async def get_product(product_id: str, request: Request) -> Response[ProductRead]:
+        page = await pages.lookup(product_id)
+        if page is None:
+            async with db.read() as session:
+                product = await service.get_product(session, product_id)
+            page = await pages.store(product)
+        etag, body = page
+        headers = {"ETag": etag, "Cache-Control": cache_control}
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(content=b"", status_code=304, headers=headers)
+        return json_response(body, headers=headers)
+
+    @post("/products", status_code=HTTP_201_CREATED, summary="Create a product (admin)")
+    async def create_product(data: JSONBody[ProductCreate], user: CurrentUser) -> ProductRead:
+        user.require_admin()
+        async with db.write() as session:
+            product = await service.create_product(session, data)
+        return product_read(product)
+
+    @patch("/products/{product_id:str}", summary="Change a product (admin)")
+    async def update_product(
+        product_id: str, data: JSONBody[ProductUpdate], user: CurrentUser
+    ) -> ProductRead:
+        user.require_admin()
+        async with db.write() as session:
+            product = await service.update_product(session, product_id, data)
+        await pages.drop([product_id])
+        return product_read(product)
+
+    @delete(
+        "/products/{product_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete a product (admin)",
+    )
+    async def delete_product(product_id: str, user: CurrentUser) -> None:
+        user.require_admin()
+        async with db.write() as session:
+            await service.delete_product(session, product_id)
+        await pages.drop([product_id])
+
+    @get("/categories", summary="Categories with live products", security=[])
+    async def list_categories() -> CategoryList:
+        async with db.read() as session:
+            categories = await service.list_categories(session)
+        return CategoryList(items=[CategoryRead(name, count) for name, count in categories])
+
+    return Router(
+        "/v1",
+        route_handlers=[
+            list_products,
+            get_product,
+            create_product,
+            update_product,
+            delete_product,
+            list_categories,
+        ],
+        tags=["catalog"],
+        security=[{"bearer": []}],
+    )

@@ -1,0 +1,99 @@
+"""Product pages: the one place a product is encoded, and the response cache of those bytes.
+
+A page is encoded once (msgspec), hashed into a strong ETag, and kept in the cache for at
+most the staleness bound, so a hit costs a cache lookup and no database or encoding work.
+Every change drops the page after its commit, and every instance drops it again when the
+`product.updated` event reaches it.
+"""
+
+import asyncio
+import hashlib
+from collections.abc import Iterable
+
+import msgspec
+from cashews import Cache
+from sqlalchemy import event
+
+from bazaar.catalog.models import Product
+from bazaar.catalog.schemas import Price, ProductRead
+from bazaar.platform.cache import record_lookup
+from bazaar.platform.db import WriteSession
+from bazaar.platform.observability import log
+
+Page = tuple[str, bytes]
+"""A product page: its ETag (quoted, as sent) and its JSON body."""
+
+_encoder = msgspec.json.Encoder()
+
+
+def product_read(product: Product) -> ProductRead:
+    return ProductRead(
+        id=product.id,
+        sku=product.sku,
+        name=product.name,
+        description=product.description,
+        category=product.category,
+        price=Price(amount=product.price_amount, currency=product.currency),
+        stock=product.stock,
+        created_at=product.created_at,
+        updated_at=product.updated_at,
+    )
+
+
+def product_page(product: Product) -> Page:
+    """The one encoding of a product: its JSON bytes and their strong ETag."""
+    body = _encoder.encode(product_read(product))
+    return f'"{hashlib.sha256(body).hexdigest()[:32]}"', body
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an `If-None-Match` header names `etag` (weak comparison, as RFC 9110 says)."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
+class ProductPages:
+    def __init__(self, cache: Cache, ttl: float) -> None:
+        self.cache = cache
+        self.ttl = ttl
+        self._pending: set[asyncio.Task] = set()
+
+    @staticmethod
+    def _key(product_id: str) -> str:
+        return f"catalog:product:{product_id}"
+
+    async def lookup(self, product_id: str) -> Page | None:
+        page = await self.cache.get(self._key(product_id))
+        record_lookup("product_page", page is not None)
+        return page
+
+    async def store(self, product: Product) -> Page:
+        page = product_page(product)
+        if self.ttl > 0:
+            await self.cache.set(self._key(product.id), page, expire=self.ttl)
+        return page
+
+    async def drop(self, product_ids: Iterable[str]) -> None:
+        keys = [self._key(product_id) for product_id in set(product_ids)]
+        if keys:
+            await self.cache.delete_many(*keys)
+
+    def drop_after_commit(self, session: WriteSession, product_ids: Iterable[str]) -> None:
+        """Drop the pages once `session` commits (for code that does not own the commit)."""
+        ids = list(product_ids)
+
+        def committed(_session: object) -> None:
+            task = asyncio.get_running_loop().create_task(self._drop_quietly(ids))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+        event.listen(session.sync_session, "after_commit", committed, once=True)
+
+    async def _drop_quietly(self, product_ids: list[str]) -> None:
+        try:
+            await self.drop(product_ids)
+        except Exception as error:  # the TTL and the product.updated event still bound staleness
+            log.warning("product_page_drop_failed", error=str(error))

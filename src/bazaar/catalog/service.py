@@ -1,0 +1,157 @@
+"""Catalog's product use cases: create, change, delete, look up, list; categories.
+
+Every change records `product.updated` (ProductChanged) in its own transaction, so caches on
+every instance learn of it.
+"""
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from bazaar.catalog.events import ProductChanged
+from bazaar.catalog.models import Category, Product
+from bazaar.catalog.schemas import ProductCreate, ProductUpdate
+from bazaar.platform import outbox
+from bazaar.platform.clock import utcnow
+from bazaar.platform.db import ReadSession, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.errors import Conflict, NotFound
+from bazaar.platform.ids import new_id
+
+AnySession = ReadSession | WriteSession
+
+
+async def get_products(session: ReadSession, product_ids: Sequence[str]) -> list[Product]:
+    """The live (not deleted) products among `product_ids`; unknown ids are left out."""
+    if not product_ids:
+        return []
+    query = select(Product).where(Product.id.in_(set(product_ids)), Product.deleted_at.is_(None))
+    return list((await session.scalars(query)).all())
+
+
+async def get_product(session: AnySession, product_id: str) -> Product:
+    product = await session.get(Product, product_id)
+    if product is None or product.deleted_at is not None:
+        raise NotFound("No such product")
+    return product
+
+
+async def list_products(
+    session: ReadSession,
+    *,
+    limit: int,
+    after: str | None = None,
+    category: str | None = None,
+    query: str | None = None,
+) -> list[Product]:
+    """Up to `limit` live products in id (creation) order after the id `after`."""
+    statement = select(Product).where(Product.deleted_at.is_(None))
+    if after is not None:
+        statement = statement.where(Product.id > after)
+    if category is not None:
+        statement = statement.where(Product.category == category)
+    if query:
+        statement = statement.where(
+            func.lower(Product.name).contains(query.lower(), autoescape=True)
+        )
+    statement = statement.order_by(Product.id).limit(limit)
+    return list((await session.scalars(statement)).all())
+
+
+async def list_categories(session: ReadSession) -> list[tuple[str, int]]:
+    """Every category that has live products, by name, with how many."""
+    statement = (
+        select(Category.name, func.count(Product.id))
+        .join(Product, Product.category == Category.name)
+        .where(Product.deleted_at.is_(None))
+        .group_by(Category.name)
+        .order_by(Category.name)
+    )
+    return [(name, count) for name, count in (await session.execute(statement)).all()]
+
+
+async def create_product(session: WriteSession, data: ProductCreate) -> Product:
+    """Add a product; Conflict when a live product has its sku."""
+    await _check_sku_free(session, data.sku)
+    now = utcnow()
+    product = Product(
+        id=new_id(),
+        sku=data.sku,
+        name=data.name,
+        description=data.description,
+        category=data.category,
+        price_amount=data.price.amount,
+        currency=data.price.currency,
+        stock=data.stock,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(product)
+    await use_categories(session, [data.category])
+    outbox.add(session, ProductChanged(product_id=product.id))
+    await _flush(session)
+    return product
+
+
+async def update_product(session: WriteSession, product_id: str, changes: ProductUpdate) -> Product:
+    """Change the given fields of a live product; Conflict when the new sku is taken."""
+    product = await get_product(session, product_id)
+    if changes.sku is not None and changes.sku != product.sku:
+        await _check_sku_free(session, changes.sku)
+    values = {
+        "sku": changes.sku,
+        "name": changes.name,
+        "description": changes.description,
+        "category": changes.category,
+        "stock": changes.stock,
+    }
+    if changes.price is not None:
+        values["price_amount"] = changes.price.amount
+        values["currency"] = changes.price.currency
+    changed = {
+        field: value
+        for field, value in values.items()
+        if value is not None and getattr(product, field) != value
+    }
+    if not changed:
+        return product
+    for field, value in changed.items():
+        setattr(product, field, value)
+    product.updated_at = utcnow()
+    if "category" in changed:
+        await use_categories(session, [product.category])
+    outbox.add(session, ProductChanged(product_id=product.id))
+    await _flush(session)
+    return product
+
+
+async def delete_product(session: WriteSession, product_id: str) -> None:
+    """Soft-delete: the product stops being listed, fetched and sold; orders keep its id."""
+    product = await get_product(session, product_id)
+    product.deleted_at = product.updated_at = utcnow()
+    outbox.add(session, ProductChanged(product_id=product.id))
+
+
+async def use_categories(session: WriteSession, names: Iterable[str]) -> None:
+    """Record the categories that products now use (once each)."""
+    for name in set(names):
+        if await session.get(Category, name) is None:
+            await insert_ignoring_duplicates(
+                session, Category.__table__, name=name, created_at=utcnow()
+            )
+
+
+async def _check_sku_free(session: WriteSession, sku: str) -> None:
+    taken = await session.scalar(
+        select(func.count()).where(Product.sku == sku, Product.deleted_at.is_(None))
+    )
+    if taken:
+        raise Conflict(f"A product with sku {sku!r} already exists")
+
+
+async def _flush(session: WriteSession) -> None:
+    # Two concurrent writers may both pass the sku check; the unique index decides.
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict("A product with this sku already exists") from None

@@ -1,0 +1,36 @@
+"""Catalog's settings."""
+
+from dataclasses import dataclass
+
+from bazaar.platform.cache import STALENESS_BOUND
+from bazaar.platform.settings import Env, SettingsError
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    product_cache_seconds: float
+    """How long a product page stays in the response cache: at most the staleness bound."""
+    product_max_age: int
+    """`Cache-Control: max-age` of a product page, for browsers and CDNs."""
+    import_batch_size: int
+    import_poll_interval: float
+    import_lease_seconds: float
+    """A running job whose worker has not reported for this long is taken over by another."""
+    import_max_errors: int
+    """Bad rows reported one by one in a job's result; more are only counted."""
+
+    @classmethod
+    def from_env(cls, env: Env) -> "CatalogSettings":
+        cache_seconds = env.number("PRODUCT_CACHE_SECONDS", STALENESS_BOUND, minimum=0.0)
+        if cache_seconds > STALENESS_BOUND:
+            raise SettingsError(
+                "PRODUCT_CACHE_SECONDS", f"must not exceed the staleness bound {STALENESS_BOUND}"
+            )
+        return cls(
+            product_cache_seconds=cache_seconds,
+            product_max_age=env.integer("PRODUCT_MAX_AGE", 1, minimum=0, maximum=3600),
+            import_batch_size=env.integer("IMPORT_BATCH_SIZE", 1000, minimum=1, maximum=50_000),
+            import_poll_interval=env.number("IMPORT_POLL_INTERVAL", 0.5, minimum=0.01),
+            import_lease_seconds=env.number("IMPORT_LEASE_SECONDS", 30.0, minimum=1.0),
+            import_max_errors=env.integer("IMPORT_MAX_ERRORS", 1000, minimum=1),
+        )

@@ -1,0 +1,18 @@
+"""Catalog's parts for a process: routes, schema, event handlers and the import worker."""
+
+from cashews import Cache
+
+from bazaar.catalog import api, models
+from bazaar.catalog.pages import ProductPages
+from bazaar.catalog.settings import CatalogSettings
+from bazaar.platform.db import Database
+from bazaar.platform.migrations import ServiceSchema
+from bazaar.platform.parts import ServiceParts
+
+SCHEMA = ServiceSchema("bazaar.catalog", models.Base.metadata)
+
+
+def build(db: Database, cache: Cache, settings: CatalogSettings) -> ServiceParts:
+    pages = ProductPages(cache, settings.product_cache_seconds)
+    router = api.create_router(db, pages, settings)
+    return ServiceParts("catalog", SCHEMA, [db], router)
