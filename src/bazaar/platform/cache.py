@@ -6,7 +6,7 @@ commit that changes them, so no instance serves a product older than that bound.
 
 from cashews import Cache
 
-from bazaar.platform.observability import CACHE_REQUESTS
+from bazaar.platform.observability import record_cache_lookup
 
 STALENESS_BOUND = 1.0
 
@@ -21,4 +21,4 @@ def create_cache(redis_url: str | None) -> Cache:
 
 
 def record_lookup(cache_name: str, hit: bool) -> None:
-    CACHE_REQUESTS.labels(cache_name, "hit" if hit else "miss").inc()
+    record_cache_lookup(cache_name, hit=hit)

@@ -38,6 +38,18 @@ SAGA_OUTCOMES = Counter(
 )
 
 
+_CACHE_HITS: dict[str, object] = {}
+
+
+def record_cache_lookup(cache_name: str, *, hit: bool) -> None:
+    """Count a cache look-up (the labelled child is kept: this runs on the hottest path)."""
+    key = f"{cache_name}:{hit}"
+    child = _CACHE_HITS.get(key)
+    if child is None:
+        child = _CACHE_HITS[key] = CACHE_REQUESTS.labels(cache_name, "hit" if hit else "miss")
+    child.inc()
+
+
 def current_traceparent() -> str | None:
     return traceparent_var.get()
 

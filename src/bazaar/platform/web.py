@@ -18,6 +18,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bazaar.platform.auth import Principal, TokenVerifier
+from bazaar.platform.edge_cache import EdgeCache, ResponseCache
 from bazaar.platform.errors import BazaarError, UnsupportedMediaType
 from bazaar.platform.observability import (
     HTTP_LATENCY,
@@ -181,6 +182,7 @@ def create_app(
     readiness: Sequence[ReadinessCheck] = (),
     on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    response_cache: ResponseCache | None = None,
 ) -> ASGIApp:
     """One service's (or every service's) HTTP app, wrapped in the request context."""
 
@@ -216,9 +218,11 @@ def create_app(
         ),
         on_startup=list(on_startup),
         on_shutdown=list(on_shutdown),
+        logging_config=None,
         debug=False,
     )
-    return RequestContext(app)
+    inner: ASGIApp = app if response_cache is None else EdgeCache(app, response_cache)
+    return RequestContext(inner)
 
 
 class RequestContext:
@@ -228,7 +232,7 @@ class RequestContext:
     `X-Request-ID`.
     """
 
-    def __init__(self, app: Litestar) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

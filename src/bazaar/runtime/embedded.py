@@ -59,6 +59,7 @@ class Runtime:
             readiness=[self._databases_answer],
             on_startup=[self.start],
             on_shutdown=[self.stop],
+            response_cache=self.platform.response_cache,
         )
 
     async def _databases_answer(self) -> str | None:

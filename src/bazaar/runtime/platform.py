@@ -10,6 +10,7 @@ from bazaar.platform.auth import TokenVerifier, load_or_create_key, parse_privat
 from bazaar.platform.bus import EventBus, InProcessBus
 from bazaar.platform.cache import create_cache
 from bazaar.platform.db import Database, ShardedDatabase, ShardMap, sqlite_database
+from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.settings import PlatformSettings, SettingsError
 
@@ -25,6 +26,7 @@ class Platform:
     cache: Cache
     limiter: RateLimiter
     signing_key: Ed25519PrivateKey
+    response_cache: ResponseCache = field(default_factory=ResponseCache)
     verifier: TokenVerifier = field(init=False)
 
     def __post_init__(self) -> None:

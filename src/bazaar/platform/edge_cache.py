@@ -1,0 +1,94 @@
+"""Tier (a) of the cache: the hottest public reads answered at the ASGI edge, before routing.
+
+A service puts a response's pre-serialized bytes and ETag here after answering it; the next
+identical GET is answered from memory without touching the framework. Entries live at most
+`ttl` seconds (the staleness bound, so instances that missed an invalidation still converge)
+and are dropped at once when the service changes what they show.
+"""
+
+import time
+from dataclasses import dataclass
+
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from bazaar.platform.cache import STALENESS_BOUND
+from bazaar.platform.observability import record_cache_lookup
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResponse:
+    body: bytes
+    etag: str
+    cache_control: str
+    route: str
+    expires_at: float
+
+
+class ResponseCache:
+    def __init__(self, ttl: float = STALENESS_BOUND, max_entries: int = 50_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, CachedResponse] = {}
+
+    def put(self, key: str, body: bytes, etag: str, cache_control: str, route: str) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.pop(next(iter(self._entries)))
+        expires_at = time.monotonic() + self.ttl
+        self._entries[key] = CachedResponse(body, etag, cache_control, route, expires_at)
+
+    def get(self, key: str) -> CachedResponse | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.expires_at < time.monotonic():
+            self._entries.pop(key, None)
+            return None
+        return entry
+
+    def invalidate(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def invalidate_prefix(self, prefix: str) -> None:
+        for key in [key for key in self._entries if key.startswith(prefix)]:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def cache_key(path: str, query_string: bytes = b"") -> str:
+    return f"{path}?{query_string.decode('latin-1')}" if query_string else path
+
+
+class EdgeCache:
+    """ASGI layer answering GETs that are in the `ResponseCache`; everything else passes."""
+
+    def __init__(self, app: ASGIApp, cache: ResponseCache) -> None:
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        entry = self.cache.get(cache_key(scope["path"], scope["query_string"]))
+        if entry is None:
+            await self.app(scope, receive, send)
+            return
+        record_cache_lookup("edge", hit=True)
+        scope["path_template"] = entry.route
+        etag = entry.etag.encode()
+        headers = [(b"etag", etag), (b"cache-control", entry.cache_control.encode())]
+        if_none_match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
+        if if_none_match is not None and etag in _etags(if_none_match):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers.append((b"content-type", b"application/json"))
+        headers.append((b"content-length", str(len(entry.body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": entry.body})
+
+
+def _etags(header: bytes) -> list[bytes]:
+    return [tag.strip().removeprefix(b"W/") for tag in header.split(b",")]
