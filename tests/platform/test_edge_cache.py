@@ -1,0 +1,61 @@
+"""The edge response cache answers repeated GETs from memory, honours ETags and expires."""
+
+import asyncio
+import hashlib
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from litestar import Request, Router, get
+from litestar.response import Response
+
+from bazaar.platform.auth import TokenVerifier
+from bazaar.platform.edge_cache import ResponseCache, cache_key
+from bazaar.platform.web import create_app
+
+
+def app_counting_calls(cache: ResponseCache) -> tuple[object, list[str]]:
+    calls: list[str] = []
+
+    @get("/things/{name:str}", sync_to_thread=False)
+    def thing(name: str, request: Request) -> Response:
+        calls.append(name)
+        body = f'{{"name": "{name}"}}'.encode()
+        etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+        cache.put(cache_key(request.url.path), body, etag, "public, max-age=1", "/things/{name}")
+        return Response(body, media_type="application/json", headers={"ETag": etag})
+
+    verifier = TokenVerifier(Ed25519PrivateKey.generate().public_key())
+    app = create_app(
+        title="t",
+        routers=[Router("/", route_handlers=[thing])],
+        verifier=verifier,
+        response_cache=cache,
+    )
+    return app, calls
+
+
+async def test_second_read_is_served_from_memory_with_etag_and_304() -> None:
+    cache = ResponseCache(ttl=5)
+    app, calls = app_counting_calls(cache)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        first = await c.get("/things/a")
+        second = await c.get("/things/a")
+        assert first.content == second.content
+        assert second.headers["etag"] == first.headers["etag"]
+        assert "x-request-id" in second.headers
+        not_modified = await c.get("/things/a", headers={"If-None-Match": first.headers["etag"]})
+        assert not_modified.status_code == 304 and not_modified.content == b""
+        assert calls == ["a"]
+        cache.invalidate("/things/a")
+        await c.get("/things/a")
+        assert calls == ["a", "a"]
+
+
+async def test_entries_expire_after_the_staleness_bound() -> None:
+    cache = ResponseCache(ttl=0.05)
+    app, calls = app_counting_calls(cache)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.get("/things/b")
+        await asyncio.sleep(0.1)
+        await c.get("/things/b")
+    assert calls == ["b", "b"]
