@@ -2,6 +2,7 @@
 
 from bazaar.catalog import wiring as catalog
 from bazaar.identity import wiring as identity
+from bazaar.notifications import wiring as notifications
 from bazaar.platform.auth import TokenIssuer
 from bazaar.platform.parts import ServiceParts
 from bazaar.runtime.config import Settings
@@ -13,4 +14,10 @@ def assemble(platform: Platform, settings: Settings) -> list[ServiceParts]:
     return [
         identity.build(platform.databases["identity"], issuer, platform.limiter, settings.identity),
         catalog.build(platform.databases["catalog"], platform.cache, settings.catalog),
+        notifications.build(
+            platform.databases["notifications"],
+            settings.notifications,
+            smtp_url=platform.settings.smtp_url,
+            data_dir=platform.settings.data_dir,
+        ),
     ]

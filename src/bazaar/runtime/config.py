@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from bazaar.catalog.settings import CatalogSettings
 from bazaar.identity.settings import IdentitySettings
+from bazaar.notifications.settings import NotificationsSettings
 from bazaar.platform.settings import Env, PlatformSettings
 
 
@@ -13,6 +14,7 @@ class Settings:
     platform: PlatformSettings
     identity: IdentitySettings
     catalog: CatalogSettings
+    notifications: NotificationsSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -21,4 +23,5 @@ class Settings:
             platform=PlatformSettings.from_env(env),
             identity=IdentitySettings.from_env(env),
             catalog=CatalogSettings.from_env(env),
+            notifications=NotificationsSettings.from_env(env),
         )

@@ -1,0 +1,127 @@
+"""The mailer: a background loop that sends the pending outgoing emails.
+
+With `BAZAAR_SMTP_URL` set it talks SMTP: `smtp://host:port` (plain), `smtp+starttls://` (STARTTLS)
+or `smtps://` (implicit TLS), with `user:password@` credentials if the server wants them.
+Without it, each email is written as an RFC 5322 `.eml` file under `<data_dir>/mail/`. An email
+that fails is retried with backoff, then marked failed; one may be sent twice if the process
+dies between sending it and marking it sent.
+"""
+
+import asyncio
+import contextlib
+import os
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from bazaar.notifications import service
+from bazaar.notifications.models import OutgoingEmail
+from bazaar.notifications.settings import NotificationsSettings
+from bazaar.platform.db import Database
+from bazaar.platform.observability import log
+
+
+def compose(email: OutgoingEmail, sender: str) -> EmailMessage:
+    """The RFC 5322 message of an email; its Message-ID is stable across retries."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "bazaar.localhost"
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = Address(display_name=email.to_name, addr_spec=email.to_address)
+    message["Subject"] = email.subject
+    message["Date"] = format_datetime(email.created_at)
+    message["Message-ID"] = f"<{email.id}@{domain}>"
+    message.set_content(email.body)
+    return message
+
+
+class Mailer:
+    """Sends due emails; woken after a commit that queued one, else polls."""
+
+    batch_size = 50
+
+    def __init__(
+        self,
+        db: Database,
+        settings: NotificationsSettings,
+        *,
+        smtp_url: str | None,
+        mail_dir: Path,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.smtp_url = smtp_url
+        self.mail_dir = mail_dir
+        # Long enough for the slowest send to finish before another mailer may retry it.
+        self.lease = 3 * settings.smtp_timeout + 30
+        self._wake = asyncio.Event()
+        db.after_commit.append(lambda _db: self._wake.set())
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                sent = await self.send_due()
+            except Exception as error:  # the database is busy or gone: try again shortly
+                log.warning("mailer_failed", error=str(error))
+                sent = 0
+            if sent < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.mailer_poll_interval)
+
+    async def send_due(self) -> int:
+        """Try every due email once; returns how many were tried."""
+        async with self.db.write() as session:
+            emails = await service.claim_due_emails(session, self.batch_size, self.lease)
+        for email in emails:
+            await self._send_one(email)
+        return len(emails)
+
+    async def _send_one(self, email: OutgoingEmail) -> None:
+        try:
+            message = compose(email, self.settings.email_from)
+        except (ValueError, TypeError) as error:  # an address no retry can fix
+            await self._failed(email, f"cannot compose: {error}", permanent=True)
+            return
+        try:
+            if self.smtp_url:
+                await self._send_smtp(self.smtp_url, message)
+            else:
+                await asyncio.to_thread(self._write_file, email.id, message)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            await self._failed(email, f"{type(error).__name__}: {error}")
+            return
+        async with self.db.write() as session:
+            await service.mark_email_sent(session, email.id)
+
+    async def _failed(self, email: OutgoingEmail, error: str, *, permanent: bool = False) -> None:
+        async with self.db.write() as session:
+            status = await service.record_email_failure(
+                session, email.id, error, self.settings, permanent=permanent
+            )
+        log.warning("email_not_sent", email_id=email.id, status=status, error=error)
+
+    async def _send_smtp(self, smtp_url: str, message: EmailMessage) -> None:
+        url = urlsplit(smtp_url)
+        implicit_tls = url.scheme == "smtps"
+        await aiosmtplib.send(
+            message,
+            hostname=url.hostname or "localhost",
+            port=url.port or (465 if implicit_tls else 25),
+            username=unquote(url.username) if url.username else None,
+            password=unquote(url.password) if url.password else None,
+            use_tls=implicit_tls,
+            start_tls=url.scheme == "smtp+starttls",
+            timeout=self.settings.smtp_timeout,
+        )
+
+    def _write_file(self, email_id: str, message: EmailMessage) -> None:
+        self.mail_dir.mkdir(parents=True, exist_ok=True)
+        final = self.mail_dir / f"{email_id}.eml"
+        partial = final.with_suffix(".eml.tmp")
+        partial.write_bytes(message.as_bytes())
+        # A reader of the folder never sees half an email.
+        os.replace(partial, final)

@@ -1,0 +1,249 @@
+"""Notifications' use cases: learn recipients, notify customers of their orders in the app and by
+email, list and read notifications, and the outgoing-email queue the mailer works.
+
+Each order event produces at most one notification and one email: both rows are unique per
+(kind, order id), so an event delivered twice, even under two envelope ids, adds nothing.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from bazaar.identity.events import UserRegistered
+from bazaar.notifications.models import (
+    FAILED,
+    PENDING,
+    SENT,
+    Notification,
+    OutgoingEmail,
+    Recipient,
+)
+from bazaar.notifications.settings import NotificationsSettings
+from bazaar.orders.events import OrderCancelled, OrderConfirmed
+from bazaar.platform.clock import utcnow
+from bazaar.platform.db import ReadSession, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.errors import NotFound
+from bazaar.platform.ids import new_id
+from bazaar.platform.money import Money
+from bazaar.platform.pagination import Page, decode_cursor, page_of
+
+ORDER_CONFIRMED = "order_confirmed"
+ORDER_CANCELLED = "order_cancelled"
+
+CANCEL_REASONS = {
+    "out_of_stock": "some of its items are out of stock",
+    "payment_declined": "the payment was declined",
+    "payment_failed": "the payment could not be processed",
+    "customer_cancelled": "you cancelled it",
+}
+
+# ISO 4217 minor units where they are not 2.
+_EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3}
+
+
+class RecipientUnknown(Exception):
+    """The customer's `user.registered` has not arrived yet: the bus retries the event."""
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: str
+    reference: str
+    subject: str
+    body: str
+
+
+def format_money(money: Money) -> str:
+    """`12345 USD` -> `123.45 USD`: minor units shown with the currency's own decimals."""
+    exponent = _EXPONENTS.get(money.currency, 2)
+    sign = "-" if money.amount < 0 else ""
+    whole, fraction = divmod(abs(money.amount), 10**exponent)
+    decimals = f".{fraction:0{exponent}d}" if exponent else ""
+    return f"{sign}{whole:,}{decimals} {money.currency}"
+
+
+async def record_recipient(session: WriteSession, event: UserRegistered) -> Recipient:
+    """Remember (or update) where a user's emails go."""
+    # A display name is put in an email header: no line breaks may reach it.
+    name = " ".join(event.name.split())
+    recipient = await session.get(Recipient, event.user_id)
+    if recipient is None:
+        recipient = Recipient(
+            user_id=event.user_id, email=event.email, name=name, updated_at=utcnow()
+        )
+        session.add(recipient)
+    else:
+        recipient.email, recipient.name, recipient.updated_at = event.email, name, utcnow()
+    return recipient
+
+
+async def notify_order_confirmed(session: WriteSession, event: OrderConfirmed) -> bool:
+    """One notification and one email for a confirmed order; False when they exist already."""
+    recipient = await _recipient(session, event.customer_id)
+    total = format_money(event.total)
+    message = Message(
+        kind=ORDER_CONFIRMED,
+        reference=event.order_id,
+        subject=f"Your order {event.order_id} is confirmed",
+        body=(
+            f"Hello {recipient.name},\n\n"
+            f"thank you for your order {event.order_id}. We received your payment of {total} "
+            f"and your order is confirmed.\n\nPayment: {event.payment_id}\n"
+        ),
+    )
+    return await _notify(session, recipient, message)
+
+
+async def notify_order_cancelled(session: WriteSession, event: OrderCancelled) -> bool:
+    """One notification and one email for a cancelled order; False when they exist already."""
+    recipient = await _recipient(session, event.customer_id)
+    reason = CANCEL_REASONS.get(event.reason, event.reason.replace("_", " "))
+    refund = (
+        f"The payment of {format_money(event.total)} is refunded.\n"
+        if event.payment_id
+        else "You have not been charged.\n"
+    )
+    message = Message(
+        kind=ORDER_CANCELLED,
+        reference=event.order_id,
+        subject=f"Your order {event.order_id} is cancelled",
+        body=(
+            f"Hello {recipient.name},\n\n"
+            f"your order {event.order_id} ({format_money(event.total)}) is cancelled: "
+            f"{reason}.\n{refund}"
+        ),
+    )
+    return await _notify(session, recipient, message)
+
+
+async def _recipient(session: WriteSession, user_id: str) -> Recipient:
+    recipient = await session.get(Recipient, user_id)
+    if recipient is None:
+        raise RecipientUnknown(f"no recipient {user_id} yet (user.registered not handled)")
+    return recipient
+
+
+async def _notify(session: WriteSession, recipient: Recipient, message: Message) -> bool:
+    now = utcnow()
+    created = await insert_ignoring_duplicates(
+        session,
+        Notification.__table__,
+        id=new_id(),
+        user_id=recipient.user_id,
+        kind=message.kind,
+        reference=message.reference,
+        subject=message.subject,
+        body=message.body,
+        created_at=now,
+    )
+    if not created:
+        return False
+    await insert_ignoring_duplicates(
+        session,
+        OutgoingEmail.__table__,
+        id=new_id(),
+        user_id=recipient.user_id,
+        kind=message.kind,
+        reference=message.reference,
+        to_address=recipient.email,
+        to_name=recipient.name,
+        subject=message.subject,
+        body=message.body,
+        status=PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    # The email row is an outbox of its own: this flag runs the after-commit hooks, which
+    # wake the mailer instead of leaving the email to its next poll.
+    session.info["outbox"] = True
+    return True
+
+
+async def list_notifications(
+    session: ReadSession, user_id: str, limit: int, cursor: str | None
+) -> Page[Notification]:
+    """The user's notifications, newest first (ids are time-ordered)."""
+    query = select(Notification).where(Notification.user_id == user_id)
+    position = decode_cursor(cursor)
+    if position is not None:
+        query = query.where(Notification.id < str(position[0]))
+    rows = await session.scalars(query.order_by(Notification.id.desc()).limit(limit + 1))
+    return page_of(list(rows), limit, lambda notification: (notification.id,))
+
+
+async def mark_read(session: WriteSession, user_id: str, notification_id: str) -> Notification:
+    """Mark one of the user's notifications read (again is fine); NotFound for anyone else's."""
+    notification = await session.get(Notification, notification_id)
+    if notification is None or notification.user_id != user_id:
+        raise NotFound("No such notification")
+    if notification.read_at is None:
+        notification.read_at = utcnow()
+    return notification
+
+
+async def claim_due_emails(session: WriteSession, limit: int, lease: float) -> list[OutgoingEmail]:
+    """Take up to `limit` pending emails that are due, for `lease` seconds.
+
+    A claimed email is not due again until its lease ends, so two mailers never send it at
+    the same time; if this one dies mid-send, another sends it after the lease (at least once).
+    """
+    now = utcnow()
+    due = await session.scalars(
+        select(OutgoingEmail)
+        .where(OutgoingEmail.status == PENDING, OutgoingEmail.next_attempt_at <= now)
+        .order_by(OutgoingEmail.next_attempt_at)
+        .limit(limit)
+    )
+    claimed = []
+    for email in list(due):
+        taken = await session.execute(
+            update(OutgoingEmail)
+            .where(
+                OutgoingEmail.id == email.id,
+                OutgoingEmail.status == PENDING,
+                OutgoingEmail.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=now + timedelta(seconds=lease))
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount:
+            claimed.append(email)
+    return claimed
+
+
+async def mark_email_sent(session: WriteSession, email_id: str) -> None:
+    await session.execute(
+        update(OutgoingEmail)
+        .where(OutgoingEmail.id == email_id, OutgoingEmail.status == PENDING)
+        .values(status=SENT, sent_at=utcnow(), attempts=OutgoingEmail.attempts + 1)
+    )
+
+
+async def record_email_failure(
+    session: WriteSession,
+    email_id: str,
+    error: str,
+    settings: NotificationsSettings,
+    *,
+    permanent: bool = False,
+) -> str:
+    """Count a failed try: retry later with backoff, or give up after the last attempt.
+
+    Returns the email's new status.
+    """
+    email = await session.get(OutgoingEmail, email_id)
+    if email is None or email.status != PENDING:
+        return email.status if email else FAILED
+    email.attempts += 1
+    email.last_error = error[:2000]
+    if permanent or email.attempts >= settings.email_attempts:
+        email.status = FAILED
+    else:
+        email.next_attempt_at = _after(settings.email_delay(email.attempts))
+    return email.status
+
+
+def _after(seconds: float) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)

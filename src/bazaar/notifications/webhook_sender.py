@@ -1,0 +1,87 @@
+"""The webhook sender: a background loop that POSTs due deliveries to their webhooks.
+
+Each request carries the delivery's stored JSON body and the headers `Content-Type:
+application/json`, `Bazaar-Event-Id`, `Bazaar-Event-Type` and `Bazaar-Signature:
+sha256=<hex HMAC-SHA256 of the exact body bytes, keyed with the webhook's secret>`. A 2xx
+delivers it for good; anything else (another status, a timeout, a refused connection) is retried
+with exponential backoff up to the configured attempts, then the delivery has failed.
+"""
+
+import asyncio
+import contextlib
+
+import httpx
+
+from bazaar.notifications import webhooks
+from bazaar.notifications.settings import NotificationsSettings
+from bazaar.notifications.webhooks import SIGNATURE_HEADER, DueDelivery
+from bazaar.platform.db import Database
+from bazaar.platform.observability import log
+
+
+class WebhookSender:
+    """Sends due deliveries concurrently; woken after a commit that queued one, else polls."""
+
+    batch_size = 20
+
+    def __init__(self, db: Database, settings: NotificationsSettings) -> None:
+        self.db = db
+        self.settings = settings
+        # Longer than any request may take, so no other sender retries one still in flight.
+        self.lease = 3 * settings.webhook_timeout + 30
+        self._wake = asyncio.Event()
+        db.after_commit.append(lambda _db: self._wake.set())
+
+    async def run(self) -> None:
+        async with self.client() as client:
+            while True:
+                self._wake.clear()
+                try:
+                    sent = await self.send_due(client)
+                except Exception as error:  # the database is busy or gone: try again shortly
+                    log.warning("webhook_sender_failed", error=str(error))
+                    sent = 0
+                if sent < self.batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._wake.wait(), self.settings.webhook_poll_interval
+                        )
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self.settings.webhook_timeout,
+            follow_redirects=False,
+            headers={"User-Agent": "Bazaar-Webhooks/1"},
+        )
+
+    async def send_due(self, client: httpx.AsyncClient) -> int:
+        """POST every due delivery once; returns how many were tried."""
+        async with self.db.write() as session:
+            due = await webhooks.claim_due_deliveries(session, self.batch_size, self.lease)
+        await asyncio.gather(*(self._send_one(client, delivery) for delivery in due))
+        return len(due)
+
+    async def _send_one(self, client: httpx.AsyncClient, delivery: DueDelivery) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: webhooks.sign(delivery.secret, delivery.payload),
+            "Bazaar-Event-Id": delivery.event_id,
+            "Bazaar-Event-Type": delivery.event_type,
+        }
+        status_code: int | None = None
+        error: str | None = None
+        try:
+            response = await client.post(delivery.url, content=delivery.payload, headers=headers)
+            status_code = response.status_code
+            if not response.is_success:
+                error = f"HTTP {status_code}"
+        except (httpx.HTTPError, httpx.InvalidURL) as failure:
+            error = f"{type(failure).__name__}: {failure}"
+        async with self.db.write() as session:
+            status = await webhooks.record_attempt(
+                session, delivery.id, self.settings, status_code=status_code, error=error
+            )
+        if error:
+            log.warning(
+                "webhook_not_delivered", delivery_id=delivery.id, status=status, error=error
+            )

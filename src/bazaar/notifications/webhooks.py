@@ -1,0 +1,215 @@
+"""Webhook use cases: register, list and remove webhooks, fan events out to deliveries, and
+the delivery queue the webhook sender works.
+
+A delivery is unique per (webhook, event id) and carries the exact body it will POST, so every
+retry sends the same bytes with the same signature, and an acknowledged one is never sent again.
+"""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+from sqlalchemy import select, update
+
+from bazaar.notifications.models import (
+    CANCELLED,
+    DELIVERED,
+    FAILED,
+    PENDING,
+    Webhook,
+    WebhookDelivery,
+)
+from bazaar.notifications.settings import NotificationsSettings
+from bazaar.platform.clock import utcnow
+from bazaar.platform.db import ReadSession, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.errors import FieldError, NotFound, Unprocessable
+from bazaar.platform.events import Envelope
+from bazaar.platform.ids import new_id
+from bazaar.platform.pagination import Page, decode_cursor, page_of
+
+SIGNATURE_HEADER = "Bazaar-Signature"
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    id: str
+    event_id: str
+    event_type: str
+    payload: bytes
+    url: str
+    secret: str
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The `Bazaar-Signature` value: `sha256=` and the hex HMAC-SHA256 of the exact body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def check_url(url: str) -> str:
+    """An absolute http(s) URL with a host, else 422."""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        valid = False
+    if not valid or any(character.isspace() for character in url):
+        raise Unprocessable(
+            "The webhook URL is not valid",
+            [FieldError(["body", "url"], "expected an absolute http or https URL")],
+        )
+    return url
+
+
+async def create_webhook(session: WriteSession, url: str, events: list[str]) -> Webhook:
+    """Register a webhook with a new signing secret (shown to the admin only now)."""
+    webhook = Webhook(
+        id=new_id(),
+        url=check_url(url),
+        events=list(dict.fromkeys(events)),
+        secret="whsec_" + secrets.token_urlsafe(32),
+        created_at=utcnow(),
+    )
+    session.add(webhook)
+    return webhook
+
+
+async def list_webhooks(session: ReadSession, limit: int, cursor: str | None) -> Page[Webhook]:
+    """Webhooks that are not deleted, newest first."""
+    query = select(Webhook).where(Webhook.deleted_at.is_(None))
+    position = decode_cursor(cursor)
+    if position is not None:
+        query = query.where(Webhook.id < str(position[0]))
+    rows = await session.scalars(query.order_by(Webhook.id.desc()).limit(limit + 1))
+    return page_of(list(rows), limit, lambda webhook: (webhook.id,))
+
+
+async def delete_webhook(session: WriteSession, webhook_id: str) -> None:
+    """Stop a webhook: no new deliveries, and its pending ones are cancelled."""
+    webhook = await session.get(Webhook, webhook_id)
+    if webhook is None or webhook.deleted_at is not None:
+        raise NotFound("No such webhook")
+    webhook.deleted_at = utcnow()
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == PENDING)
+        .values(status=CANCELLED)
+    )
+
+
+def payload_of(envelope: Envelope, data: dict[str, Any]) -> bytes:
+    """The JSON body a webhook receives: the event's id, type, time and data."""
+    return msgspec.json.encode(
+        {
+            "id": envelope.id,
+            "type": envelope.type,
+            "occurred_at": envelope.occurred_at,
+            "data": data,
+        }
+    )
+
+
+async def enqueue_deliveries(
+    session: WriteSession, envelope: Envelope, data: dict[str, Any]
+) -> int:
+    """A delivery for each live webhook subscribed to the event's type; how many are new."""
+    webhooks = await session.scalars(select(Webhook).where(Webhook.deleted_at.is_(None)))
+    payload = payload_of(envelope, data)
+    now = utcnow()
+    created = 0
+    for webhook in webhooks:
+        if envelope.type not in webhook.events:
+            continue
+        created += await insert_ignoring_duplicates(
+            session,
+            WebhookDelivery.__table__,
+            id=new_id(),
+            webhook_id=webhook.id,
+            event_id=envelope.id,
+            event_type=envelope.type,
+            payload=payload,
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    if created:
+        # Deliveries are an outbox of their own: the after-commit hooks wake the sender.
+        session.info["outbox"] = True
+    return created
+
+
+async def claim_due_deliveries(
+    session: WriteSession, limit: int, lease: float
+) -> list[DueDelivery]:
+    """Take up to `limit` due deliveries of live webhooks for `lease` seconds (see mailer)."""
+    now = utcnow()
+    rows = await session.execute(
+        select(WebhookDelivery, Webhook.url, Webhook.secret)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(
+            WebhookDelivery.status == PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+            Webhook.deleted_at.is_(None),
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+    )
+    claimed = []
+    for delivery, url, secret in rows.all():
+        taken = await session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == delivery.id,
+                WebhookDelivery.status == PENDING,
+                WebhookDelivery.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=now + timedelta(seconds=lease))
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount:
+            claimed.append(
+                DueDelivery(
+                    delivery.id,
+                    delivery.event_id,
+                    delivery.event_type,
+                    delivery.payload,
+                    url,
+                    secret,
+                )
+            )
+    return claimed
+
+
+async def record_attempt(
+    session: WriteSession,
+    delivery_id: str,
+    settings: NotificationsSettings,
+    *,
+    status_code: int | None,
+    error: str | None,
+) -> str:
+    """Count one POST: a 2xx delivers it for good; otherwise retry with backoff until the last
+    attempt, then it has failed. Returns the delivery's new status."""
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.status != PENDING:
+        return delivery.status if delivery else FAILED
+    delivery.attempts += 1
+    delivery.last_status_code = status_code
+    delivery.last_error = error[:2000] if error else None
+    if status_code is not None and 200 <= status_code < 300:
+        delivery.status = DELIVERED
+        delivery.delivered_at = utcnow()
+    elif delivery.attempts >= settings.webhook_attempts:
+        delivery.status = FAILED
+    else:
+        delivery.next_attempt_at = _after(settings.webhook_delay(delivery.attempts))
+    return delivery.status
+
+
+def _after(seconds: float) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)
