@@ -4,13 +4,16 @@ from typing import Annotated
 
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import JSONBody, Parameter
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from bazaar.catalog import service
+from bazaar.catalog import imports, service
+from bazaar.catalog.imports import ImportWorker
 from bazaar.catalog.pages import ProductPages, etag_matches, product_read
 from bazaar.catalog.schemas import (
     CategoryList,
     CategoryRead,
+    JobAccepted,
+    JobRead,
     ProductCreate,
     ProductRead,
     ProductUpdate,
@@ -26,7 +29,12 @@ NameSearch = Annotated[
 ]
 
 
-def create_router(db: Database, pages: ProductPages, settings: CatalogSettings) -> Router:
+MAX_IMPORT_BODY = 50 * 1024 * 1024
+
+
+def create_router(
+    db: Database, pages: ProductPages, worker: ImportWorker, settings: CatalogSettings
+) -> Router:
     cache_control = f"public, max-age={settings.product_max_age}"
 
     @get("/products", summary="List products", security=[])
@@ -92,6 +100,29 @@ def create_router(db: Database, pages: ProductPages, settings: CatalogSettings) 
             categories = await service.list_categories(session)
         return CategoryList(items=[CategoryRead(name, count) for name, count in categories])
 
+    @post(
+        "/products/import",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Import products from CSV (admin)",
+        description="A `text/csv` body of up to 50 MiB with the header "
+        "`sku,name,description,category,price_amount,currency,stock`; follow the job.",
+        request_max_body_size=MAX_IMPORT_BODY,
+        opt={"media_types": ("text/csv",)},
+    )
+    async def import_products(request: Request, user: CurrentUser) -> JobAccepted:
+        user.require_admin()
+        content = await request.body()
+        async with db.write() as session:
+            job = await imports.submit_import(session, content, user.id)
+        worker.wake()
+        return JobAccepted(job_id=job.id)
+
+    @get("/jobs/{job_id:str}", summary="A background job (admin)")
+    async def get_job(job_id: str, user: CurrentUser) -> JobRead:
+        user.require_admin()
+        async with db.read() as session:
+            return imports.job_read(await imports.get_job(session, job_id))
+
     return Router(
         "/v1",
         route_handlers=[
@@ -101,6 +132,8 @@ def create_router(db: Database, pages: ProductPages, settings: CatalogSettings) 
             update_product,
             delete_product,
             list_categories,
+            import_products,
+            get_job,
         ],
         tags=["catalog"],
         security=[{"bearer": []}],

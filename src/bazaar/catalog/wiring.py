@@ -2,7 +2,8 @@
 
 from cashews import Cache
 
-from bazaar.catalog import api, models
+from bazaar.catalog import api, handlers, models
+from bazaar.catalog.imports import ImportWorker
 from bazaar.catalog.pages import ProductPages
 from bazaar.catalog.settings import CatalogSettings
 from bazaar.platform.db import Database
@@ -14,5 +15,13 @@ SCHEMA = ServiceSchema("bazaar.catalog", models.Base.metadata)
 
 def build(db: Database, cache: Cache, settings: CatalogSettings) -> ServiceParts:
     pages = ProductPages(cache, settings.product_cache_seconds)
-    router = api.create_router(db, pages, settings)
-    return ServiceParts("catalog", SCHEMA, [db], router)
+    worker = ImportWorker(db, pages, settings)
+    router = api.create_router(db, pages, worker, settings)
+    return ServiceParts(
+        "catalog",
+        SCHEMA,
+        [db],
+        router,
+        subscriptions=handlers.subscriptions(db, pages),
+        background=[worker.run],
+    )

@@ -1,0 +1,30 @@
+"""What catalog does when events arrive: the saga's stock steps, and dropping stale pages."""
+
+from bazaar.catalog import reservations
+from bazaar.catalog.events import ProductChanged
+from bazaar.catalog.pages import ProductPages
+from bazaar.orders.events import OrderCancelled, OrderPlaced
+from bazaar.platform.bus import Subscription, subscribe
+from bazaar.platform.db import Database, WriteSession
+
+
+def subscriptions(db: Database, pages: ProductPages) -> list[Subscription]:
+    async def reserve_stock(session: WriteSession, event: OrderPlaced) -> None:
+        reservation = await reservations.reserve_stock(session, event)
+        if reservation is not None and reservation.status == reservations.RESERVED:
+            pages.drop_after_commit(session, [line["product_id"] for line in reservation.lines])
+
+    async def release_stock(session: WriteSession, event: OrderCancelled) -> None:
+        released = await reservations.release_stock(session, event)
+        if released:
+            pages.drop_after_commit(session, released)
+
+    async def drop_product_page(_session: WriteSession, event: ProductChanged) -> None:
+        # Another instance changed the product: this one's cached page is stale.
+        await pages.drop([event.product_id])
+
+    return [
+        subscribe("catalog.reserve_stock", OrderPlaced, reserve_stock, db),
+        subscribe("catalog.release_stock", OrderCancelled, release_stock, db),
+        subscribe("catalog.drop_product_page", ProductChanged, drop_product_page, db),
+    ]
