@@ -108,6 +108,44 @@ def admin_create(
     console.print(f"[green]Admin {email} created[/green] (id {user_id})")
 
 
+@app.command()
+def seed(
+    products: Annotated[int, typer.Option(min=1, help="How many products to generate.")],
+) -> None:
+    """Fill the catalog with generated products (migrating first if needed)."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from bazaar.catalog.seed import seed_products
+    from bazaar.runtime.embedded import Runtime
+
+    async def run() -> int:
+        runtime = Runtime(_settings())
+        try:
+            await runtime.migrate()
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task("Seeding products", total=products)
+                return await seed_products(
+                    runtime.platform.databases["catalog"],
+                    products,
+                    on_progress=lambda done: progress.advance(task, done),
+                )
+        finally:
+            await runtime.platform.close()
+
+    started = time.perf_counter()
+    count = asyncio.run(run())
+    elapsed = time.perf_counter() - started
+    console.print(f"[green]{count} products seeded[/green] in {elapsed:.1f} s")
+
+
 @app.command("makemigration", hidden=True)
 def make_migration(
     service_name: Annotated[str, typer.Argument(help="identity, catalog, orders, ...")],
