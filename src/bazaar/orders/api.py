@@ -1,0 +1,194 @@
+"""Orders' HTTP routes: the cart, placing orders (idempotent), reading and cancelling them.
+
+A customer's cart and orders live on their shard (`orders.for_customer`); an order id names
+its shard (`orders.for_id`), so an order is found from its id alone.
+"""
+
+from collections.abc import Iterable, Sequence
+from typing import Annotated
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, post, put
+from litestar.params import HeaderParameter, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from bazaar.orders import service
+from bazaar.orders.models import CartItem, Order
+from bazaar.orders.prices import CatalogPrices, Quote
+from bazaar.orders.schemas import (
+    CartItemUpdate,
+    CartRead,
+    LineRead,
+    OrderRead,
+    PlaceOrderRequest,
+)
+from bazaar.platform import idempotency
+from bazaar.platform.db import Database, ShardedDatabase
+from bazaar.platform.errors import FieldError, NotFound, Unprocessable
+from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from bazaar.platform.web import CurrentUser, json_response
+
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name=idempotency.HEADER,
+        description="Required, 1..255 characters; a replay returns the original response.",
+    ),
+]
+
+
+def order_read(order: Order) -> OrderRead:
+    return OrderRead(
+        id=order.id,
+        status=order.status,
+        cancel_reason=order.cancel_reason,
+        items=[LineRead(i.product_id, i.quantity, i.unit_price) for i in order.items],
+        total=order.total,
+        payment_id=order.payment_id,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
+    async def quote(product_ids: Iterable[str], known: dict[str, Quote] | None = None):
+        quotes = dict(known or {})
+        missing = set(product_ids) - quotes.keys()
+        if missing:
+            quotes |= await prices.quote(missing)
+        return quotes
+
+    async def cart_read(items: Sequence[CartItem], known: dict[str, Quote] | None = None):
+        quotes = await quote((item.product_id for item in items), known)
+        cart = service.price_cart(items, quotes)
+        lines = [LineRead(line.product_id, line.quantity, line.unit_price) for line in cart.items]
+        return CartRead(items=lines, total=cart.total)
+
+    def shard_of(order_id: str) -> Database:
+        db = orders.for_id(order_id)
+        if db is None:
+            raise NotFound("No such order")
+        return db
+
+    @get("/cart", summary="The caller's cart at current catalog prices")
+    async def get_cart(user: CurrentUser) -> CartRead:
+        async with orders.for_customer(user.id).read() as session:
+            items = await service.cart_items(session, user.id)
+        return await cart_read(items)
+
+    @put(
+        "/cart/items/{product_id:str}",
+        status_code=HTTP_200_OK,
+        summary="Set the quantity of a product in the cart",
+    )
+    async def put_cart_item(
+        user: CurrentUser, product_id: str, data: JSONBody[CartItemUpdate]
+    ) -> CartRead:
+        db = orders.for_customer(user.id)
+        async with db.read() as session:
+            before = await service.cart_items(session, user.id)
+        quotes = await quote([product_id, *(item.product_id for item in before)])
+        service.check_addable(quotes, product_id, before)
+        async with db.write() as session:
+            items = await service.set_cart_item(session, user.id, product_id, data.quantity)
+        return await cart_read(items, quotes)
+
+    @delete(
+        "/cart/items/{product_id:str}",
+        status_code=HTTP_200_OK,
+        summary="Take a product out of the cart",
+    )
+    async def delete_cart_item(user: CurrentUser, product_id: str) -> CartRead:
+        async with orders.for_customer(user.id).write() as session:
+            items = await service.remove_cart_item(session, user.id, product_id)
+        return await cart_read(items)
+
+    @post(
+        "/orders",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Place an order: it starts pending while stock and payment are settled",
+    )
+    async def place_order(
+        user: CurrentUser,
+        request: Request,
+        data: JSONBody[PlaceOrderRequest],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[OrderRead]:
+        key = idempotency.check_key(idempotency_key)
+        db = orders.for_customer(user.id)
+        lines = (
+            None
+            if data.items is None
+            else [service.Line(item.product_id, item.quantity) for item in data.items]
+        )
+        if lines is None:
+            async with db.read() as session:
+                wanted = [item.product_id for item in await service.cart_items(session, user.id)]
+        else:
+            wanted = [line.product_id for line in lines]
+        # quoted before the transaction, so that the shard is not held while the catalog answers
+        quotes = await quote(wanted)
+
+        async def work(session) -> tuple[int, bytes]:
+            order = await service.place_order(
+                session,
+                prices,
+                order_id=orders.new_id(user.id),
+                customer_id=user.id,
+                lines=lines,
+                payment_method=data.payment_method,
+                shipping_address=msgspec.to_builtins(data.shipping_address),
+                quotes=quotes,
+            )
+            return HTTP_202_ACCEPTED, msgspec.json.encode(order_read(order))
+
+        fingerprint = idempotency.fingerprint(
+            request.method, request.url.path, await request.body()
+        )
+        stored = await idempotency.run_once(db, f"orders:{user.id}", key, fingerprint, work)
+        headers = {"Idempotent-Replayed": "true"} if stored.replayed else None
+        return json_response(stored.body, stored.status, headers)
+
+    @get("/orders", summary="The caller's orders, newest first")
+    async def list_orders(
+        user: CurrentUser, limit: Limit = 20, cursor: Cursor = None
+    ) -> Page[OrderRead]:
+        position = decode_cursor(cursor)
+        if position is not None and not (len(position) == 1 and isinstance(position[0], str)):
+            raise Unprocessable(
+                "The cursor is not valid", [FieldError(["query", "cursor"], "invalid")]
+            )
+        before = position[0] if position else None
+        async with orders.for_customer(user.id).read() as session:
+            found = await service.list_orders(session, user.id, limit, before)
+        page = page_of(found, limit, lambda order: (order.id,))
+        return Page(items=[order_read(order) for order in page.items], next_cursor=page.next_cursor)
+
+    @get("/orders/{order_id:str}", summary="One order (its owner or an admin)")
+    async def get_order(user: CurrentUser, order_id: str) -> OrderRead:
+        async with shard_of(order_id).read() as session:
+            return order_read(await service.get_order(session, order_id, user))
+
+    @post(
+        "/orders/{order_id:str}/cancel",
+        status_code=HTTP_200_OK,
+        summary="Cancel an order (its owner or an admin); a confirmed order is refunded",
+    )
+    async def cancel_order(user: CurrentUser, order_id: str) -> OrderRead:
+        async with shard_of(order_id).write() as session:
+            return order_read(await service.cancel_order(session, order_id, user))
+
+    return Router(
+        "/v1",
+        route_handlers=[
+            get_cart,
+            put_cart_item,
+            delete_cart_item,
+            place_order,
+            list_orders,
+            get_order,
+            cancel_order,
+        ],
+        tags=["orders"],
+        security=[{"bearer": []}],
+    )

@@ -1,0 +1,61 @@
+"""What orders does when the checkout saga's other steps report back: settle the order.
+
+Each handler runs inside the transaction that records the event as handled, so it takes
+effect once however often the event is delivered. Only a `pending` order moves: an event for
+an order the customer has already cancelled changes nothing.
+"""
+
+from collections.abc import Sequence
+
+from bazaar.catalog.events import StockRejected
+from bazaar.orders import service
+from bazaar.orders.models import OUT_OF_STOCK, PAYMENT_DECLINED, PAYMENT_FAILED, Order
+from bazaar.payments.events import PaymentDeclined, PaymentFailed, PaymentSucceeded
+from bazaar.platform.bus import Subscription, subscribe
+from bazaar.platform.db import Database, ShardedDatabase, WriteSession
+from bazaar.platform.events import Envelope
+from bazaar.platform.observability import SAGA_OUTCOMES, log
+
+CONSUMER = "orders"
+
+
+def _settled(order: Order | None, order_id: str, outcome: str) -> None:
+    if order is None:
+        log.info("order_not_pending", order_id=order_id, outcome=outcome)
+        return
+    SAGA_OUTCOMES.labels(outcome).inc()
+
+
+async def on_stock_rejected(session: WriteSession, event: StockRejected) -> None:
+    order = await service.abandon_order(session, event.order_id, OUT_OF_STOCK)
+    _settled(order, event.order_id, OUT_OF_STOCK)
+
+
+async def on_payment_succeeded(session: WriteSession, event: PaymentSucceeded) -> None:
+    order = await service.confirm_order(session, event.order_id, event.payment_id)
+    _settled(order, event.order_id, "confirmed")
+
+
+async def on_payment_declined(session: WriteSession, event: PaymentDeclined) -> None:
+    order = await service.abandon_order(session, event.order_id, PAYMENT_DECLINED, event.payment_id)
+    _settled(order, event.order_id, PAYMENT_DECLINED)
+
+
+async def on_payment_failed(session: WriteSession, event: PaymentFailed) -> None:
+    order = await service.abandon_order(session, event.order_id, PAYMENT_FAILED, event.payment_id)
+    _settled(order, event.order_id, PAYMENT_FAILED)
+
+
+def subscriptions(orders: ShardedDatabase) -> Sequence[Subscription]:
+    """The saga events orders consumes, each handled on the shard its order id names."""
+
+    def shard_of(envelope: Envelope) -> Database:
+        # an id no shard could have made names no order: any shard records it as handled
+        return orders.for_id(envelope.key) or orders.shards[0]
+
+    return [
+        subscribe(CONSUMER, StockRejected, on_stock_rejected, shard_of),
+        subscribe(CONSUMER, PaymentSucceeded, on_payment_succeeded, shard_of),
+        subscribe(CONSUMER, PaymentDeclined, on_payment_declined, shard_of),
+        subscribe(CONSUMER, PaymentFailed, on_payment_failed, shard_of),
+    ]

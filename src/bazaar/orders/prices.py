@@ -1,0 +1,26 @@
+"""The port through which orders learns what the catalog sells now, and at what price."""
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Protocol
+
+from bazaar.platform.money import Money
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A product as the catalog offers it at this moment."""
+
+    product_id: str
+    name: str
+    unit_price: Money
+    stock: int
+
+
+class CatalogPrices(Protocol):
+    async def quote(self, product_ids: Collection[str]) -> dict[str, Quote]:
+        """The current quote of each product on sale, by id.
+
+        Unknown and deleted products are absent from the answer; it is not an error to ask.
+        """
+        ...

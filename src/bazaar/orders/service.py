@@ -1,0 +1,357 @@
+"""Orders' use cases: keep a cart, place an order, move it along the checkout saga, cancel it.
+
+Prices come from the catalog through the `CatalogPrices` port, never from its tables. A cart
+stores quantities only and is priced when it is shown; an order keeps the prices quoted when it
+was placed. An order changes state only under a row lock (`FOR UPDATE` where the database has
+it; SQLite writers are serialized anyway), so a customer's cancel and a saga step never both
+win.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from bazaar.orders.events import OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced
+from bazaar.orders.models import (
+    CANCELLED,
+    CONFIRMED,
+    CUSTOMER_CANCELLED,
+    PENDING,
+    CartItem,
+    Order,
+    OrderItem,
+)
+from bazaar.orders.prices import CatalogPrices, Quote
+from bazaar.platform import outbox
+from bazaar.platform.auth import Principal
+from bazaar.platform.clock import utcnow
+from bazaar.platform.db import ReadSession, WriteSession
+from bazaar.platform.errors import Conflict, FieldError, NotFound, Unprocessable
+from bazaar.platform.money import Money
+
+#: The currency of an empty cart's zero total.
+DEFAULT_CURRENCY = "USD"
+MAX_QUANTITY = 100
+MAX_CART_ITEMS = 100
+
+Session = ReadSession | WriteSession
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    product_id: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class PricedLine:
+    product_id: str
+    quantity: int
+    unit_price: Money
+
+
+@dataclass(frozen=True, slots=True)
+class PricedCart:
+    items: list[PricedLine]
+    total: Money
+
+
+# --- cart -----------------------------------------------------------------------------------
+
+
+async def cart_items(session: Session, customer_id: str) -> list[CartItem]:
+    """The cart in the order its products were first added."""
+    query = (
+        select(CartItem)
+        .where(CartItem.customer_id == customer_id)
+        .order_by(CartItem.created_at, CartItem.product_id)
+    )
+    return list((await session.scalars(query)).all())
+
+
+def check_addable(quotes: dict[str, Quote], product_id: str, cart: Sequence[CartItem]) -> None:
+    """Refuse a product the catalog does not sell, or that another currency than the cart's."""
+    quote = quotes.get(product_id)
+    if quote is None:
+        raise NotFound("No such product")
+    others = {
+        quotes[item.product_id].unit_price.currency
+        for item in cart
+        if item.product_id != product_id and item.product_id in quotes
+    }
+    if others and others != {quote.unit_price.currency}:
+        raise Unprocessable(
+            "The cart holds products priced in another currency",
+            [FieldError(["path", "product_id"], "priced in another currency than the cart")],
+        )
+    if len({item.product_id for item in cart} | {product_id}) > MAX_CART_ITEMS:
+        raise Unprocessable(
+            f"A cart holds at most {MAX_CART_ITEMS} different products",
+            [FieldError(["path", "product_id"], "the cart is full")],
+        )
+
+
+async def set_cart_item(
+    session: WriteSession, customer_id: str, product_id: str, quantity: int
+) -> list[CartItem]:
+    """Put `quantity` of a product in the cart (replacing its quantity); the cart after."""
+    now = utcnow()
+    item = await session.get(CartItem, (customer_id, product_id))
+    if item is None:
+        item = CartItem(
+            customer_id=customer_id,
+            product_id=product_id,
+            quantity=quantity,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(item)
+    else:
+        item.quantity = quantity
+        item.updated_at = now
+    await session.flush()
+    return await cart_items(session, customer_id)
+
+
+async def remove_cart_item(
+    session: WriteSession, customer_id: str, product_id: str
+) -> list[CartItem]:
+    """Take a product out of the cart (nothing to do when it is not there); the cart after."""
+    await session.execute(
+        delete(CartItem).where(
+            CartItem.customer_id == customer_id, CartItem.product_id == product_id
+        )
+    )
+    return await cart_items(session, customer_id)
+
+
+def price_cart(items: Sequence[CartItem], quotes: dict[str, Quote]) -> PricedCart:
+    """The cart at current prices. Products the catalog stopped selling are left out: they
+    cannot be bought, and ordering the cart skips them too."""
+    lines = [
+        PricedLine(item.product_id, item.quantity, quotes[item.product_id].unit_price)
+        for item in items
+        if item.product_id in quotes
+    ]
+    if len({line.unit_price.currency for line in lines}) > 1:
+        # only reachable when the catalog changed a product's currency after it was added
+        raise Conflict("The cart holds products priced in different currencies; remove some")
+    total = Money(0, lines[0].unit_price.currency if lines else DEFAULT_CURRENCY)
+    for line in lines:
+        total += line.unit_price.times(line.quantity)
+    return PricedCart(lines, total)
+
+
+# --- placing an order -------------------------------------------------------------------------
+
+
+async def place_order(
+    session: WriteSession,
+    prices: CatalogPrices,
+    *,
+    order_id: str,
+    customer_id: str,
+    lines: Sequence[Line] | None,
+    payment_method: str,
+    shipping_address: dict[str, Any],
+    quotes: dict[str, Quote] | None = None,
+) -> Order:
+    """Place a pending order at the catalog's current prices and announce it (`OrderPlaced`).
+
+    Without `lines` the customer's cart is ordered and emptied in the same transaction.
+    `quotes` may carry prices fetched before the transaction; missing ones are fetched here.
+    Raises Unprocessable for an unknown product, mixed currencies or an empty cart.
+    """
+    from_cart = lines is None
+    if lines is None:
+        cart = await cart_items(session, customer_id)
+        lines = [Line(item.product_id, item.quantity) for item in cart]
+    quotes = dict(quotes or {})
+    missing = {line.product_id for line in lines} - quotes.keys()
+    if missing:
+        quotes |= await prices.quote(missing)
+    if from_cart:
+        # the cart never shows products the catalog stopped selling, so they are not ordered
+        lines = [line for line in lines if line.product_id in quotes]
+        if not lines:
+            raise Unprocessable("The cart is empty", [FieldError(["body", "items"], "required")])
+    merged = _merge(lines, quotes, prefix=None if from_cart else ["body", "items"])
+
+    now = utcnow()
+    total = Money(0, merged[0][1].unit_price.currency)
+    for line, quote in merged:
+        total += quote.unit_price.times(line.quantity)
+    order = Order(
+        id=order_id,
+        customer_id=customer_id,
+        status=PENDING,
+        cancel_reason=None,
+        total_amount=total.amount,
+        currency=total.currency,
+        payment_method=payment_method,
+        payment_id=None,
+        shipping_address=shipping_address,
+        created_at=now,
+        updated_at=now,
+        items=[
+            OrderItem(
+                line=number,
+                product_id=line.product_id,
+                name=quote.name,
+                quantity=line.quantity,
+                unit_price_amount=quote.unit_price.amount,
+                currency=quote.unit_price.currency,
+            )
+            for number, (line, quote) in enumerate(merged)
+        ],
+    )
+    session.add(order)
+    if from_cart:
+        await session.execute(delete(CartItem).where(CartItem.customer_id == customer_id))
+    outbox.add(
+        session,
+        OrderPlaced(
+            order_id=order.id,
+            customer_id=customer_id,
+            lines=[OrderLine(i.product_id, i.quantity, i.unit_price) for i in order.items],
+            total=total,
+            payment_method=payment_method,
+        ),
+    )
+    await session.flush()
+    return order
+
+
+def _merge(
+    lines: Sequence[Line], quotes: dict[str, Quote], prefix: list[str] | None
+) -> list[tuple[Line, Quote]]:
+    """Lines with one entry per product (first position kept), each with its quote.
+
+    `prefix` is where the lines are in the request body, for the errors' `loc`.
+    """
+    errors: list[FieldError] = []
+    merged: dict[str, Line] = {}
+    currency: str | None = None
+    for index, line in enumerate(lines):
+        loc = [*prefix, index] if prefix is not None else ["cart", "items", index]
+        quote = quotes.get(line.product_id)
+        if quote is None:
+            errors.append(FieldError([*loc, "product_id"], "no such product"))
+            continue
+        currency = currency or quote.unit_price.currency
+        if quote.unit_price.currency != currency:
+            errors.append(FieldError([*loc, "product_id"], f"not priced in {currency}"))
+            continue
+        earlier = merged.get(line.product_id)
+        quantity = line.quantity + (earlier.quantity if earlier else 0)
+        if quantity > MAX_QUANTITY:
+            errors.append(FieldError([*loc, "quantity"], f"at most {MAX_QUANTITY} per product"))
+            continue
+        merged[line.product_id] = Line(line.product_id, quantity)
+    if errors:
+        raise Unprocessable("Some order lines cannot be ordered", errors)
+    return [(line, quotes[product_id]) for product_id, line in merged.items()]
+
+
+# --- reading orders --------------------------------------------------------------------------
+
+
+async def list_orders(
+    session: Session, customer_id: str, limit: int, before: str | None
+) -> list[Order]:
+    """Up to `limit + 1` of a customer's orders, newest first (ids are time-ordered)."""
+    query = select(Order).where(Order.customer_id == customer_id)
+    if before is not None:
+        query = query.where(Order.id < before)
+    query = query.order_by(Order.id.desc()).limit(limit + 1)
+    return list((await session.scalars(query)).all())
+
+
+async def get_order(session: Session, order_id: str, principal: Principal) -> Order:
+    """The order, if the caller may see it; NotFound (never Forbidden) for anyone else's."""
+    order = await session.get(Order, order_id)
+    if order is None or not principal.may_see(order.customer_id):
+        raise NotFound("No such order")
+    return order
+
+
+# --- state changes ---------------------------------------------------------------------------
+
+
+async def _lock(session: WriteSession, order_id: str) -> Order | None:
+    query = select(Order).where(Order.id == order_id).with_for_update()
+    return (await session.scalars(query)).one_or_none()
+
+
+def _cancel(session: WriteSession, order: Order, reason: str, payment_id: str | None) -> None:
+    order.status = CANCELLED
+    order.cancel_reason = reason
+    order.payment_id = payment_id or order.payment_id
+    order.updated_at = utcnow()
+    outbox.add(
+        session,
+        OrderCancelled(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            reason=reason,
+            total=order.total,
+            payment_id=order.payment_id,
+        ),
+    )
+
+
+async def cancel_order(session: WriteSession, order_id: str, principal: Principal) -> Order:
+    """The owner or an admin cancels a pending or confirmed order (`OrderCancelled`).
+
+    A confirmed order's payment is then refunded and its reserved stock comes back.
+    Raises NotFound for an order the caller may not see, Conflict when already cancelled.
+    """
+    order = await _lock(session, order_id)
+    if order is None or not principal.may_see(order.customer_id):
+        raise NotFound("No such order")
+    if order.status == CANCELLED:
+        raise Conflict("The order is already cancelled")
+    _cancel(session, order, CUSTOMER_CANCELLED, None)
+    await session.flush()
+    return order
+
+
+async def confirm_order(session: WriteSession, order_id: str, payment_id: str) -> Order | None:
+    """Confirm a pending order whose payment was captured (`OrderConfirmed`).
+
+    Returns None, changing nothing, when the order is unknown or no longer pending.
+    """
+    order = await _lock(session, order_id)
+    if order is None or order.status != PENDING:
+        return None
+    order.status = CONFIRMED
+    order.payment_id = payment_id
+    order.updated_at = utcnow()
+    outbox.add(
+        session,
+        OrderConfirmed(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            total=order.total,
+            payment_id=payment_id,
+        ),
+    )
+    await session.flush()
+    return order
+
+
+async def abandon_order(
+    session: WriteSession, order_id: str, reason: str, payment_id: str | None = None
+) -> Order | None:
+    """Cancel a pending order that checkout could not complete (`OrderCancelled`).
+
+    Returns None, changing nothing, when the order is unknown or no longer pending.
+    """
+    order = await _lock(session, order_id)
+    if order is None or order.status != PENDING:
+        return None
+    _cancel(session, order, reason, payment_id)
+    await session.flush()
+    return order

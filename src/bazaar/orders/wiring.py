@@ -1,0 +1,17 @@
+"""Orders' parts for a process: routes, schema on every shard, and the saga handlers."""
+
+from bazaar.orders import api, handlers, models
+from bazaar.orders.prices import CatalogPrices
+from bazaar.platform.db import ShardedDatabase
+from bazaar.platform.migrations import ServiceSchema
+from bazaar.platform.parts import ServiceParts
+
+SCHEMA = ServiceSchema("bazaar.orders", models.Base.metadata)
+
+
+def build(orders: ShardedDatabase, prices: CatalogPrices) -> ServiceParts:
+    """Orders on every shard of `orders`; `prices` answers what the catalog sells now."""
+    router = api.create_router(orders, prices)
+    return ServiceParts(
+        "orders", SCHEMA, list(orders.shards), router, handlers.subscriptions(orders)
+    )

@@ -1,0 +1,30 @@
+"""Orders' window on catalog prices when both run in one process: a read on catalog's database."""
+
+from collections.abc import Collection
+
+from bazaar.catalog.service import get_products
+from bazaar.orders.prices import Quote
+from bazaar.platform.db import Database
+from bazaar.platform.money import Money
+
+
+class EmbeddedCatalogPrices:
+    """`CatalogPrices` through catalog's own use case, on its (possibly replica) database."""
+
+    def __init__(self, catalog: Database) -> None:
+        self.catalog = catalog
+
+    async def quote(self, product_ids: Collection[str]) -> dict[str, Quote]:
+        if not product_ids:
+            return {}
+        async with self.catalog.read() as session:
+            products = await get_products(session, list(product_ids))
+        return {
+            product.id: Quote(
+                product_id=product.id,
+                name=product.name,
+                unit_price=Money(product.price_amount, product.currency),
+                stock=product.stock,
+            )
+            for product in products
+        }
