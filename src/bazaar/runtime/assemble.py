@@ -3,8 +3,10 @@
 from bazaar.catalog import wiring as catalog
 from bazaar.identity import wiring as identity
 from bazaar.notifications import wiring as notifications
+from bazaar.orders import wiring as orders
 from bazaar.platform.auth import TokenIssuer
 from bazaar.platform.parts import ServiceParts
+from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import Settings
 from bazaar.runtime.platform import Platform
 
@@ -20,4 +22,5 @@ def assemble(platform: Platform, settings: Settings) -> list[ServiceParts]:
             smtp_url=platform.settings.smtp_url,
             data_dir=platform.settings.data_dir,
         ),
+        orders.build(platform.orders, EmbeddedCatalogPrices(platform.databases["catalog"])),
     ]
