@@ -4,6 +4,7 @@ from bazaar.catalog import wiring as catalog
 from bazaar.identity import wiring as identity
 from bazaar.notifications import wiring as notifications
 from bazaar.orders import wiring as orders
+from bazaar.payments import wiring as payments
 from bazaar.platform.auth import TokenIssuer
 from bazaar.platform.parts import ServiceParts
 from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
@@ -15,6 +16,9 @@ def assemble(platform: Platform, settings: Settings) -> list[ServiceParts]:
     issuer = TokenIssuer(platform.signing_key, settings.identity.access_token_ttl)
     return [
         identity.build(platform.databases["identity"], issuer, platform.limiter, settings.identity),
+        payments.build(
+            platform.databases["payments"], settings.payments, platform.settings.data_dir
+        ),
         catalog.build(platform.databases["catalog"], platform.cache, settings.catalog),
         notifications.build(
             platform.databases["notifications"],

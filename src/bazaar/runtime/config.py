@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from bazaar.catalog.settings import CatalogSettings
 from bazaar.identity.settings import IdentitySettings
 from bazaar.notifications.settings import NotificationsSettings
+from bazaar.payments.settings import PaymentsSettings
 from bazaar.platform.settings import Env, PlatformSettings
 
 
@@ -13,6 +14,7 @@ from bazaar.platform.settings import Env, PlatformSettings
 class Settings:
     platform: PlatformSettings
     identity: IdentitySettings
+    payments: PaymentsSettings
     catalog: CatalogSettings
     notifications: NotificationsSettings
 
@@ -22,6 +24,7 @@ class Settings:
         return cls(
             platform=PlatformSettings.from_env(env),
             identity=IdentitySettings.from_env(env),
+            payments=PaymentsSettings.from_env(env),
             catalog=CatalogSettings.from_env(env),
             notifications=NotificationsSettings.from_env(env),
         )
