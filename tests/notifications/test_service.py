@@ -70,9 +70,7 @@ async def test_a_cancelled_order_says_why(db: Database) -> None:
 
 async def test_an_event_delivered_twice_notifies_once(db: Database) -> None:
     await add_recipient(db)
-    subscription = next(
-        s for s in handlers.subscriptions(db) if s.event_type == "order.confirmed"
-    )
+    subscription = next(s for s in handlers.subscriptions(db) if s.event_type == "order.confirmed")
     retry = RetryPolicy(attempts=2, first_delay=0.001)
     envelope = Envelope.wrap(CONFIRMED)
     # The same envelope again (the relay re-published it), then a copy under a new id.
@@ -86,9 +84,7 @@ async def test_an_unknown_recipient_is_retried_then_dead_lettered(db: Database) 
     async with db.write() as session:
         with pytest.raises(service.RecipientUnknown):
             await service.notify_order_confirmed(session, CONFIRMED)
-    subscription = next(
-        s for s in handlers.subscriptions(db) if s.event_type == "order.confirmed"
-    )
+    subscription = next(s for s in handlers.subscriptions(db) if s.event_type == "order.confirmed")
     handled = await deliver(
         subscription, Envelope.wrap(CONFIRMED), RetryPolicy(attempts=2, first_delay=0.001)
     )
@@ -100,9 +96,7 @@ async def test_an_unknown_recipient_is_retried_then_dead_lettered(db: Database) 
 
 
 async def test_user_registered_through_the_bus_makes_a_recipient(db: Database) -> None:
-    subscription = next(
-        s for s in handlers.subscriptions(db) if s.event_type == "user.registered"
-    )
+    subscription = next(s for s in handlers.subscriptions(db) if s.event_type == "user.registered")
     event = UserRegistered(user_id="user-9", email="bo@example.com", name="Bo", role="customer")
     assert await deliver(subscription, Envelope.wrap(event), RetryPolicy(attempts=1)) is True
     async with db.read() as session:

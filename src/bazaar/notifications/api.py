@@ -1,7 +1,7 @@
 """Notifications' HTTP routes: the caller's in-app notifications and the admin's webhooks."""
 
 from litestar import Router, delete, get, post
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from bazaar.notifications import service, webhooks
@@ -50,7 +50,9 @@ def create_router(db: Database) -> Router:
         description="Idempotent: marking a read notification again changes nothing. 404 for "
         "another user's notification.",
     )
-    async def read_notification(user: CurrentUser, notification_id: str) -> NotificationRead:
+    async def read_notification(
+        user: CurrentUser, notification_id: FromPath[str]
+    ) -> NotificationRead:
         async with db.write() as session:
             notification = await service.mark_read(session, user.id, notification_id)
         return _notification(notification)
@@ -90,7 +92,7 @@ def create_router(db: Database) -> Router:
         status_code=HTTP_204_NO_CONTENT,
         summary="Remove a webhook (admin); its undelivered events are not sent",
     )
-    async def delete_webhook(user: CurrentUser, webhook_id: str) -> None:
+    async def delete_webhook(user: CurrentUser, webhook_id: FromPath[str]) -> None:
         user.require_admin()
         async with db.write() as session:
             await webhooks.delete_webhook(session, webhook_id)
