@@ -91,7 +91,7 @@ class Mailer:
                 await self._send_smtp(self.smtp_url, message)
             else:
                 await asyncio.to_thread(self._write_file, email.id, message)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        except Exception as error:  # refused, unreachable, timed out...: a failed attempt
             await self._failed(email, f"{type(error).__name__}: {error}")
             return
         async with self.db.write() as session:

@@ -75,7 +75,7 @@ class WebhookSender:
             status_code = response.status_code
             if not response.is_success:
                 error = f"HTTP {status_code}"
-        except (httpx.HTTPError, httpx.InvalidURL) as failure:
+        except Exception as failure:  # refused, timed out, unresolvable...: a failed attempt
             error = f"{type(failure).__name__}: {failure}"
         async with self.db.write() as session:
             status = await webhooks.record_attempt(

@@ -1,0 +1,28 @@
+"""Notifications' settings: defaults, overrides, and a bad value named in the error."""
+
+import pytest
+
+from bazaar.notifications.settings import NotificationsSettings
+from bazaar.platform.settings import Env, SettingsError
+
+
+def test_defaults_and_overrides() -> None:
+    default = NotificationsSettings.from_env(Env({}))
+    assert default.email_from == "Bazaar <no-reply@bazaar.localhost>"
+    assert default.mailer_poll_interval == 0.5
+    custom = NotificationsSettings.from_env(
+        Env({"BAZAAR_EMAIL_FROM": "Shop <shop@example.com>", "BAZAAR_WEBHOOK_ATTEMPTS": "4"})
+    )
+    assert (custom.email_from, custom.webhook_attempts) == ("Shop <shop@example.com>", 4)
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    settings = NotificationsSettings.from_env(
+        Env({"BAZAAR_WEBHOOK_FIRST_DELAY": "2", "BAZAAR_NOTIFICATION_MAX_RETRY_DELAY": "10"})
+    )
+    assert [settings.webhook_delay(n) for n in (1, 2, 3, 4)] == [2, 4, 8, 10]
+
+
+def test_a_bad_value_names_its_variable() -> None:
+    with pytest.raises(SettingsError, match="BAZAAR_WEBHOOK_ATTEMPTS"):
+        NotificationsSettings.from_env(Env({"BAZAAR_WEBHOOK_ATTEMPTS": "zero"}))
