@@ -3,7 +3,7 @@
 from typing import Annotated
 
 from litestar import Request, Response, Router, delete, get, patch, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from bazaar.catalog import imports, service
@@ -54,7 +54,7 @@ def create_router(
         return Page(items=[product_read(p) for p in page.items], next_cursor=page.next_cursor)
 
     @get("/products/{product_id:str}", summary="One product", security=[])
-    async def get_product(product_id: str, request: Request) -> Response[ProductRead]:
+    async def get_product(product_id: FromPath[str], request: Request) -> Response[ProductRead]:
         page = await pages.lookup(product_id)
         if page is None:
             async with db.read() as session:
@@ -75,7 +75,7 @@ def create_router(
 
     @patch("/products/{product_id:str}", summary="Change a product (admin)")
     async def update_product(
-        product_id: str, data: JSONBody[ProductUpdate], user: CurrentUser
+        product_id: FromPath[str], data: JSONBody[ProductUpdate], user: CurrentUser
     ) -> ProductRead:
         user.require_admin()
         async with db.write() as session:
@@ -88,7 +88,7 @@ def create_router(
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete a product (admin)",
     )
-    async def delete_product(product_id: str, user: CurrentUser) -> None:
+    async def delete_product(product_id: FromPath[str], user: CurrentUser) -> None:
         user.require_admin()
         async with db.write() as session:
             await service.delete_product(session, product_id)
@@ -118,7 +118,7 @@ def create_router(
         return JobAccepted(job_id=job.id)
 
     @get("/jobs/{job_id:str}", summary="A background job (admin)")
-    async def get_job(job_id: str, user: CurrentUser) -> JobRead:
+    async def get_job(job_id: FromPath[str], user: CurrentUser) -> JobRead:
         user.require_admin()
         async with db.read() as session:
             return imports.job_read(await imports.get_job(session, job_id))
