@@ -4,6 +4,7 @@ import asyncio
 
 import httpx
 
+from bazaar.catalog.events import ProductChanged
 from bazaar.platform.bus import RetryPolicy, deliver
 from bazaar.platform.events import Envelope
 from bazaar.runtime.embedded import Runtime
@@ -126,6 +127,7 @@ async def test_a_get_right_after_a_patch_shows_the_change(
     created = await create(client, headers)
     path = f"/v1/products/{created['id']}"
     before = await client.get(path)
+    assert runtime.platform.response_cache.get(path) is not None  # the edge answers next time
     changes = {"name": "Red mug", "price": {"amount": 990, "currency": "EUR"}}
     patched = await client.patch(path, json=changes, headers=headers)
     assert patched.status_code == 200 and patched.json()["name"] == "Red mug"
@@ -141,16 +143,29 @@ async def test_a_reservation_drops_the_cached_page(
     created = await create(client, await admin(runtime, client))
     path = f"/v1/products/{created['id']}"
     assert (await client.get(path)).json()["stock"] == 5
-    [reserve] = [
-        s
-        for part in runtime.parts
-        for s in part.subscriptions
-        if s.consumer == "catalog.reserve_stock"
-    ]
+    reserve = subscription(runtime, "catalog.reserve_stock")
     envelope = Envelope.wrap(placed((created["id"], 2)))
     assert await deliver(reserve, envelope, RetryPolicy(attempts=1))
     await asyncio.sleep(0)  # the page is dropped by a task started at commit
     assert (await client.get(path)).json()["stock"] == 3
+
+
+def subscription(runtime: Runtime, consumer: str):
+    return next(s for part in runtime.parts for s in part.subscriptions if s.consumer == consumer)
+
+
+async def test_a_product_changed_elsewhere_drops_the_cached_page(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    created = await create(client, await admin(runtime, client))
+    path = f"/v1/products/{created['id']}"
+    await client.get(path)
+    assert runtime.platform.response_cache.get(path) is not None
+    drop = subscription(runtime, "catalog.drop_product_page")
+    envelope = Envelope.wrap(ProductChanged(product_id=created["id"]))
+    assert await deliver(drop, envelope, RetryPolicy(attempts=1))
+    assert runtime.platform.response_cache.get(path) is None
+    assert await runtime.platform.cache.get(f"catalog:product:{created['id']}") is None
 
 
 async def test_a_deleted_product_is_gone(runtime: Runtime, client: httpx.AsyncClient) -> None:

@@ -18,7 +18,6 @@ from bazaar.catalog.schemas import (
     ProductRead,
     ProductUpdate,
 )
-from bazaar.catalog.settings import CatalogSettings
 from bazaar.platform.db import Database
 from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from bazaar.platform.web import CurrentUser, json_response
@@ -32,11 +31,7 @@ NameSearch = Annotated[
 MAX_IMPORT_BODY = 50 * 1024 * 1024
 
 
-def create_router(
-    db: Database, pages: ProductPages, worker: ImportWorker, settings: CatalogSettings
-) -> Router:
-    cache_control = f"public, max-age={settings.product_max_age}"
-
+def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Router:
     @get("/products", summary="List products", security=[])
     async def list_products(
         limit: Limit = 20,
@@ -61,7 +56,7 @@ def create_router(
                 product = await service.get_product(session, product_id)
             page = await pages.store(product)
         etag, body = page
-        headers = {"ETag": etag, "Cache-Control": cache_control}
+        headers = {"ETag": etag, "Cache-Control": pages.cache_control}
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(content=b"", status_code=304, headers=headers)
         return json_response(body, headers=headers)

@@ -1,9 +1,10 @@
-"""Product pages: the one place a product is encoded, and the response cache of those bytes.
+"""Product pages: the one place a product is encoded, and the caches of those bytes.
 
-A page is encoded once (msgspec), hashed into a strong ETag, and kept in the cache for at
-most the staleness bound, so a hit costs a cache lookup and no database or encoding work.
-Every change drops the page after its commit, and every instance drops it again when the
-`product.updated` event reaches it.
+A page is encoded once (msgspec), hashed into a strong ETag, and kept for at most the
+staleness bound in two tiers: the in-process edge cache, which answers before routing, and
+the shared cashews cache (Redis when scaled out) behind it. A hit costs a lookup: no database,
+no encoding. Every change drops the page after its commit, and every instance drops it again
+when the `product.updated` event reaches it.
 """
 
 import asyncio
@@ -18,10 +19,13 @@ from bazaar.catalog.models import Product
 from bazaar.catalog.schemas import Price, ProductRead
 from bazaar.platform.cache import record_lookup
 from bazaar.platform.db import WriteSession
+from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.observability import log
 
 Page = tuple[str, bytes]
 """A product page: its ETag (quoted, as sent) and its JSON body."""
+
+PAGE_ROUTE = "/v1/products/{product_id:str}"
 
 _encoder = msgspec.json.Encoder()
 
@@ -56,10 +60,18 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 class ProductPages:
-    def __init__(self, cache: Cache, ttl: float) -> None:
+    def __init__(
+        self, cache: Cache, ttl: float, edge: ResponseCache | None = None, cache_control: str = ""
+    ) -> None:
         self.cache = cache
         self.ttl = ttl
+        self.edge = edge
+        self.cache_control = cache_control
         self._pending: set[asyncio.Task] = set()
+
+    @staticmethod
+    def path(product_id: str) -> str:
+        return f"/v1/products/{product_id}"
 
     @staticmethod
     def _key(product_id: str) -> str:
@@ -68,16 +80,28 @@ class ProductPages:
     async def lookup(self, product_id: str) -> Page | None:
         page = await self.cache.get(self._key(product_id))
         record_lookup("product_page", page is not None)
+        if page is not None:
+            self._to_edge(product_id, page)
         return page
 
     async def store(self, product: Product) -> Page:
         page = product_page(product)
         if self.ttl > 0:
             await self.cache.set(self._key(product.id), page, expire=self.ttl)
+            self._to_edge(product.id, page)
         return page
 
+    def _to_edge(self, product_id: str, page: Page) -> None:
+        if self.edge is not None:
+            etag, body = page
+            self.edge.put(self.path(product_id), body, etag, self.cache_control, PAGE_ROUTE)
+
     async def drop(self, product_ids: Iterable[str]) -> None:
-        keys = [self._key(product_id) for product_id in set(product_ids)]
+        ids = set(product_ids)
+        if self.edge is not None:
+            for product_id in ids:
+                self.edge.invalidate(self.path(product_id))
+        keys = [self._key(product_id) for product_id in ids]
         if keys:
             await self.cache.delete_many(*keys)
 

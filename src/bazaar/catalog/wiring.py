@@ -7,16 +7,24 @@ from bazaar.catalog.imports import ImportWorker
 from bazaar.catalog.pages import ProductPages
 from bazaar.catalog.settings import CatalogSettings
 from bazaar.platform.db import Database
+from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
 
 SCHEMA = ServiceSchema("bazaar.catalog", models.Base.metadata)
 
 
-def build(db: Database, cache: Cache, settings: CatalogSettings) -> ServiceParts:
-    pages = ProductPages(cache, settings.product_cache_seconds)
+def build(
+    db: Database,
+    cache: Cache,
+    settings: CatalogSettings,
+    edge: ResponseCache | None = None,
+) -> ServiceParts:
+    """Catalog's parts; with `edge`, product pages are also answered by the edge cache."""
+    cache_control = f"public, max-age={settings.product_max_age}"
+    pages = ProductPages(cache, settings.product_cache_seconds, edge, cache_control)
     worker = ImportWorker(db, pages, settings)
-    router = api.create_router(db, pages, worker, settings)
+    router = api.create_router(db, pages, worker)
     return ServiceParts(
         "catalog",
         SCHEMA,

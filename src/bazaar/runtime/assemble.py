@@ -19,7 +19,12 @@ def assemble(platform: Platform, settings: Settings) -> list[ServiceParts]:
         payments.build(
             platform.databases["payments"], settings.payments, platform.settings.data_dir
         ),
-        catalog.build(platform.databases["catalog"], platform.cache, settings.catalog),
+        catalog.build(
+            platform.databases["catalog"],
+            platform.cache,
+            settings.catalog,
+            edge=platform.response_cache,
+        ),
         notifications.build(
             platform.databases["notifications"],
             settings.notifications,
