@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
@@ -26,13 +27,14 @@ CategoryFilter = Annotated[str | None, Parameter(max_length=100, description="Ca
 NameSearch = Annotated[
     str | None, Parameter(max_length=200, description="Case-insensitive search in the name.")
 ]
-
-
+ADMIN = [{"bearer": []}]
+"""The OpenAPI security of the admin routes; the reads are public."""
 MAX_IMPORT_BODY = 50 * 1024 * 1024
+NOT_MODIFIED = {304: ResponseSpec(None, description="Not modified: `If-None-Match` names the ETag")}
 
 
 def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Router:
-    @get("/products", summary="List products", security=[])
+    @get("/products", summary="List products")
     async def list_products(
         limit: Limit = 20,
         cursor: Cursor = None,
@@ -48,7 +50,12 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         page = page_of(products, limit, lambda product: (product.id,))
         return Page(items=[product_read(p) for p in page.items], next_cursor=page.next_cursor)
 
-    @get("/products/{product_id:str}", summary="One product", security=[])
+    @get(
+        "/products/{product_id:str}",
+        summary="One product",
+        description="Carries `ETag` and `Cache-Control`; `If-None-Match` gives 304.",
+        responses=NOT_MODIFIED,
+    )
     async def get_product(product_id: FromPath[str], request: Request) -> Response[ProductRead]:
         page = await pages.lookup(product_id)
         if page is None:
@@ -61,14 +68,19 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
             return Response(content=b"", status_code=304, headers=headers)
         return json_response(body, headers=headers)
 
-    @post("/products", status_code=HTTP_201_CREATED, summary="Create a product (admin)")
+    @post(
+        "/products",
+        status_code=HTTP_201_CREATED,
+        summary="Create a product (admin)",
+        security=ADMIN,
+    )
     async def create_product(data: JSONBody[ProductCreate], user: CurrentUser) -> ProductRead:
         user.require_admin()
         async with db.write() as session:
             product = await service.create_product(session, data)
         return product_read(product)
 
-    @patch("/products/{product_id:str}", summary="Change a product (admin)")
+    @patch("/products/{product_id:str}", summary="Change a product (admin)", security=ADMIN)
     async def update_product(
         product_id: FromPath[str], data: JSONBody[ProductUpdate], user: CurrentUser
     ) -> ProductRead:
@@ -82,6 +94,7 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         "/products/{product_id:str}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete a product (admin)",
+        security=ADMIN,
     )
     async def delete_product(product_id: FromPath[str], user: CurrentUser) -> None:
         user.require_admin()
@@ -89,7 +102,7 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
             await service.delete_product(session, product_id)
         await pages.drop([product_id])
 
-    @get("/categories", summary="Categories with live products", security=[])
+    @get("/categories", summary="Categories with live products")
     async def list_categories() -> CategoryList:
         async with db.read() as session:
             categories = await service.list_categories(session)
@@ -99,6 +112,7 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         "/products/import",
         status_code=HTTP_202_ACCEPTED,
         summary="Import products from CSV (admin)",
+        security=ADMIN,
         description="A `text/csv` body of up to 50 MiB with the header "
         "`sku,name,description,category,price_amount,currency,stock`; follow the job.",
         request_max_body_size=MAX_IMPORT_BODY,
@@ -112,7 +126,7 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         worker.wake()
         return JobAccepted(job_id=job.id)
 
-    @get("/jobs/{job_id:str}", summary="A background job (admin)")
+    @get("/jobs/{job_id:str}", summary="A background job (admin)", security=ADMIN)
     async def get_job(job_id: FromPath[str], user: CurrentUser) -> JobRead:
         user.require_admin()
         async with db.read() as session:
@@ -131,5 +145,4 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
             get_job,
         ],
         tags=["catalog"],
-        security=[{"bearer": []}],
     )

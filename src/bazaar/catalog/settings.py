@@ -31,6 +31,6 @@ class CatalogSettings:
             product_max_age=env.integer("PRODUCT_MAX_AGE", 1, minimum=0, maximum=3600),
             import_batch_size=env.integer("IMPORT_BATCH_SIZE", 1000, minimum=1, maximum=50_000),
             import_poll_interval=env.number("IMPORT_POLL_INTERVAL", 0.5, minimum=0.01),
-            import_lease_seconds=env.number("IMPORT_LEASE_SECONDS", 30.0, minimum=1.0),
+            import_lease_seconds=env.number("IMPORT_LEASE_SECONDS", 15.0, minimum=1.0),
             import_max_errors=env.integer("IMPORT_MAX_ERRORS", 1000, minimum=1),
         )
