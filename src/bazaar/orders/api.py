@@ -9,7 +9,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post, put
-from litestar.params import HeaderParameter, JSONBody
+from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from bazaar.orders import service
@@ -23,7 +23,7 @@ from bazaar.orders.schemas import (
     PlaceOrderRequest,
 )
 from bazaar.platform import idempotency
-from bazaar.platform.db import Database, ShardedDatabase
+from bazaar.platform.db import Database, ShardedDatabase, WriteSession
 from bazaar.platform.errors import FieldError, NotFound, Unprocessable
 from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from bazaar.platform.web import CurrentUser, json_response
@@ -51,14 +51,18 @@ def order_read(order: Order) -> OrderRead:
 
 
 def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
-    async def quote(product_ids: Iterable[str], known: dict[str, Quote] | None = None):
+    async def quote(
+        product_ids: Iterable[str], known: dict[str, Quote] | None = None
+    ) -> dict[str, Quote]:
         quotes = dict(known or {})
         missing = set(product_ids) - quotes.keys()
         if missing:
             quotes |= await prices.quote(missing)
         return quotes
 
-    async def cart_read(items: Sequence[CartItem], known: dict[str, Quote] | None = None):
+    async def cart_read(
+        items: Sequence[CartItem], known: dict[str, Quote] | None = None
+    ) -> CartRead:
         quotes = await quote((item.product_id for item in items), known)
         cart = service.price_cart(items, quotes)
         lines = [LineRead(line.product_id, line.quantity, line.unit_price) for line in cart.items]
@@ -82,7 +86,7 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         summary="Set the quantity of a product in the cart",
     )
     async def put_cart_item(
-        user: CurrentUser, product_id: str, data: JSONBody[CartItemUpdate]
+        user: CurrentUser, product_id: FromPath[str], data: JSONBody[CartItemUpdate]
     ) -> CartRead:
         db = orders.for_customer(user.id)
         async with db.read() as session:
@@ -98,7 +102,7 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         status_code=HTTP_200_OK,
         summary="Take a product out of the cart",
     )
-    async def delete_cart_item(user: CurrentUser, product_id: str) -> CartRead:
+    async def delete_cart_item(user: CurrentUser, product_id: FromPath[str]) -> CartRead:
         async with orders.for_customer(user.id).write() as session:
             items = await service.remove_cart_item(session, user.id, product_id)
         return await cart_read(items)
@@ -129,7 +133,7 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         # quoted before the transaction, so that the shard is not held while the catalog answers
         quotes = await quote(wanted)
 
-        async def work(session) -> tuple[int, bytes]:
+        async def work(session: WriteSession) -> tuple[int, bytes]:
             order = await service.place_order(
                 session,
                 prices,
@@ -165,7 +169,7 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         return Page(items=[order_read(order) for order in page.items], next_cursor=page.next_cursor)
 
     @get("/orders/{order_id:str}", summary="One order (its owner or an admin)")
-    async def get_order(user: CurrentUser, order_id: str) -> OrderRead:
+    async def get_order(user: CurrentUser, order_id: FromPath[str]) -> OrderRead:
         async with shard_of(order_id).read() as session:
             return order_read(await service.get_order(session, order_id, user))
 
@@ -174,7 +178,7 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         status_code=HTTP_200_OK,
         summary="Cancel an order (its owner or an admin); a confirmed order is refunded",
     )
-    async def cancel_order(user: CurrentUser, order_id: str) -> OrderRead:
+    async def cancel_order(user: CurrentUser, order_id: FromPath[str]) -> OrderRead:
         async with shard_of(order_id).write() as session:
             return order_read(await service.cancel_order(session, order_id, user))
 
