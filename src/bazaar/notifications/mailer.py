@@ -20,6 +20,7 @@ import aiosmtplib
 
 from bazaar.notifications import service
 from bazaar.notifications.models import OutgoingEmail
+from bazaar.notifications.service import EMAIL_QUEUED
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.platform.db import Database
 from bazaar.platform.observability import log
@@ -58,7 +59,7 @@ class Mailer:
         # Long enough for the slowest send to finish before another mailer may retry it.
         self.lease = 3 * settings.smtp_timeout + 30
         self._wake = asyncio.Event()
-        db.after_commit.append(lambda _db: self._wake.set())
+        db.listen(EMAIL_QUEUED, self._wake.set)
 
     async def run(self) -> None:
         while True:

@@ -22,11 +22,19 @@ from bazaar.notifications.models import (
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.orders.events import OrderCancelled, OrderConfirmed
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import ReadSession, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.db import (
+    ReadSession,
+    WriteSession,
+    insert_ignoring_duplicates,
+    signal_after_commit,
+)
 from bazaar.platform.errors import NotFound
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.platform.pagination import Page, decode_cursor, page_of
+
+EMAIL_QUEUED = "notifications.email_queued"
+"""The signal that wakes the mailer after a commit that queued an email."""
 
 ORDER_CONFIRMED = "order_confirmed"
 ORDER_CANCELLED = "order_cancelled"
@@ -155,9 +163,7 @@ async def _notify(session: WriteSession, recipient: Recipient, message: Message)
         next_attempt_at=now,
         created_at=now,
     )
-    # The email row is an outbox of its own: this flag runs the after-commit hooks, which
-    # wake the mailer instead of leaving the email to its next poll.
-    session.info["outbox"] = True
+    signal_after_commit(session, EMAIL_QUEUED)
     return True
 
 

@@ -14,7 +14,7 @@ import httpx
 
 from bazaar.notifications import webhooks
 from bazaar.notifications.settings import NotificationsSettings
-from bazaar.notifications.webhooks import SIGNATURE_HEADER, DueDelivery
+from bazaar.notifications.webhooks import DELIVERY_QUEUED, SIGNATURE_HEADER, DueDelivery
 from bazaar.platform.db import Database
 from bazaar.platform.observability import log
 
@@ -30,7 +30,7 @@ class WebhookSender:
         # Longer than any request may take, so no other sender retries one still in flight.
         self.lease = 3 * settings.webhook_timeout + 30
         self._wake = asyncio.Event()
-        db.after_commit.append(lambda _db: self._wake.set())
+        db.listen(DELIVERY_QUEUED, self._wake.set)
 
     async def run(self) -> None:
         async with self.client() as client:

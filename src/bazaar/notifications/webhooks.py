@@ -26,11 +26,19 @@ from bazaar.notifications.models import (
 )
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import ReadSession, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.db import (
+    ReadSession,
+    WriteSession,
+    insert_ignoring_duplicates,
+    signal_after_commit,
+)
 from bazaar.platform.errors import FieldError, NotFound, Unprocessable
 from bazaar.platform.events import Envelope
 from bazaar.platform.ids import new_id
 from bazaar.platform.pagination import Page, decode_cursor, page_of
+
+DELIVERY_QUEUED = "notifications.delivery_queued"
+"""The signal that wakes the webhook sender after a commit that queued a delivery."""
 
 SIGNATURE_HEADER = "Bazaar-Signature"
 
@@ -138,8 +146,7 @@ async def enqueue_deliveries(
             created_at=now,
         )
     if created:
-        # Deliveries are an outbox of their own: the after-commit hooks wake the sender.
-        session.info["outbox"] = True
+        signal_after_commit(session, DELIVERY_QUEUED)
     return created
 
 

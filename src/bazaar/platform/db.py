@@ -50,7 +50,13 @@ class ReadSession(AsyncSession):
     """A session that may be served by a replica and may be slightly stale: never writes."""
 
 
-AfterCommit = Callable[["Database"], None]
+def signal_after_commit(session: WriteSession, name: str) -> None:
+    """Wake the listeners of `name` on this database once the transaction has committed.
+
+    This is how a row written for a background loop (an outbox row, an email to send) gets
+    picked up at once instead of at the loop's next poll; a rollback wakes no one.
+    """
+    session.info.setdefault("signals", set()).add(name)
 
 
 @dataclass
@@ -60,12 +66,16 @@ class Database:
     name: str
     primary: AsyncEngine
     replicas: Sequence[AsyncEngine] = ()
-    after_commit: list[AfterCommit] = field(default_factory=list)
+    listeners: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._writer = async_sessionmaker(self.primary, class_=WriteSession, expire_on_commit=False)
         reader = self.replicas[0] if self.replicas else self.primary
         self._reader = async_sessionmaker(reader, class_=ReadSession, expire_on_commit=False)
+
+    def listen(self, signal: str, wake: Callable[[], None]) -> None:
+        """Call `wake` after every commit that raised `signal` (see signal_after_commit)."""
+        self.listeners.setdefault(signal, []).append(wake)
 
     @property
     def dialect(self) -> str:
@@ -76,9 +86,9 @@ class Database:
         """A transaction on the primary, committed when the block ends without an error."""
         async with self._writer() as session, session.begin():
             yield session
-        if session.info.get("outbox"):
-            for hook in self.after_commit:
-                hook(self)
+        for signal in session.info.get("signals", ()):
+            for wake in self.listeners.get(signal, ()):
+                wake()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[ReadSession]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import registry
 
 from bazaar.platform.bus import EventBus
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, WriteSession
+from bazaar.platform.db import Database, WriteSession, signal_after_commit
 from bazaar.platform.events import Envelope, Event
 from bazaar.platform.observability import OUTBOX_BACKLOG, log
 from bazaar.platform.schema import outbox_message
@@ -41,7 +41,7 @@ def add(session: WriteSession, event: Event) -> Envelope:
     """Record `event` for publication when, and only if, this transaction commits."""
     envelope = Envelope.wrap(event)
     session.add(OutboxMessage(envelope))
-    session.info["outbox"] = True
+    signal_after_commit(session, "outbox")
     return envelope
 
 
@@ -54,10 +54,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self._wake = {db.name: asyncio.Event() for db in self.databases}
         for db in self.databases:
-            db.after_commit.append(self._on_commit)
-
-    def _on_commit(self, db: Database) -> None:
-        self._wake[db.name].set()
+            db.listen("outbox", self._wake[db.name].set)
 
     async def run(self, poll_interval: float = 1.0) -> None:
         await asyncio.gather(*(self._relay(db, poll_interval) for db in self.databases))
