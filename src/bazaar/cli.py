@@ -71,7 +71,11 @@ def admin_create(
     password: Annotated[str, typer.Option(help="At least 8 characters.")],
     name: Annotated[str, typer.Option(help="Display name.")] = "Administrator",
 ) -> None:
-    """Create an admin account (migrating first if needed)."""
+    """Create an admin account (migrating first if needed).
+
+    Its `user.registered` event stays in identity's outbox until a running Bazaar's relay
+    publishes it (at once, or at that process's next start).
+    """
     from bazaar.identity import service
     from bazaar.identity.wiring import passwords
     from bazaar.platform.auth import ADMIN
@@ -95,7 +99,6 @@ def admin_create(
                     name=name,
                     role=ADMIN,
                 )
-            await runtime.relay.publish_pending(runtime.platform.databases["identity"])
             return user.id
         finally:
             await runtime.platform.close()

@@ -9,6 +9,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_
 
 from bazaar.catalog import imports, service
 from bazaar.catalog.imports import ImportWorker
+from bazaar.catalog.models import Product
 from bazaar.catalog.pages import ProductPages, etag_matches, product_read
 from bazaar.catalog.schemas import (
     CategoryList,
@@ -57,16 +58,16 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         responses=NOT_MODIFIED,
     )
     async def get_product(product_id: FromPath[str], request: Request) -> Response[ProductRead]:
-        page = await pages.lookup(product_id)
-        if page is None:
+
+        async def load() -> Product:
             async with db.read() as session:
-                product = await service.get_product(session, product_id)
-            page = await pages.store(product)
-        etag, body = page
-        headers = {"ETag": etag, "Cache-Control": pages.cache_control}
-        if etag_matches(request.headers.get("if-none-match"), etag):
+                return await service.get_product(session, product_id)
+
+        page = await pages.fetch(product_id, load)
+        headers = {"ETag": page.etag, "Cache-Control": pages.cache_control}
+        if etag_matches(request.headers.get("if-none-match"), page.etag):
             return Response(content=b"", status_code=304, headers=headers)
-        return json_response(body, headers=headers)
+        return json_response(page.body, headers=headers)
 
     @post(
         "/products",

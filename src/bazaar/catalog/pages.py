@@ -9,7 +9,9 @@ when the `product.updated` event reaches it.
 
 import asyncio
 import hashlib
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import NamedTuple
 
 import msgspec
 from cashews import Cache
@@ -22,8 +24,18 @@ from bazaar.platform.db import WriteSession
 from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.observability import log
 
-Page = tuple[str, bytes]
-"""A product page: its ETag (quoted, as sent) and its JSON body."""
+
+class Page(NamedTuple):
+    """A product page: its ETag (quoted, as sent), its JSON body, when it was read."""
+
+    etag: str
+    body: bytes
+    read_at: float
+
+    @property
+    def age(self) -> float:
+        return time.time() - self.read_at
+
 
 PAGE_ROUTE = "/v1/products/{product_id:str}"
 
@@ -47,7 +59,7 @@ def product_read(product: Product) -> ProductRead:
 def product_page(product: Product) -> Page:
     """The one encoding of a product: its JSON bytes and their strong ETag."""
     body = _encoder.encode(product_read(product))
-    return f'"{hashlib.sha256(body).hexdigest()[:32]}"', body
+    return Page(f'"{hashlib.sha256(body).hexdigest()[:32]}"', body, time.time())
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -68,6 +80,7 @@ class ProductPages:
         self.edge = edge
         self.cache_control = cache_control
         self._pending: set[asyncio.Task] = set()
+        self._loading: dict[str, asyncio.Future[Page]] = {}
 
     @staticmethod
     def path(product_id: str) -> str:
@@ -76,6 +89,27 @@ class ProductPages:
     @staticmethod
     def _key(product_id: str) -> str:
         return f"catalog:product:{product_id}"
+
+    async def fetch(self, product_id: str, load: Callable[[], Awaitable[Product]]) -> Page:
+        """The product's page from a cache, or from `load` once for many concurrent misses.
+
+        Without the single flight, every request in flight when a hot page expires would read
+        the database at once (a stampede).
+        """
+        page = await self.lookup(product_id)
+        if page is not None:
+            return page
+        loading = self._loading.get(product_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(product_id, load))
+            self._loading[product_id] = loading
+        return await asyncio.shield(loading)
+
+    async def _load(self, product_id: str, load: Callable[[], Awaitable[Product]]) -> Page:
+        try:
+            return await self.store(await load())
+        finally:
+            self._loading.pop(product_id, None)
 
     async def lookup(self, product_id: str) -> Page | None:
         page = await self.cache.get(self._key(product_id))
@@ -93,8 +127,14 @@ class ProductPages:
 
     def _to_edge(self, product_id: str, page: Page) -> None:
         if self.edge is not None:
-            etag, body = page
-            self.edge.put(self.path(product_id), body, etag, self.cache_control, PAGE_ROUTE)
+            self.edge.put(
+                self.path(product_id),
+                page.body,
+                page.etag,
+                self.cache_control,
+                PAGE_ROUTE,
+                age=page.age,
+            )
 
     async def drop(self, product_ids: Iterable[str]) -> None:
         ids = set(product_ids)

@@ -30,10 +30,21 @@ class ResponseCache:
         self.max_entries = max_entries
         self._entries: dict[str, CachedResponse] = {}
 
-    def put(self, key: str, body: bytes, etag: str, cache_control: str, route: str) -> None:
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        etag: str,
+        cache_control: str,
+        route: str,
+        age: float = 0.0,
+    ) -> None:
+        """Keep a response for the rest of the bound: `ttl` less the `age` of what it shows."""
+        if age >= self.ttl:
+            return
         if len(self._entries) >= self.max_entries:
             self._entries.pop(next(iter(self._entries)))
-        expires_at = time.monotonic() + self.ttl
+        expires_at = time.monotonic() + self.ttl - age
         self._entries[key] = CachedResponse(body, etag, cache_control, route, expires_at)
 
     def get(self, key: str) -> CachedResponse | None:

@@ -1,0 +1,43 @@
+"""Product pages: one database read for many concurrent misses; the edge keeps a page no
+longer than the staleness bound allows."""
+
+import asyncio
+
+from bazaar.catalog import service
+from bazaar.catalog.models import Product
+from bazaar.catalog.pages import ProductPages, product_page
+from bazaar.platform.db import Database
+from bazaar.platform.edge_cache import ResponseCache
+from tests.catalog.conftest import add_product
+
+
+async def test_fifty_concurrent_misses_make_one_database_read(
+    catalog: Database, pages: ProductPages
+) -> None:
+    product_id = await add_product(catalog, stock=1)
+    reads = 0
+
+    async def load() -> Product:
+        nonlocal reads
+        reads += 1
+        async with catalog.read() as session:
+            await asyncio.sleep(0.01)  # long enough for every request to miss
+            return await service.get_product(session, product_id)
+
+    results = await asyncio.gather(*(pages.fetch(product_id, load) for _ in range(50)))
+    assert reads == 1
+    assert len({page.etag for page in results}) == 1
+
+
+async def test_a_page_read_a_while_ago_lives_only_the_rest_of_the_bound(
+    catalog: Database, pages: ProductPages
+) -> None:
+    product_id = await add_product(catalog, stock=1)
+    async with catalog.read() as session:
+        page = product_page(await service.get_product(session, product_id))
+    edge = ResponseCache(ttl=1.0)
+    aged = page._replace(read_at=page.read_at - 0.95)
+    ProductPages(pages.cache, ttl=1.0, edge=edge)._to_edge(product_id, aged)
+    assert edge.get(ProductPages.path(product_id)) is not None
+    await asyncio.sleep(0.1)
+    assert edge.get(ProductPages.path(product_id)) is None
