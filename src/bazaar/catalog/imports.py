@@ -7,7 +7,6 @@ twice. Rows with a live product's sku update it; bad rows are reported and skipp
 """
 
 import asyncio
-import contextlib
 import csv
 import io
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, ReadSession, WriteSession
 from bazaar.platform.errors import NotFound
 from bazaar.platform.ids import new_id
+from bazaar.platform.loops import Waker
 from bazaar.platform.money import Currency
 from bazaar.platform.observability import log
 
@@ -219,14 +219,13 @@ class ImportWorker:
         self.db = db
         self.pages = pages
         self.settings = settings
-        self._wake = asyncio.Event()
+        self._waker = Waker(settings.import_poll_interval)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._waker.wake()
 
     async def run(self) -> None:
         while True:
-            self._wake.clear()
             job = None
             try:
                 async with self.db.write() as session:
@@ -238,8 +237,7 @@ class ImportWorker:
             except Exception as error:  # the lease lets this or another worker retry the job
                 log.exception("import_job_crashed", error=str(error))
             if job is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.import_poll_interval)
+                await self._waker.wait()
 
     async def work(self, job: ImportJob) -> None:
         async with self.db.read() as session:

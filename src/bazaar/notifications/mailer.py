@@ -8,7 +8,6 @@ dies between sending it and marking it sent.
 """
 
 import asyncio
-import contextlib
 import os
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -23,6 +22,7 @@ from bazaar.notifications.models import OutgoingEmail
 from bazaar.notifications.service import EMAIL_QUEUED
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.platform.db import Database
+from bazaar.platform.loops import Waker
 from bazaar.platform.observability import log
 
 
@@ -58,20 +58,18 @@ class Mailer:
         self.mail_dir = mail_dir
         # Long enough for the slowest send to finish before another mailer may retry it.
         self.lease = 3 * settings.smtp_timeout + 30
-        self._wake = asyncio.Event()
-        db.listen(EMAIL_QUEUED, self._wake.set)
+        self._waker = Waker(settings.mailer_poll_interval)
+        db.listen(EMAIL_QUEUED, self._waker.wake)
 
     async def run(self) -> None:
         while True:
-            self._wake.clear()
             try:
                 sent = await self.send_due()
             except Exception as error:  # the database is busy or gone: try again shortly
                 log.warning("mailer_failed", error=str(error))
                 sent = 0
             if sent < self.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.mailer_poll_interval)
+                await self._waker.wait()
 
     async def send_due(self) -> int:
         """Try every due email once; returns how many were tried."""

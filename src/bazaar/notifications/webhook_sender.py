@@ -8,7 +8,6 @@ with exponential backoff up to the configured attempts, then the delivery has fa
 """
 
 import asyncio
-import contextlib
 
 import httpx
 
@@ -16,6 +15,7 @@ from bazaar.notifications import webhooks
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.notifications.webhooks import DELIVERY_QUEUED, SIGNATURE_HEADER, DueDelivery
 from bazaar.platform.db import Database
+from bazaar.platform.loops import Waker
 from bazaar.platform.observability import log
 
 
@@ -29,23 +29,19 @@ class WebhookSender:
         self.settings = settings
         # Longer than any request may take, so no other sender retries one still in flight.
         self.lease = 3 * settings.webhook_timeout + 30
-        self._wake = asyncio.Event()
-        db.listen(DELIVERY_QUEUED, self._wake.set)
+        self._waker = Waker(settings.webhook_poll_interval)
+        db.listen(DELIVERY_QUEUED, self._waker.wake)
 
     async def run(self) -> None:
         async with self.client() as client:
             while True:
-                self._wake.clear()
                 try:
                     sent = await self.send_due(client)
                 except Exception as error:  # the database is busy or gone: try again shortly
                     log.warning("webhook_sender_failed", error=str(error))
                     sent = 0
                 if sent < self.batch_size:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._wake.wait(), self.settings.webhook_poll_interval
-                        )
+                    await self._waker.wait()
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from bazaar.platform import sqlite_inline
 from bazaar.platform.ids import new_id
 
 
@@ -115,11 +116,22 @@ def sqlite_engine(path: Path, *, writer: bool) -> AsyncEngine:
 
     The writer has a single connection that starts each transaction with BEGIN IMMEDIATE, so
     writers queue in the pool (an asyncio wait, bounded by its timeout) instead of failing
-    with "database is locked" half-way through a transaction. Readers never block it.
+    with "database is locked" half-way through a transaction; its calls run inline on the
+    loop (see sqlite_inline). Readers never block it and run on aiosqlite's threads.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    options: dict[str, Any] = {"pool_size": 1, "max_overflow": 0} if writer else {"pool_size": 4}
-    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_timeout=10, **options)
+    options: dict[str, Any] = {"pool_size": 4}
+    if writer:
+        options = {
+            "pool_size": 1,
+            "max_overflow": 0,
+            "async_creator": lambda: sqlite_inline.connect(str(path)),
+        }
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{path}",
+        pool_timeout=10,
+        **options,
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def configure(dbapi_connection: Any, _record: Any) -> None:

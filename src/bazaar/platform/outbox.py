@@ -7,7 +7,6 @@ a crash, which idempotent consumers absorb.
 """
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -18,6 +17,7 @@ from bazaar.platform.bus import EventBus
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession, signal_after_commit
 from bazaar.platform.events import Envelope, Event
+from bazaar.platform.loops import Waker
 from bazaar.platform.observability import OUTBOX_BACKLOG, log
 from bazaar.platform.schema import outbox_message
 
@@ -52,25 +52,21 @@ class OutboxRelay:
         self.databases = list(databases)
         self.bus = bus
         self.batch_size = batch_size
-        self._wake = {db.name: asyncio.Event() for db in self.databases}
-        for db in self.databases:
-            db.listen("outbox", self._wake[db.name].set)
 
     async def run(self, poll_interval: float = 1.0) -> None:
         await asyncio.gather(*(self._relay(db, poll_interval) for db in self.databases))
 
     async def _relay(self, db: Database, poll_interval: float) -> None:
-        wake = self._wake[db.name]
+        waker = Waker(poll_interval)
+        db.listen("outbox", waker.wake)
         while True:
-            wake.clear()
             try:
                 published = await self.publish_pending(db)
             except Exception as error:  # a broker or database hiccup: try again shortly
                 log.warning("outbox_relay_failed", database=db.name, error=str(error))
                 published = 0
             if published < self.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), poll_interval)
+                await waker.wait()
 
     async def publish_pending(self, db: Database) -> int:
         """Publish one batch of `db`'s outbox; returns how many rows it published.

@@ -1,7 +1,6 @@
 """Every service in one process: `bazaar dev`, and the app the test suite drives."""
 
 import asyncio
-import contextlib
 
 from litestar.types import ASGIApp
 
@@ -12,6 +11,9 @@ from bazaar.platform.web import create_app
 from bazaar.runtime.assemble import assemble
 from bazaar.runtime.config import Settings
 from bazaar.runtime.platform import Platform, build_platform
+
+STOP_TIMEOUT = 5.0
+"""How long stopping waits for a cancelled background task before giving up on it."""
 
 
 class Runtime:
@@ -42,11 +44,13 @@ class Runtime:
         log.info("bazaar_started", services=[part.name for part in self.parts])
 
     async def stop(self) -> None:
+        """Stop the background tasks and the bus, then close every connection."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _done, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+            for task in stuck:
+                log.error("background_task_did_not_stop", task=repr(task.get_coro()))
         self._tasks.clear()
         await self.platform.bus.stop()
         await self.platform.close()
