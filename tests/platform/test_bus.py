@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bazaar.platform import outbox, schema
-from bazaar.platform.bus import InProcessBus, RetryPolicy, subscribe
+from bazaar.platform.bus import InProcessBus, RetryPolicy, broadcast, subscribe
 from bazaar.platform.db import Database, WriteSession, sqlite_database
 from bazaar.platform.events import Event
 from bazaar.platform.outbox import OutboxRelay
@@ -117,3 +117,22 @@ async def test_a_poison_message_is_dead_lettered_and_others_flow(db: Database) -
     assert "cannot handle this one" in letters[0].error
     # the failed attempt's effects were rolled back, including the processed-event record
     assert await count(db, schema.processed_event) == 2
+
+
+async def test_a_broadcast_runs_without_a_transaction_or_a_record(db: Database) -> None:
+    dropped: list[str] = []
+
+    async def drop(event: ThingHappened) -> None:
+        dropped.append(event.thing_id)
+
+    bus = InProcessBus()
+    bus.subscribe(broadcast("test.drop_cache", ThingHappened, drop))
+    await bus.start()
+    try:
+        async with db.write() as session:
+            envelope = outbox.add(session, ThingHappened(thing_id="c"))
+        await bus.publish([envelope, envelope])
+    finally:
+        await bus.stop()
+    assert dropped == ["c", "c"]  # harmless to repeat, so not deduplicated
+    assert await count(db, schema.processed_event) == 0

@@ -4,7 +4,7 @@ from bazaar.catalog import reservations
 from bazaar.catalog.events import ProductChanged
 from bazaar.catalog.pages import ProductPages
 from bazaar.orders.events import OrderCancelled, OrderPlaced
-from bazaar.platform.bus import Subscription, subscribe
+from bazaar.platform.bus import Subscription, broadcast, subscribe
 from bazaar.platform.db import Database, WriteSession
 
 
@@ -19,12 +19,12 @@ def subscriptions(db: Database, pages: ProductPages) -> list[Subscription]:
         if released:
             pages.drop_after_commit(session, released)
 
-    async def drop_product_page(_session: WriteSession, event: ProductChanged) -> None:
+    async def drop_product_page(event: ProductChanged) -> None:
         # Another instance changed the product: this one's cached page is stale.
         await pages.drop([event.product_id])
 
     return [
         subscribe("catalog.reserve_stock", OrderPlaced, reserve_stock, db),
         subscribe("catalog.release_stock", OrderCancelled, release_stock, db),
-        subscribe("catalog.drop_product_page", ProductChanged, drop_product_page, db),
+        broadcast("catalog.drop_product_page", ProductChanged, drop_product_page),
     ]

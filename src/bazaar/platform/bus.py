@@ -27,16 +27,26 @@ from bazaar.platform.observability import (
 from bazaar.platform.schema import dead_letter, processed_event
 
 Handle = Callable[[WriteSession, Envelope], Awaitable[None]]
+Notify = Callable[[Envelope], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Subscription:
-    """One consumer's interest in one event type, and the database its effect lands in."""
+    """One consumer's interest in one event type, and the database its effect lands in.
+
+    A broadcast subscription (no database) runs on every instance, outside any transaction
+    and without a record of handled events: its effect must be harmless to repeat, such as
+    dropping a cache entry.
+    """
 
     consumer: str
     event_type: str
-    handle: Handle
-    database: Callable[[Envelope], Database]
+    handle: Handle | Notify
+    database: Callable[[Envelope], Database] | None
+
+    @property
+    def is_broadcast(self) -> bool:
+        return self.database is None
 
 
 E = TypeVar("E", bound=Event)
@@ -55,6 +65,17 @@ def subscribe(
 
     choose = database if callable(database) else (lambda _envelope: database)
     return Subscription(consumer, event_class.event_type, handle, choose)
+
+
+def broadcast(
+    consumer: str, event_class: type[E], handler: Callable[[E], Awaitable[None]]
+) -> Subscription:
+    """Run `handler` on every instance for each `event_class` event (see Subscription)."""
+
+    async def notify(envelope: Envelope) -> None:
+        await handler(read_event(envelope, event_class))
+
+    return Subscription(consumer, event_class.event_type, notify, None)
 
 
 class EventBus(Protocol):
@@ -87,6 +108,9 @@ async def deliver(subscription: Subscription, envelope: Envelope, retry: RetryPo
     error = ""
     for attempt in range(retry.attempts):
         try:
+            if subscription.database is None:
+                await subscription.handle(envelope)  # type: ignore[call-arg]
+                return True
             db = subscription.database(envelope)
             async with db.write() as session:
                 first_time = await insert_ignoring_duplicates(
@@ -97,7 +121,7 @@ async def deliver(subscription: Subscription, envelope: Envelope, retry: RetryPo
                     processed_at=utcnow(),
                 )
                 if first_time:
-                    await subscription.handle(session, envelope)
+                    await subscription.handle(session, envelope)  # type: ignore[call-arg]
             outcome = "handled" if first_time else "duplicate"
             EVENTS_HANDLED.labels(subscription.consumer, outcome).inc()
             lag = (utcnow() - envelope.occurred_at).total_seconds()
@@ -116,6 +140,9 @@ async def deliver(subscription: Subscription, envelope: Envelope, retry: RetryPo
             EVENTS_HANDLED.labels(subscription.consumer, "retried").inc()
             if attempt + 1 < retry.attempts:
                 await asyncio.sleep(retry.delay(attempt))
+    if subscription.database is None:
+        log.error("broadcast_failed", consumer=subscription.consumer, event_id=envelope.id)
+        return False
     await dead_letter_message(subscription, envelope, error, retry.attempts)
     EVENTS_HANDLED.labels(subscription.consumer, "dead_lettered").inc()
     return False
@@ -124,6 +151,7 @@ async def deliver(subscription: Subscription, envelope: Envelope, retry: RetryPo
 async def dead_letter_message(
     subscription: Subscription, envelope: Envelope, error: str, attempts: int
 ) -> None:
+    assert subscription.database is not None
     async with subscription.database(envelope).write() as session:
         await session.execute(
             dead_letter.insert().values(

@@ -93,7 +93,9 @@ class OutboxRelay:
                 .where(outbox_message.c.id.in_([row.id for row in rows]))
                 .values(published_at=utcnow())
             )
-        OUTBOX_BACKLOG.labels(db.name).set(await backlog(db))
+        # A short batch emptied the outbox as of its read: count only behind a full one.
+        full = len(rows) == self.batch_size
+        OUTBOX_BACKLOG.labels(db.name).set(await backlog(db) if full else 0)
         return len(rows)
 
 
