@@ -1,6 +1,9 @@
 """The HTTP edge: problem+json errors, request ids, body checks, health, metrics, docs."""
 
 import httpx
+from sqlalchemy import text
+
+from bazaar.runtime.embedded import Runtime
 
 
 async def test_unknown_route_is_a_problem_with_a_request_id(client: httpx.AsyncClient) -> None:
@@ -60,3 +63,20 @@ async def test_health_readiness_metrics_and_docs(client: httpx.AsyncClient) -> N
     assert "/v1/auth/register" in spec["paths"]
     docs = await client.get("/docs")
     assert docs.status_code == 200 and "html" in docs.headers["content-type"]
+
+
+async def test_a_database_that_does_not_answer_gives_503(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    identity = runtime.platform.databases["identity"]
+    # hold the writer's only connection, so the next writer waits out a short pool timeout
+    identity.primary.sync_engine.pool._timeout = 0.05
+    async with identity.write() as session:
+        await session.execute(text("SELECT 1"))
+        response = await client.post(
+            "/v1/auth/register",
+            json={"email": "late@example.com", "password": "long enough", "name": "Late"},
+        )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["status"] == 503

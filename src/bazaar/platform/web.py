@@ -16,6 +16,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from bazaar.platform.auth import Principal, TokenVerifier
 from bazaar.platform.edge_cache import EdgeCache, ResponseCache
@@ -124,6 +126,20 @@ def _http_error(_request: Request, error: HTTPException) -> Response:
     return problem(status, title, str(detail), slug, headers=headers)
 
 
+def _database_unavailable(request: Request, error: DBAPIError | SQLAlchemyTimeout) -> Response:
+    """No connection within the pool's timeout, or the database refused: back-pressure."""
+    if isinstance(error, DBAPIError) and not isinstance(error, OperationalError):
+        return _unexpected_error(request, error)
+    log.warning("database_unavailable", path=request.url.path, error_type=type(error).__name__)
+    return problem(
+        503,
+        "Service Unavailable",
+        "A database is busy or unreachable; retry shortly",
+        "unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
 def _unexpected_error(request: Request, error: Exception) -> Response:
     log.exception("unhandled_error", path=request.url.path, error_type=type(error).__name__)
     return problem(
@@ -202,6 +218,8 @@ def create_app(
             BazaarError: _bazaar_error,
             ValidationException: _validation_error,
             HTTPException: _http_error,
+            SQLAlchemyTimeout: _database_unavailable,
+            DBAPIError: _database_unavailable,
             Exception: _unexpected_error,
         },
         request_max_body_size=MAX_BODY,

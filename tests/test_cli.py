@@ -1,0 +1,60 @@
+"""The `bazaar` command line, run as a user runs it, on a fresh data directory."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from bazaar.catalog.models import Product
+from bazaar.cli import app
+from bazaar.runtime.embedded import Runtime
+from tests.conftest import FAST_ENV, settings_for
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    runner = CliRunner()
+    env = {**FAST_ENV, "BAZAAR_DATA_DIR": str(tmp_path / "data")}
+
+    def invoke(*args: str, **extra: str):
+        return runner.invoke(app, list(args), env={**env, **extra})
+
+    return invoke
+
+
+def test_migrate_then_admin_create_is_refused_twice(run) -> None:
+    assert run("migrate").exit_code == 0
+    created = run("admin", "create", "--email", "root@example.com", "--password", "s3cret-pass")
+    assert created.exit_code == 0, created.output
+    again = run("admin", "create", "--email", "ROOT@example.com", "--password", "s3cret-pass")
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+
+
+def test_a_short_admin_password_is_refused(run) -> None:
+    result = run("admin", "create", "--email", "root@example.com", "--password", "short")
+    assert result.exit_code == 2
+
+
+def test_seed_fills_the_catalog(run, tmp_path: Path) -> None:
+    result = run("seed", "--products", "250")
+    assert result.exit_code == 0, result.output
+    assert "250 products seeded" in result.output
+
+    async def count() -> int:
+        runtime = Runtime(settings_for(tmp_path / "data"))
+        try:
+            async with runtime.platform.databases["catalog"].read() as session:
+                return await session.scalar(select(func.count()).select_from(Product))
+        finally:
+            await runtime.platform.close()
+
+    assert asyncio.run(count()) == 250
+
+
+def test_a_bad_setting_stops_the_command_naming_the_variable(run) -> None:
+    result = run("migrate", BAZAAR_ORDER_SHARDS="zero")
+    assert result.exit_code == 2
+    assert "BAZAAR_ORDER_SHARDS" in result.output
