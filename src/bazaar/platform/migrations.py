@@ -1,5 +1,6 @@
 """Alembic migrations per service database, run in process against the runtime's engines."""
 
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -11,14 +12,24 @@ from sqlalchemy import Connection, MetaData
 from bazaar.platform.db import Database
 
 ENVIRONMENT = str(Path(__file__).parent / "alembic")
+PLATFORM_VERSIONS = str(Path(__file__).parent / "alembic" / "versions")
 
 
 @dataclass(frozen=True)
 class ServiceSchema:
-    """A service's tables and the package whose `migrations/` folder holds their revisions."""
+    """A service's tables and the package whose `migrations/` folder holds their revisions.
+
+    A service database has two branches of revisions: the service's own (labelled with its
+    name) and the platform's (outbox, inbox, dead letters, idempotency), kept once in
+    `bazaar/platform/alembic/versions/`.
+    """
 
     package: str
     metadata: MetaData
+
+    @property
+    def branch(self) -> str:
+        return self.package.rsplit(".", 1)[-1]
 
     @property
     def versions(self) -> str:
@@ -28,7 +39,9 @@ class ServiceSchema:
 def _config(connection: Connection, schema: ServiceSchema) -> Config:
     config = Config()
     config.set_main_option("script_location", ENVIRONMENT)
-    config.set_main_option("version_locations", schema.versions)
+    config.set_main_option(
+        "version_locations", os.pathsep.join([schema.versions, PLATFORM_VERSIONS])
+    )
     config.set_main_option("path_separator", "os")
     config.attributes["connection"] = connection
     config.attributes["metadata"] = schema.metadata
@@ -38,12 +51,17 @@ def _config(connection: Connection, schema: ServiceSchema) -> Config:
 async def upgrade(db: Database, schema: ServiceSchema) -> None:
     """Bring `db` to the newest revision of `schema` (nothing to do when it is there)."""
     async with db.primary.begin() as connection:
-        await connection.run_sync(lambda sync: command.upgrade(_config(sync, schema), "head"))
+        await connection.run_sync(lambda sync: command.upgrade(_config(sync, schema), "heads"))
 
 
 async def new_revision(db: Database, schema: ServiceSchema, message: str) -> None:
     """Write a revision with what `schema` has that `db` (at head) lacks."""
     async with db.primary.begin() as connection:
         await connection.run_sync(
-            lambda sync: command.revision(_config(sync, schema), message=message, autogenerate=True)
+            lambda sync: command.revision(
+                _config(sync, schema),
+                message=message,
+                autogenerate=True,
+                head=f"{schema.branch}@head",
+            )
         )
