@@ -1,5 +1,6 @@
 """Notifications' use cases against SQLite: recipients, order notifications, reading them."""
 
+import msgspec
 import pytest
 from sqlalchemy import func, select
 
@@ -66,6 +67,23 @@ async def test_a_cancelled_order_says_why(db: Database) -> None:
     assert notification.kind == "order_cancelled"
     assert "out of stock" in notification.body and "5.00 EUR" in notification.body
     assert "not been charged" in notification.body
+
+
+async def test_only_a_captured_payment_is_said_to_be_refunded(db: Database) -> None:
+    await add_recipient(db)
+    declined = msgspec.structs.replace(
+        CANCELLED, order_id="order-d", reason="payment_declined", payment_id="pay-1"
+    )
+    withdrawn = msgspec.structs.replace(
+        CANCELLED, order_id="order-w", reason="customer_cancelled", payment_id="pay-2"
+    )
+    async with db.write() as session:
+        await service.notify_order_cancelled(session, declined)
+        await service.notify_order_cancelled(session, withdrawn)
+    async with db.read() as session:
+        bodies = {n.reference: n.body for n in await session.scalars(select(Notification))}
+    assert "not been charged" in bodies["order-d"]
+    assert "is refunded" in bodies["order-w"]
 
 
 async def test_an_event_delivered_twice_notifies_once(db: Database) -> None:

@@ -107,9 +107,11 @@ async def notify_order_cancelled(session: WriteSession, event: OrderCancelled) -
     """One notification and one email for a cancelled order; False when they exist already."""
     recipient = await _recipient(session, event.customer_id)
     reason = CANCEL_REASONS.get(event.reason, event.reason.replace("_", " "))
+    # A declined or failed payment has an id too, but only a captured one is refunded.
+    captured = event.payment_id is not None and event.reason == "customer_cancelled"
     refund = (
         f"The payment of {format_money(event.total)} is refunded.\n"
-        if event.payment_id
+        if captured
         else "You have not been charged.\n"
     )
     message = Message(
