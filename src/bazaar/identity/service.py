@@ -103,6 +103,7 @@ async def start_session(
     """Open a new refresh-token family for a login and issue its first pair."""
     family = RefreshTokenFamily(id=new_id(), user_id=user.id, created_at=utcnow())
     session.add(family)
+    await session.flush()  # the family's row before its first token's (a foreign key)
     return await _issue_pair(session, issuer, user, family.id, refresh_ttl)
 
 

@@ -107,7 +107,7 @@ async def capture_payment(
         return payment
     payment.status = SUCCEEDED
     session.add(payment)
-    _record(session, payment, "charge", total, charge.id, order_id)
+    await _record(session, payment, "charge", total, charge.id, order_id)
     outbox.add(
         session,
         PaymentSucceeded(
@@ -218,7 +218,7 @@ async def _refund(
     payment.refunded_amount += amount.amount
     payment.status = REFUNDED if payment.refunded_amount >= payment.amount else SUCCEEDED
     payment.updated_at = utcnow()
-    _record(session, payment, "refund", amount, refund.id, idempotency_key)
+    await _record(session, payment, "refund", amount, refund.id, idempotency_key)
     outbox.add(
         session,
         PaymentRefunded(
@@ -231,7 +231,7 @@ async def _refund(
     )
 
 
-def _record(
+async def _record(
     session: WriteSession,
     payment: Payment,
     kind: str,
@@ -239,6 +239,7 @@ def _record(
     provider_reference: str,
     idempotency_key: str,
 ) -> None:
+    await session.flush()  # the payment's row before its ledger entry's (a foreign key)
     session.add(
         LedgerEntry(
             id=new_id(),

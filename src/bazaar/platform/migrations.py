@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, MetaData
+from sqlalchemy import Connection, MetaData, text
 
 from bazaar.platform.db import Database
 
@@ -48,9 +48,21 @@ def _config(connection: Connection, schema: ServiceSchema) -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x62617A61  # any constant shared by every process that migrates
+
+
 async def upgrade(db: Database, schema: ServiceSchema) -> None:
-    """Bring `db` to the newest revision of `schema` (nothing to do when it is there)."""
+    """Bring `db` to the newest revision of `schema` (nothing to do when it is there).
+
+    Safe from two processes at once: on PostgreSQL the migration runs in one transaction
+    holding an advisory lock, so the second waits and then finds nothing to do (SQLite's
+    writer lock does the same).
+    """
     async with db.primary.begin() as connection:
+        if db.dialect == "postgresql":
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+            )
         await connection.run_sync(lambda sync: command.upgrade(_config(sync, schema), "heads"))
 
 

@@ -119,7 +119,7 @@ class PlatformSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> "PlatformSettings":
-        shard_urls = env.urls("ORDER_SHARD_URLS", ("postgresql", "sqlite"))
+        shard_urls = env.urls("ORDER_SHARD_URLS", ("postgresql",))
         level = env.text("LOG_LEVEL", "info").lower()
         if level not in {"debug", "info", "warning", "error"}:
             raise SettingsError(
@@ -127,8 +127,8 @@ class PlatformSettings:
             )
         return cls(
             data_dir=Path(env.text("DATA_DIR", ".bazaar")).resolve(),
-            database_url=env.url("DATABASE_URL", ("postgresql", "sqlite")),
-            replica_urls=env.urls("REPLICA_URLS", ("postgresql", "sqlite")),
+            database_url=env.url("DATABASE_URL", ("postgresql",)),
+            replica_urls=env.urls("REPLICA_URLS", ("postgresql",)),
             order_shard_urls=shard_urls,
             order_shards=len(shard_urls) or env.integer("ORDER_SHARDS", 2, minimum=1, maximum=256),
             redis_url=env.url("REDIS_URL", ("redis", "rediss")),

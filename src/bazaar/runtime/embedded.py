@@ -7,6 +7,7 @@ from litestar.types import ASGIApp
 from bazaar.platform import migrations
 from bazaar.platform.observability import configure_logging, log
 from bazaar.platform.outbox import OutboxRelay
+from bazaar.platform.postgres import ensure_database
 from bazaar.platform.web import create_app
 from bazaar.runtime.assemble import assemble
 from bazaar.runtime.config import Settings
@@ -32,8 +33,11 @@ class Runtime:
         )
 
     async def migrate(self) -> None:
+        """Create missing databases (PostgreSQL) and migrate every one, shards included."""
         for part in self.parts:
             for db in part.databases:
+                if db.dialect == "postgresql":
+                    await ensure_database(db.primary.url)
                 await migrations.upgrade(db, part.schema)
 
     async def start(self) -> None:

@@ -11,6 +11,7 @@ from bazaar.platform.bus import EventBus, InProcessBus
 from bazaar.platform.cache import create_cache
 from bazaar.platform.db import Database, ShardedDatabase, ShardMap, sqlite_database
 from bazaar.platform.edge_cache import ResponseCache
+from bazaar.platform.postgres import postgres_database, service_url
 from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.settings import PlatformSettings, SettingsError
 
@@ -42,14 +43,10 @@ class Platform:
 
 
 def build_platform(settings: PlatformSettings) -> Platform:
-    if not settings.embedded:
-        raise SettingsError("DATABASE_URL", "only the embedded default (unset) is supported yet")
     data = settings.data_dir
-    databases = {name: sqlite_database(name, data / f"{name}.db") for name in SERVICE_DATABASES}
-    shards = [
-        sqlite_database(f"orders_{index}", data / f"orders_{index}.db")
-        for index in range(settings.order_shards)
-    ]
+    databases, shards = (
+        _sqlite_databases(settings) if settings.embedded else _postgres_databases(settings)
+    )
     if settings.jwt_private_key:
         try:
             key = parse_private_key(settings.jwt_private_key)
@@ -66,3 +63,31 @@ def build_platform(settings: PlatformSettings) -> Platform:
         limiter=RateLimiter(settings.redis_url),
         signing_key=key,
     )
+
+
+def _sqlite_databases(settings: PlatformSettings) -> tuple[dict[str, Database], list[Database]]:
+    data = settings.data_dir
+    databases = {name: sqlite_database(name, data / f"{name}.db") for name in SERVICE_DATABASES}
+    shards = [
+        sqlite_database(f"orders_{index}", data / f"orders_{index}.db")
+        for index in range(settings.order_shards)
+    ]
+    return databases, shards
+
+
+def _postgres_databases(settings: PlatformSettings) -> tuple[dict[str, Database], list[Database]]:
+    """A database per service on the primary's server, named after the primary's database;
+    the order shards where `BAZAAR_ORDER_SHARD_URLS` says, else beside the others."""
+    primary = settings.database_url
+    assert primary is not None
+    try:
+        databases = {
+            name: postgres_database(name, service_url(primary, name)) for name in SERVICE_DATABASES
+        }
+        shard_urls = settings.order_shard_urls or tuple(
+            service_url(primary, f"orders_{index}") for index in range(settings.order_shards)
+        )
+    except ValueError as error:
+        raise SettingsError("DATABASE_URL", str(error)) from None
+    shards = [postgres_database(f"orders_{index}", url) for index, url in enumerate(shard_urls)]
+    return databases, shards

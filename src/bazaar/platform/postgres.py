@@ -1,0 +1,80 @@
+"""PostgreSQL: asyncpg engines with bounded pools, one database per service derived from one
+URL, and the creation of databases that do not exist yet."""
+
+import contextlib
+import re
+
+import asyncpg
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bazaar.platform.db import Database
+
+_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+DEFAULT_DATABASE = "bazaar"
+
+
+def service_url(base: str, suffix: str) -> str:
+    """The URL of a service's own database: `.../bazaar` gives `.../bazaar_<suffix>`."""
+    url = make_url(base)
+    name = f"{url.database or DEFAULT_DATABASE}_{suffix}"
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def postgres_engine(
+    url: str, *, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 1.0
+) -> AsyncEngine:
+    """An engine whose every wait is bounded: past capacity a caller fails fast (503)."""
+    return create_async_engine(
+        make_url(url).set(drivername="postgresql+asyncpg"),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_recycle=1800,
+        connect_args={"timeout": 5, "command_timeout": 30},
+    )
+
+
+def postgres_database(name: str, url: str) -> Database:
+    return Database(name=name, primary=postgres_engine(url))
+
+
+def database_name(url: URL) -> str:
+    name = url.database or DEFAULT_DATABASE
+    if not _SAFE_NAME.match(name):
+        raise ValueError(f"database name {name!r}: use letters, digits and underscores")
+    return name
+
+
+async def _maintenance_connection(url: URL) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        host=url.host or "localhost",
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database="postgres",
+        timeout=5,
+    )
+
+
+async def ensure_database(url: URL) -> None:
+    """Create the database `url` names unless it exists; safe to run from two processes."""
+    name = database_name(url)
+    connection = await _maintenance_connection(url)
+    try:
+        if await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return
+        # another process may create it meanwhile
+        with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def drop_database(url: URL) -> None:
+    """Drop the database `url` names, disconnecting its sessions (tests clean up with it)."""
+    connection = await _maintenance_connection(url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')
+    finally:
+        await connection.close()
