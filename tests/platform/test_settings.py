@@ -35,3 +35,17 @@ def test_settings_are_frozen() -> None:
     settings = PlatformSettings.from_env(Env({}))
     with pytest.raises(AttributeError):
         settings.order_shards = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "variable", ["BAZAAR_REPLICA_URLS", "BAZAAR_REDIS_URL", "BAZAAR_BROKER_URL"]
+)
+def test_servers_not_supported_yet_stop_the_start(variable: str, tmp_path) -> None:
+    from bazaar.runtime.platform import build_platform
+
+    url = {"BAZAAR_REDIS_URL": "redis://localhost", "BAZAAR_BROKER_URL": "amqp://localhost"}
+    value = url.get(variable, "postgresql://localhost/bazaar")
+    settings = Settings.from_env({variable: value, "BAZAAR_DATA_DIR": str(tmp_path)})
+    with pytest.raises(SettingsError) as raised:
+        build_platform(settings.platform)
+    assert raised.value.variable == variable

@@ -43,6 +43,13 @@ class Platform:
 
 
 def build_platform(settings: PlatformSettings) -> Platform:
+    for variable, value in (
+        ("REPLICA_URLS", settings.replica_urls),
+        ("REDIS_URL", settings.redis_url),
+        ("BROKER_URL", settings.broker_url),
+    ):
+        if value:
+            raise SettingsError(variable, "is not supported yet: leave it unset")
     data = settings.data_dir
     databases, shards = (
         _sqlite_databases(settings) if settings.embedded else _postgres_databases(settings)
