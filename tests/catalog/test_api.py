@@ -242,3 +242,11 @@ async def test_an_import_that_is_not_csv_is_415(
 async def test_an_unknown_job_is_404(runtime: Runtime, client: httpx.AsyncClient) -> None:
     headers = await admin(runtime, client)
     assert (await client.get("/v1/jobs/no-such-job", headers=headers)).status_code == 404
+
+
+async def test_openapi_describes_the_csv_import_body(client: httpx.AsyncClient) -> None:
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/products/import"]["post"]
+    body = operation["requestBody"]
+    assert body["required"] is True and list(body["content"]) == ["text/csv"]
+    assert HEADER.strip() in body["content"]["text/csv"]["schema"]["description"]
+    assert {"401", "403", "413", "415"} <= operation["responses"].keys()

@@ -57,3 +57,12 @@ async def test_wrong_password_is_401_and_repeated_failures_429(client: httpx.Asy
 async def test_me_needs_a_token(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/users/me")
     assert response.status_code == 401
+
+
+async def test_openapi_marks_only_me_as_needing_a_token(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for action in ("register", "login", "refresh", "logout"):
+        assert not paths[f"/v1/auth/{action}"]["post"].get("security"), action
+    assert paths["/v1/users/me"]["get"]["security"] == [{"bearer": []}]
+    assert {"401", "429"} <= paths["/v1/auth/login"]["post"]["responses"].keys()
+    assert "409" in paths["/v1/auth/register"]["post"]["responses"]

@@ -302,3 +302,12 @@ async def test_the_catalog_decides_what_is_sold_and_at_what_price(
     refused = await client.post("/v1/orders", json=body, headers=keyed(headers))
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["loc"] == ["body", "items", 0, "product_id"]
+
+
+async def test_openapi_requires_the_idempotency_key_to_place_an_order(
+    client: httpx.AsyncClient,
+) -> None:
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/orders"]["post"]
+    (key,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+    assert key["in"] == "header" and key["required"] is True
+    assert {"400", "409", "422"} <= operation["responses"].keys()

@@ -170,3 +170,11 @@ async def test_refund_of_an_unknown_payment_is_not_found(
     headers = keyed(await admin(runtime, client), "unknown")
     response = await client.post(f"/v1/payments/{new_id()}/refund", headers=headers)
     assert response.status_code == 404
+
+
+async def test_openapi_requires_the_idempotency_key_to_refund(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    operation = paths["/v1/payments/{payment_id}/refund"]["post"]
+    (key,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+    assert key["in"] == "header" and key["required"] is True
+    assert {"400", "403", "404", "409", "422", "503"} <= operation["responses"].keys()

@@ -80,3 +80,30 @@ async def test_a_database_that_does_not_answer_gives_503(
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.json()["status"] == 503
+
+
+async def test_openapi_describes_every_error_as_a_problem(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    problem = spec["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    assert "errors" in problem["properties"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            errors = {code: r for code, r in responses.items() if int(code) >= 400}
+            assert "503" in errors, (method, path)
+            if operation.get("security"):
+                assert "401" in errors, (method, path)
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                assert {"400", "413", "415", "422"} <= errors.keys(), (method, path)
+            for code, response in errors.items():
+                assert list(response["content"]) == ["application/problem+json"], (code, path)
+    assert "422" in spec["paths"]["/v1/products"]["get"]["responses"]  # ?limit=
+    assert "404" in spec["paths"]["/v1/products/{product_id}"]["get"]["responses"]
+    assert "Retry-After" in spec["paths"]["/v1/auth/login"]["post"]["responses"]["429"]["headers"]
+
+
+async def test_docs_page_shows_the_same_document(client: httpx.AsyncClient) -> None:
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "application/problem+json" in docs.text

@@ -1,9 +1,11 @@
 """Catalog's HTTP routes: parse, call a use case, shape the response."""
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
@@ -22,7 +24,7 @@ from bazaar.catalog.schemas import (
 )
 from bazaar.platform.db import Database
 from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
-from bazaar.platform.web import CurrentUser, json_response
+from bazaar.platform.web import CurrentUser, json_response, problems
 
 CategoryFilter = Annotated[str | None, Parameter(max_length=100, description="Category name.")]
 NameSearch = Annotated[
@@ -31,6 +33,20 @@ NameSearch = Annotated[
 ADMIN = [{"bearer": []}]
 """The OpenAPI security of the admin routes; the reads are public."""
 MAX_IMPORT_BODY = 50 * 1024 * 1024
+IMPORT_HEADER = ",".join(imports.COLUMNS)
+
+
+@dataclass
+class CsvImportOperation(Operation):
+    """The import's OpenAPI operation: its body is read raw, so Litestar cannot describe it."""
+
+    def __post_init__(self) -> None:
+        csv = Schema(type=OpenAPIType.STRING, description=f"CSV with the header `{IMPORT_HEADER}`")
+        self.request_body = RequestBody(
+            content={"text/csv": OpenAPIMediaType(schema=csv)}, required=True
+        )
+
+
 NOT_MODIFIED = {304: ResponseSpec(None, description="Not modified: `If-None-Match` names the ETag")}
 
 
@@ -55,7 +71,7 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         "/products/{product_id:str}",
         summary="One product",
         description="Carries `ETag` and `Cache-Control`; `If-None-Match` gives 304.",
-        responses=NOT_MODIFIED,
+        responses={**NOT_MODIFIED, **problems(404)},
     )
     async def get_product(product_id: FromPath[str], request: Request) -> Response[ProductRead]:
 
@@ -74,6 +90,7 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         status_code=HTTP_201_CREATED,
         summary="Create a product (admin)",
         security=ADMIN,
+        responses=problems(403, 409),
     )
     async def create_product(data: JSONBody[ProductCreate], user: CurrentUser) -> ProductRead:
         user.require_admin()
@@ -81,7 +98,12 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
             product = await service.create_product(session, data)
         return product_read(product)
 
-    @patch("/products/{product_id:str}", summary="Change a product (admin)", security=ADMIN)
+    @patch(
+        "/products/{product_id:str}",
+        summary="Change a product (admin)",
+        security=ADMIN,
+        responses=problems(403, 404, 409),
+    )
     async def update_product(
         product_id: FromPath[str], data: JSONBody[ProductUpdate], user: CurrentUser
     ) -> ProductRead:
@@ -96,6 +118,7 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete a product (admin)",
         security=ADMIN,
+        responses=problems(403, 404),
     )
     async def delete_product(product_id: FromPath[str], user: CurrentUser) -> None:
         user.require_admin()
@@ -114,10 +137,12 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         status_code=HTTP_202_ACCEPTED,
         summary="Import products from CSV (admin)",
         security=ADMIN,
-        description="A `text/csv` body of up to 50 MiB with the header "
-        "`sku,name,description,category,price_amount,currency,stock`; follow the job.",
+        description=f"A `text/csv` body of up to 50 MiB with the header `{IMPORT_HEADER}`; "
+        "follow the job.",
         request_max_body_size=MAX_IMPORT_BODY,
+        responses=problems(403, 413, 415),
         opt={"media_types": ("text/csv",)},
+        operation_class=CsvImportOperation,
     )
     async def import_products(request: Request, user: CurrentUser) -> JobAccepted:
         user.require_admin()
@@ -127,7 +152,12 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         worker.wake()
         return JobAccepted(job_id=job.id)
 
-    @get("/jobs/{job_id:str}", summary="A background job (admin)", security=ADMIN)
+    @get(
+        "/jobs/{job_id:str}",
+        summary="A background job (admin)",
+        security=ADMIN,
+        responses=problems(403, 404),
+    )
     async def get_job(job_id: FromPath[str], user: CurrentUser) -> JobRead:
         user.require_admin()
         async with db.read() as session:

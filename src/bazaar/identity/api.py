@@ -18,7 +18,7 @@ from bazaar.platform.auth import TokenIssuer
 from bazaar.platform.db import Database
 from bazaar.platform.errors import Unauthorized
 from bazaar.platform.ratelimit import RateLimiter
-from bazaar.platform.web import CurrentUser
+from bazaar.platform.web import CurrentUser, problems
 
 
 def _pair(tokens: Tokens) -> TokenPair:
@@ -36,7 +36,12 @@ def create_router(
     limiter: RateLimiter,
     settings: IdentitySettings,
 ) -> Router:
-    @post("/auth/register", status_code=HTTP_201_CREATED, summary="Register a customer")
+    @post(
+        "/auth/register",
+        status_code=HTTP_201_CREATED,
+        summary="Register a customer",
+        responses=problems(409),
+    )
     async def register(data: JSONBody[RegisterRequest]) -> UserRead:
         async with db.write() as session:
             user = await service.register_user(
@@ -44,7 +49,12 @@ def create_router(
             )
         return _user(user)
 
-    @post("/auth/login", status_code=HTTP_200_OK, summary="Log in: a new token pair")
+    @post(
+        "/auth/login",
+        status_code=HTTP_200_OK,
+        summary="Log in: a new token pair",
+        responses=problems(401, 429),
+    )
     async def login(data: JSONBody[LoginRequest], request: Request) -> TokenPair:
         by_email = ("login-email", service.email_key(data.email))
         by_ip = ("login-ip", request.client.host if request.client else "unknown")
@@ -60,7 +70,12 @@ def create_router(
             tokens = await service.start_session(session, issuer, user, settings.refresh_token_ttl)
         return _pair(tokens)
 
-    @post("/auth/refresh", status_code=HTTP_200_OK, summary="Rotate a refresh token")
+    @post(
+        "/auth/refresh",
+        status_code=HTTP_200_OK,
+        summary="Rotate a refresh token",
+        responses=problems(401),
+    )
     async def refresh(data: JSONBody[RefreshRequest]) -> TokenPair:
         async with db.write() as session:
             tokens = await service.rotate_refresh_token(
@@ -70,12 +85,17 @@ def create_router(
             raise Unauthorized("The refresh token was already used; the session is revoked")
         return _pair(tokens)
 
-    @post("/auth/logout", status_code=HTTP_204_NO_CONTENT, summary="Revoke a session")
+    @post(
+        "/auth/logout",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Revoke a session",
+        responses=problems(401),
+    )
     async def logout(data: JSONBody[RefreshRequest]) -> None:
         async with db.write() as session:
             await service.revoke_family_of(session, data.refresh_token)
 
-    @get("/users/me", summary="The calling user")
+    @get("/users/me", summary="The calling user", security=[{"bearer": []}])
     async def me(user: CurrentUser) -> UserRead:
         async with db.read() as session:
             return _user(await service.get_user(session, user.id))
@@ -84,5 +104,4 @@ def create_router(
         "/v1",
         route_handlers=[register, login, refresh, logout, me],
         tags=["identity"],
-        security=[{"bearer": []}],
     )

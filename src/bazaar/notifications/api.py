@@ -14,7 +14,7 @@ from bazaar.notifications.schemas import (
 )
 from bazaar.platform.db import Database
 from bazaar.platform.pagination import Cursor, Limit, Page
-from bazaar.platform.web import CurrentUser
+from bazaar.platform.web import CurrentUser, problems
 
 
 def _notification(notification: Notification) -> NotificationRead:
@@ -47,6 +47,7 @@ def create_router(db: Database) -> Router:
         "/notifications/{notification_id:str}/read",
         status_code=HTTP_200_OK,
         summary="Mark one of the caller's notifications read",
+        responses=problems(404),
         description="Idempotent: marking a read notification again changes nothing. 404 for "
         "another user's notification.",
     )
@@ -61,6 +62,7 @@ def create_router(db: Database) -> Router:
         "/webhooks",
         status_code=HTTP_201_CREATED,
         summary="Register a webhook (admin)",
+        responses=problems(403),
         description="Events are POSTed as JSON `{id, type, occurred_at, data}` with the "
         "headers `Bazaar-Event-Id`, `Bazaar-Event-Type` and `Bazaar-Signature: sha256=<hex>`, "
         "the HMAC-SHA256 of the exact body bytes keyed with the returned `secret`. A 2xx "
@@ -78,7 +80,11 @@ def create_router(db: Database) -> Router:
             created_at=webhook.created_at,
         )
 
-    @get("/webhooks", summary="The registered webhooks, without their secrets (admin)")
+    @get(
+        "/webhooks",
+        summary="The registered webhooks, without their secrets (admin)",
+        responses=problems(403),
+    )
     async def list_webhooks(
         user: CurrentUser, limit: Limit = 20, cursor: Cursor = None
     ) -> Page[WebhookRead]:
@@ -91,6 +97,7 @@ def create_router(db: Database) -> Router:
         "/webhooks/{webhook_id:str}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Remove a webhook (admin); its undelivered events are not sent",
+        responses=problems(403, 404),
     )
     async def delete_webhook(user: CurrentUser, webhook_id: FromPath[str]) -> None:
         user.require_admin()

@@ -5,11 +5,10 @@ its shard (`orders.for_id`), so an order is found from its id alone.
 """
 
 from collections.abc import Iterable, Sequence
-from typing import Annotated
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post, put
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from bazaar.orders import service
@@ -26,15 +25,7 @@ from bazaar.platform import idempotency
 from bazaar.platform.db import Database, ShardedDatabase, WriteSession
 from bazaar.platform.errors import FieldError, NotFound, Unprocessable
 from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
-from bazaar.platform.web import CurrentUser, json_response
-
-IdempotencyKey = Annotated[
-    str | None,
-    HeaderParameter(
-        name=idempotency.HEADER,
-        description="Required, 1..255 characters; a replay returns the original response.",
-    ),
-]
+from bazaar.platform.web import CurrentUser, json_response, problems
 
 
 def order_read(order: Order) -> OrderRead:
@@ -74,7 +65,7 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
             raise NotFound("No such order")
         return db
 
-    @get("/cart", summary="The caller's cart at current catalog prices")
+    @get("/cart", summary="The caller's cart at current catalog prices", responses=problems(409))
     async def get_cart(user: CurrentUser) -> CartRead:
         async with orders.for_customer(user.id).read() as session:
             items = await service.cart_items(session, user.id)
@@ -84,6 +75,7 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         "/cart/items/{product_id:str}",
         status_code=HTTP_200_OK,
         summary="Set the quantity of a product in the cart",
+        responses=problems(404, 409),
     )
     async def put_cart_item(
         user: CurrentUser, product_id: FromPath[str], data: JSONBody[CartItemUpdate]
@@ -101,6 +93,7 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         "/cart/items/{product_id:str}",
         status_code=HTTP_200_OK,
         summary="Take a product out of the cart",
+        responses=problems(409),
     )
     async def delete_cart_item(user: CurrentUser, product_id: FromPath[str]) -> CartRead:
         async with orders.for_customer(user.id).write() as session:
@@ -111,12 +104,13 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         "/orders",
         status_code=HTTP_202_ACCEPTED,
         summary="Place an order: it starts pending while stock and payment are settled",
+        responses=problems(409),
     )
     async def place_order(
         user: CurrentUser,
         request: Request,
         data: JSONBody[PlaceOrderRequest],
-        idempotency_key: IdempotencyKey = None,
+        idempotency_key: idempotency.KeyHeader = None,
     ) -> Response[OrderRead]:
         key = idempotency.check_key(idempotency_key)
         db = orders.for_customer(user.id)
@@ -168,7 +162,11 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         page = page_of(found, limit, lambda order: (order.id,))
         return Page(items=[order_read(order) for order in page.items], next_cursor=page.next_cursor)
 
-    @get("/orders/{order_id:str}", summary="One order (its owner or an admin)")
+    @get(
+        "/orders/{order_id:str}",
+        summary="One order (its owner or an admin)",
+        responses=problems(404),
+    )
     async def get_order(user: CurrentUser, order_id: FromPath[str]) -> OrderRead:
         async with shard_of(order_id).read() as session:
             return order_read(await service.get_order(session, order_id, user))
@@ -177,6 +175,7 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         "/orders/{order_id:str}/cancel",
         status_code=HTTP_200_OK,
         summary="Cancel an order (its owner or an admin); a confirmed order is refunded",
+        responses=problems(404, 409),
     )
     async def cancel_order(user: CurrentUser, order_id: FromPath[str]) -> OrderRead:
         async with shard_of(order_id).write() as session:

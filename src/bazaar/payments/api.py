@@ -4,7 +4,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Response, Router, get, post
-from litestar.params import Body, HeaderParameter, PathParameter
+from litestar.params import Body, PathParameter
 from litestar.status_codes import HTTP_200_OK
 
 from bazaar.payments import service
@@ -13,8 +13,8 @@ from bazaar.payments.provider import PaymentProvider
 from bazaar.payments.schemas import PaymentRead, RefundRequest
 from bazaar.payments.settings import PaymentsSettings
 from bazaar.platform.db import Database, WriteSession
-from bazaar.platform.idempotency import HEADER, check_key, fingerprint, run_once
-from bazaar.platform.web import CurrentUser, json_response
+from bazaar.platform.idempotency import KeyHeader, check_key, fingerprint, run_once
+from bazaar.platform.web import CurrentUser, json_response, problems
 
 
 def read(payment: Payment) -> PaymentRead:
@@ -32,7 +32,11 @@ PaymentId = Annotated[str, PathParameter(description="The payment's id")]
 
 
 def create_router(db: Database, provider: PaymentProvider, settings: PaymentsSettings) -> Router:
-    @get("/payments/{payment_id:str}", summary="A payment (its customer or an admin)")
+    @get(
+        "/payments/{payment_id:str}",
+        summary="A payment (its customer or an admin)",
+        responses=problems(404),
+    )
     async def show_payment(payment_id: PaymentId, user: CurrentUser) -> PaymentRead:
         async with db.read() as session:
             return read(await service.get_payment(session, user, payment_id))
@@ -41,11 +45,12 @@ def create_router(db: Database, provider: PaymentProvider, settings: PaymentsSet
         "/payments/{payment_id:str}/refund",
         status_code=HTTP_200_OK,
         summary="Refund a payment, in part or in full (admin)",
+        responses=problems(403, 404, 409),
     )
     async def refund_payment(
         payment_id: PaymentId,
         user: CurrentUser,
-        idempotency_key: Annotated[str | None, HeaderParameter(name=HEADER, required=False)] = None,
+        idempotency_key: KeyHeader = None,
         data: Annotated[
             RefundRequest | None,
             Body(description="`amount` defaults to all that is left; the body may be empty"),

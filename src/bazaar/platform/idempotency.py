@@ -9,7 +9,9 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Annotated
 
+from litestar.params import HeaderParameter
 from sqlalchemy import delete, select, update
 
 from bazaar.platform.clock import utcnow
@@ -20,6 +22,17 @@ from bazaar.platform.schema import idempotency_record
 HEADER = "Idempotency-Key"
 #: A claim older than this whose request never finished (the process died) may be taken over.
 ABANDONED_AFTER = timedelta(seconds=60)
+
+KeyHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name=HEADER,
+        # Required in the documentation; a missing or over-long key is a 400 from `check_key`.
+        required=True,
+        description="Required, 1..255 characters; a replay returns the original response.",
+    ),
+]
+"""The route parameter of the `Idempotency-Key` header; pass its value to `check_key`."""
 
 
 @dataclass(frozen=True)
