@@ -82,6 +82,13 @@ async def test_a_database_that_does_not_answer_gives_503(
     assert response.json()["status"] == 503
 
 
+async def test_metrics_content_type_names_its_charset_once(client: httpx.AsyncClient) -> None:
+    response = await client.get("/metrics")
+    content_type = response.headers["content-type"]
+    assert content_type.startswith("text/plain")
+    assert content_type.lower().count("charset=") == 1
+
+
 async def test_openapi_describes_every_error_as_a_problem(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     problem = spec["components"]["schemas"]["Problem"]

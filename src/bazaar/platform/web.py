@@ -43,6 +43,8 @@ from bazaar.platform.observability import (
 PROBLEM_JSON = "application/problem+json"
 MAX_BODY = 1024 * 1024
 JSON_ONLY = ("application/json",)
+# Litestar appends the charset itself; twice, a scraper (Go's mime parser) rejects the header.
+_METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.partition("; charset=")[0]
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 CurrentUser = NamedDependency[Principal]
@@ -298,7 +300,7 @@ def _health_router(checks: Sequence[ReadinessCheck], get_schema: Callable[[], di
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False)
     def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(), media_type=_METRICS_MEDIA_TYPE)
 
     @get("/openapi.json", include_in_schema=False, sync_to_thread=False)
     def openapi_json() -> dict:
