@@ -59,3 +59,14 @@ async def test_entries_expire_after_the_staleness_bound() -> None:
         await asyncio.sleep(0.1)
         await c.get("/things/b")
     assert calls == ["b", "b"]
+
+
+async def test_a_wildcard_if_none_match_is_304_from_memory_too() -> None:
+    cache = ResponseCache(ttl=5)
+    app, calls = app_counting_calls(cache)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/things/a")).status_code == 200
+        cached = await c.get("/things/a", headers={"If-None-Match": "*"})
+        assert cached.status_code == 304 and cached.content == b""
+        assert cached.headers["etag"] and cached.headers["x-request-id"]
+    assert calls == ["a"]

@@ -91,7 +91,7 @@ class EdgeCache:
         etag = entry.etag.encode()
         headers = [(b"etag", etag), (b"cache-control", entry.cache_control.encode())]
         if_none_match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
-        if if_none_match is not None and etag in _etags(if_none_match):
+        if if_none_match is not None and _matches(if_none_match, etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
@@ -101,5 +101,8 @@ class EdgeCache:
         await send({"type": "http.response.body", "body": entry.body})
 
 
-def _etags(header: bytes) -> list[bytes]:
-    return [tag.strip().removeprefix(b"W/") for tag in header.split(b",")]
+def _matches(if_none_match: bytes, etag: bytes) -> bool:
+    """Whether `If-None-Match` names `etag` or is `*` (weak comparison, as RFC 9110 says)."""
+    if if_none_match.strip() == b"*":
+        return True
+    return any(tag.strip().removeprefix(b"W/") == etag for tag in if_none_match.split(b","))
