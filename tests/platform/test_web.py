@@ -114,3 +114,12 @@ async def test_docs_page_shows_the_same_document(client: httpx.AsyncClient) -> N
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "application/problem+json" in docs.text
+
+
+async def test_an_empty_body_where_json_is_needed_is_400(client: httpx.AsyncClient) -> None:
+    for headers in ({"Content-Type": "application/json"}, {}):
+        response = await client.post("/v1/auth/register", content=b"", headers=headers)
+        assert response.status_code == 400, response.text
+        body = response.json()
+        assert body["status"] == 400 and "errors" not in body
+        assert response.headers["content-type"] == "application/problem+json"

@@ -31,7 +31,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from bazaar.platform.auth import Principal, TokenVerifier
 from bazaar.platform.edge_cache import EdgeCache, ResponseCache
-from bazaar.platform.errors import BazaarError, UnsupportedMediaType
+from bazaar.platform.errors import BadRequest, BazaarError, UnsupportedMediaType
 from bazaar.platform.observability import (
     HTTP_LATENCY,
     child_traceparent,
@@ -163,10 +163,15 @@ async def _check_media_type(request: Request) -> None:
     if request.method not in ("POST", "PUT", "PATCH"):
         return
     content_type = request.headers.get("content-type")
+    empty = request.headers.get("content-length", "0") == "0" and (
+        "transfer-encoding" not in request.headers
+    )
+    if empty:
+        body = request.route_handler.parsed_fn_signature.parameters.get("data")
+        if body is not None and not body.has_default:
+            raise BadRequest("This request needs a JSON body")
     if content_type is None:
-        if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in (
-            request.headers
-        ):
+        if empty:
             return
         raise UnsupportedMediaType("A request with a body needs a Content-Type header")
     allowed = request.route_handler.opt.get("media_types", JSON_ONLY)
