@@ -123,3 +123,11 @@ async def test_an_empty_body_where_json_is_needed_is_400(client: httpx.AsyncClie
         body = response.json()
         assert body["status"] == 400 and "errors" not in body
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_body_of_the_wrong_json_type_is_422_at_the_body(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/v1/auth/register", json=[1, 2])
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["errors"]] == [["body"]]

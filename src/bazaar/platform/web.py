@@ -121,6 +121,8 @@ def _validation_error(_request: Request, error: ValidationException) -> Response
 
 
 def _split_key(key: str) -> list[str | int]:
+    if key == "data":  # the whole body: Litestar names it after the handler's parameter
+        return []
     parts: list[str | int] = []
     for part in re.split(r"[.\[\]]+", key.removeprefix("$")):
         if part:
