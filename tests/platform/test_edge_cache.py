@@ -6,6 +6,7 @@ import hashlib
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar import Request, Router, get
+from litestar.params import FromPath
 from litestar.response import Response
 
 from bazaar.platform.auth import TokenVerifier
@@ -17,7 +18,7 @@ def app_counting_calls(cache: ResponseCache) -> tuple[object, list[str]]:
     calls: list[str] = []
 
     @get("/things/{name:str}", sync_to_thread=False)
-    def thing(name: str, request: Request) -> Response:
+    def thing(name: FromPath[str], request: Request) -> Response:
         calls.append(name)
         body = f'{{"name": "{name}"}}'.encode()
         etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
