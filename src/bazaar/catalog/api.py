@@ -23,8 +23,9 @@ from bazaar.catalog.schemas import (
     ProductUpdate,
 )
 from bazaar.platform.db import Database
+from bazaar.platform.openapi import problems
 from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
-from bazaar.platform.web import CurrentUser, json_response, problems
+from bazaar.platform.web import CurrentUser, json_response
 
 CategoryFilter = Annotated[str | None, Parameter(max_length=100, description="Category name.")]
 NameSearch = Annotated[

@@ -17,8 +17,9 @@ from bazaar.identity.settings import IdentitySettings
 from bazaar.platform.auth import TokenIssuer
 from bazaar.platform.db import Database
 from bazaar.platform.errors import Unauthorized
+from bazaar.platform.openapi import problems
 from bazaar.platform.ratelimit import RateLimiter
-from bazaar.platform.web import CurrentUser, problems
+from bazaar.platform.web import CurrentUser
 
 
 def _pair(tokens: Tokens) -> TokenPair:

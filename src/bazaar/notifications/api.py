@@ -13,8 +13,9 @@ from bazaar.notifications.schemas import (
     WebhookRead,
 )
 from bazaar.platform.db import Database
+from bazaar.platform.openapi import problems
 from bazaar.platform.pagination import Cursor, Limit, Page
-from bazaar.platform.web import CurrentUser, problems
+from bazaar.platform.web import CurrentUser
 
 
 def _notification(notification: Notification) -> NotificationRead:

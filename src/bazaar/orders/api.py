@@ -24,8 +24,9 @@ from bazaar.orders.schemas import (
 from bazaar.platform import idempotency
 from bazaar.platform.db import Database, ShardedDatabase, WriteSession
 from bazaar.platform.errors import FieldError, NotFound, Unprocessable
+from bazaar.platform.openapi import problems
 from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
-from bazaar.platform.web import CurrentUser, json_response, problems
+from bazaar.platform.web import CurrentUser, json_response
 
 
 def order_read(order: Order) -> OrderRead:

@@ -14,7 +14,8 @@ from bazaar.payments.schemas import PaymentRead, RefundRequest
 from bazaar.payments.settings import PaymentsSettings
 from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.idempotency import KeyHeader, check_key, fingerprint, run_once
-from bazaar.platform.web import CurrentUser, json_response, problems
+from bazaar.platform.openapi import problems
+from bazaar.platform.web import CurrentUser, json_response
 
 
 def read(payment: Payment) -> PaymentRead:

@@ -1,0 +1,128 @@
+"""The OpenAPI document's error responses: every one is problem+json, as the edge sends it."""
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Request
+from litestar.openapi import ResponseSpec
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import (
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Reference,
+    Schema,
+)
+
+from bazaar.platform.problems import PROBLEM_JSON
+
+JSON_ONLY = ("application/json",)
+
+
+_STATUS_TITLES = {
+    400: "Bad Request: malformed JSON or a missing or invalid header",
+    401: "Unauthorized: no or bad access token",
+    403: "Forbidden: wrong role",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content: validation failed (see `errors`)",
+    429: "Too Many Requests (see `Retry-After`)",
+    503: "Service Unavailable: a dependency is down (see `Retry-After`)",
+}
+_RETRY_AFTER = {429, 503}
+_PROBLEM_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["type", "title", "status", "detail"],
+    properties={
+        "type": Schema(type=OpenAPIType.STRING),
+        "title": Schema(type=OpenAPIType.STRING),
+        "status": Schema(type=OpenAPIType.INTEGER),
+        "detail": Schema(type=OpenAPIType.STRING),
+        "errors": Schema(
+            type=OpenAPIType.ARRAY,
+            items=Schema(
+                type=OpenAPIType.OBJECT,
+                required=["loc", "msg"],
+                properties={
+                    "loc": Schema(
+                        type=OpenAPIType.ARRAY,
+                        items=Schema(
+                            one_of=[
+                                Schema(type=OpenAPIType.STRING),
+                                Schema(type=OpenAPIType.INTEGER),
+                            ]
+                        ),
+                    ),
+                    "msg": Schema(type=OpenAPIType.STRING),
+                },
+            ),
+        ),
+    },
+    description="An RFC 9457 problem; `errors` lists the fields that failed validation.",
+)
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """The `responses` of a route handler for the errors particular to it (403, 404, 409...).
+
+    The errors every route may give (400, 401, 413, 415, 422, 503) are added to the document
+    by the edge; each error response is described as `application/problem+json`.
+    """
+    return {
+        status: ResponseSpec(None, description=_STATUS_TITLES[status], media_type=PROBLEM_JSON)
+        for status in statuses
+    }
+
+
+def document_problems(openapi: OpenAPI) -> None:
+    """Describe every error response as problem+json, with the errors every route may give."""
+    schemas = openapi.components.schemas = dict(openapi.components.schemas or {})
+    schemas["Problem"] = _PROBLEM_SCHEMA
+    content = {PROBLEM_JSON: OpenAPIMediaType(schema=Reference("#/components/schemas/Problem"))}
+    retry_after = {"Retry-After": OpenAPIHeader(schema=Schema(type=OpenAPIType.INTEGER))}
+    for path_item in (openapi.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path_item, method)
+            if operation is None:
+                continue
+            statuses = {503}
+            if operation.security:
+                statuses.add(401)
+            if any(parameter.param_in != "path" for parameter in operation.parameters or ()):
+                statuses |= {400, 422}
+            if operation.request_body is not None:
+                statuses |= {413, 415}
+                if JSON_ONLY[0] in (operation.request_body.content or {}):
+                    statuses |= {400, 422}
+            responses = operation.responses = dict(operation.responses or {})
+            # Litestar's own 400 (its JSON error body) is dropped unless the rules above keep it
+            statuses |= {
+                int(code)
+                for code, response in responses.items()
+                if code.isdigit()
+                and int(code) >= 400
+                and not (isinstance(response, OpenAPIResponse) and response.content)
+            }
+            for code in [code for code in responses if code.isdigit() and int(code) >= 400]:
+                del responses[code]
+            for status in sorted(statuses):
+                responses[str(status)] = OpenAPIResponse(
+                    description=_STATUS_TITLES.get(status, "Error"),
+                    content=content,
+                    headers=retry_after if status in _RETRY_AFTER else None,
+                )
+
+
+class DocsPage(SwaggerRenderPlugin):
+    """Swagger UI over the same document as `/openapi.json` (with its problem responses)."""
+
+    def __init__(self, schema: Callable[[], dict], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._schema = schema
+
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, self._schema())
