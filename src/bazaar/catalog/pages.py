@@ -19,9 +19,10 @@ from sqlalchemy import event
 
 from bazaar.catalog.models import Product
 from bazaar.catalog.schemas import Price, ProductRead
-from bazaar.platform.cache import record_lookup
+from bazaar.platform.cache import jittered, record_lookup
 from bazaar.platform.db import WriteSession
 from bazaar.platform.edge_cache import ResponseCache
+from bazaar.platform.ids import new_id
 from bazaar.platform.observability import log
 
 
@@ -38,6 +39,9 @@ class Page(NamedTuple):
 
 
 PAGE_ROUTE = "/v1/products/{product_id:str}"
+LOAD_LOCK_SECONDS = 0.5
+"""How long one process may hold a product's load lock: others wait for its page that long."""
+LOAD_POLL_SECONDS = 0.01
 
 _encoder = msgspec.json.Encoder()
 
@@ -94,7 +98,9 @@ class ProductPages:
         """The product's page from a cache, or from `load` once for many concurrent misses.
 
         Without the single flight, every request in flight when a hot page expires would read
-        the database at once (a stampede).
+        the database at once (a stampede). Within a process the first miss loads and the others
+        await it; across processes (a shared cache) a short lock lets one load and the others
+        wait for its page.
         """
         page = await self.lookup(product_id)
         if page is not None:
@@ -107,9 +113,29 @@ class ProductPages:
 
     async def _load(self, product_id: str, load: Callable[[], Awaitable[Product]]) -> Page:
         try:
-            return await self.store(await load())
+            if self.ttl <= 0:
+                return await self.store(await load())
+            lock, token = f"{self._key(product_id)}:loading", new_id()
+            if await self.cache.set_lock(lock, token, expire=LOAD_LOCK_SECONDS):
+                try:
+                    return await self.store(await load())
+                finally:
+                    await self.cache.unlock(lock, token)
+            page = await self._loaded_elsewhere(product_id)
+            return page if page is not None else await self.store(await load())
         finally:
             self._loading.pop(product_id, None)
+
+    async def _loaded_elsewhere(self, product_id: str) -> Page | None:
+        """The page another process is loading, once it is cached; None if it takes too long."""
+        deadline = time.monotonic() + LOAD_LOCK_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(LOAD_POLL_SECONDS)
+            page = await self.cache.get(self._key(product_id))
+            if page is not None:
+                self._to_edge(product_id, page)
+                return page
+        return None
 
     async def lookup(self, product_id: str) -> Page | None:
         page = await self.cache.get(self._key(product_id))
@@ -121,7 +147,7 @@ class ProductPages:
     async def store(self, product: Product) -> Page:
         page = product_page(product)
         if self.ttl > 0:
-            await self.cache.set(self._key(product.id), page, expire=self.ttl)
+            await self.cache.set(self._key(product.id), page, expire=jittered(self.ttl))
             self._to_edge(product.id, page)
         return page
 

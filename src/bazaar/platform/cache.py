@@ -1,23 +1,140 @@
 """The cache port: cashews, in process by default and Redis when `BAZAAR_REDIS_URL` is set.
 
 Catalog reads are cached for at most `STALENESS_BOUND` seconds and invalidated after each
-commit that changes them, so no instance serves a product older than that bound.
+commit that changes them, so no instance serves a product older than that bound. With Redis a
+circuit breaker sits under every call: when Redis fails, calls answer "miss" at once and skip
+Redis for a while, so reads go to the database instead of waiting on a dead server.
 """
 
-from cashews import Cache
+import asyncio
+import random
+import time
+from typing import Any
 
-from bazaar.platform.observability import record_cache_lookup
+from cashews import Cache
+from cashews.commands import Command
+
+from bazaar.platform.observability import log, record_cache_lookup
 
 STALENESS_BOUND = 1.0
+REDIS_TIMEOUT = 0.2
+"""Seconds any one Redis call may take (connect, send, answer) before it counts as failed."""
+BREAKER_OPEN_SECONDS = 2.0
+"""How long Redis is skipped after a failure before one call tries it again."""
+JITTER = 0.05
+"""Entries live up to this share less than asked, so entries written together expire apart."""
+
+_MISSING_RESULTS: dict[Command, Any] = {
+    Command.SET: False,
+    Command.SET_MANY: None,
+    Command.DELETE: False,
+    Command.DELETE_MANY: None,
+    Command.DELETE_MATCH: None,
+    Command.EXISTS: False,
+    Command.IS_LOCKED: False,
+    # No Redis, no other process to share a load with: whoever asks may load.
+    Command.SET_LOCK: True,
+    Command.UNLOCK: False,
+    Command.INCR: None,
+    Command.EXPIRE: None,
+    Command.GET_EXPIRE: -1,
+}
+
+
+def jittered(ttl: float) -> float:
+    """`ttl` shortened by up to `JITTER` of itself: never longer, so never past a bound."""
+    return ttl * (1.0 - random.random() * JITTER)
+
+
+class CircuitBreaker:
+    """Open (skip Redis) for `open_seconds` after a failure; then let calls try again."""
+
+    def __init__(self, open_seconds: float = BREAKER_OPEN_SECONDS) -> None:
+        self.open_seconds = open_seconds
+        self.open_until = 0.0
+        self.last_error = ""
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def failed(self, error: BaseException) -> None:
+        error = error.__cause__ or error  # cashews wraps redis-py's own, more telling error
+        if not self.is_open:
+            log.warning("redis_unavailable", error=repr(error), skip_seconds=self.open_seconds)
+        self.open_until = time.monotonic() + self.open_seconds
+        self.last_error = type(error).__name__
+
+    def succeeded(self) -> None:
+        if self.open_until:
+            log.info("redis_available")
+        self.open_until = 0.0
+
+    async def middleware(self, call: Any, cmd: Command, backend: Any, *args: Any, **kwargs: Any):
+        """A cashews middleware: fail fast and answer as a miss while Redis is unavailable."""
+        if cmd is Command.PING:
+            return await self._guarded(call, args, kwargs)
+        if self.is_open:
+            return self._missing(cmd, args, kwargs)
+        try:
+            return await self._guarded(call, args, kwargs)
+        except Exception:
+            return self._missing(cmd, args, kwargs)
+
+    async def _guarded(self, call: Any, args: tuple, kwargs: dict) -> Any:
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT * 2):
+                result = await call(*args, **kwargs)
+        except Exception as error:
+            self.failed(error)
+            raise
+        self.succeeded()
+        return result
+
+    @staticmethod
+    def _missing(cmd: Command, args: tuple, kwargs: dict) -> Any:
+        if cmd is Command.GET:
+            return kwargs.get("default")
+        if cmd is Command.GET_MANY:
+            return tuple(kwargs.get("default") for _ in args)
+        return _MISSING_RESULTS.get(cmd)
+
+
+class RedisCache(Cache):
+    """The shared cache on Redis, behind a circuit breaker."""
+
+    def __init__(self, redis_url: str) -> None:
+        super().__init__()
+        self.breaker = CircuitBreaker()
+        self.setup(
+            redis_url,
+            middlewares=(self.breaker.middleware,),
+            client_side=False,
+            suppress=False,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            wait_for_connection_timeout=REDIS_TIMEOUT,
+            max_connections=50,
+            health_check_interval=0,
+        )
+
+    async def problem(self) -> str | None:
+        """Why Redis cannot serve now (a readiness check), or None when it answers."""
+        if self.breaker.is_open:
+            return f"redis: unavailable ({self.breaker.last_error})"
+        try:
+            await self.ping()
+        except Exception as error:
+            return f"redis: {type(error).__name__}"
+        return None
 
 
 def create_cache(redis_url: str | None) -> Cache:
-    cache = Cache()
     if redis_url is None:
+        cache = Cache()
         cache.setup("mem://?size=200000")
-    else:
-        cache.setup(redis_url, client_side=False)
-    return cache
+        return cache
+    return RedisCache(redis_url)
 
 
 def record_lookup(cache_name: str, hit: bool) -> None:

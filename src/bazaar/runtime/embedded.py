@@ -5,9 +5,11 @@ import asyncio
 from litestar.types import ASGIApp
 
 from bazaar.platform import migrations
+from bazaar.platform.cache import RedisCache
 from bazaar.platform.observability import configure_logging, log
 from bazaar.platform.outbox import OutboxRelay
 from bazaar.platform.postgres import ensure_database
+from bazaar.platform.settings import SettingsError
 from bazaar.platform.web import create_app
 from bazaar.runtime.assemble import assemble
 from bazaar.runtime.config import Settings
@@ -41,6 +43,7 @@ class Runtime:
                 await migrations.upgrade(db, part.schema)
 
     async def start(self) -> None:
+        await self._check_redis()
         await self.migrate()
         await self.platform.bus.start()
         loops = [self.relay.run, *(loop for part in self.parts for loop in part.background)]
@@ -64,11 +67,21 @@ class Runtime:
             title="Bazaar",
             routers=[part.router for part in self.parts],
             verifier=self.platform.verifier,
-            readiness=[self._databases_answer],
+            readiness=[self._databases_answer, self._redis_answers],
             on_startup=[self.start],
             on_shutdown=[self.stop],
             response_cache=self.platform.response_cache,
         )
+
+    async def _check_redis(self) -> None:
+        """A Redis that does not answer at start is a wrong URL; later it is an outage."""
+        problem = await self._redis_answers()
+        if problem is not None:
+            raise SettingsError("REDIS_URL", f"does not answer ({problem})")
+
+    async def _redis_answers(self) -> str | None:
+        cache = self.platform.cache
+        return await cache.problem() if isinstance(cache, RedisCache) else None
 
     async def _databases_answer(self) -> str | None:
         from sqlalchemy import text

@@ -45,7 +45,6 @@ class Platform:
 def build_platform(settings: PlatformSettings) -> Platform:
     for variable, value in (
         ("REPLICA_URLS", settings.replica_urls),
-        ("REDIS_URL", settings.redis_url),
         ("BROKER_URL", settings.broker_url),
     ):
         if value:
