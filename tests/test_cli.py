@@ -58,3 +58,38 @@ def test_a_bad_setting_stops_the_command_naming_the_variable(run) -> None:
     result = run("migrate", BAZAAR_ORDER_SHARDS="zero")
     assert result.exit_code == 2
     assert "BAZAAR_ORDER_SHARDS" in result.output
+
+
+def test_dlq_lists_and_replays_the_dead_letter_tables(run, tmp_path: Path) -> None:
+    from bazaar.platform.clock import utcnow
+    from bazaar.platform.schema import dead_letter
+
+    assert run("migrate").exit_code == 0
+
+    async def dead_letter_one() -> None:
+        runtime = Runtime(settings_for(tmp_path / "data"))
+        try:
+            async with runtime.platform.databases["notifications"].write() as session:
+                await session.execute(
+                    dead_letter.insert().values(
+                        id="dl-1",
+                        consumer="nobody.listens",
+                        event_id="event-1",
+                        type="thing.happened",
+                        envelope=b"{}",
+                        error="ValueError: cannot digest this",
+                        attempts=5,
+                        failed_at=utcnow(),
+                    )
+                )
+        finally:
+            await runtime.platform.close()
+
+    asyncio.run(dead_letter_one())
+    listed = run("dlq", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "event-1" in listed.output and "cannot digest this" in listed.output
+    assert run("dlq", "replay", "--id", "other").output.count("event-1") == 0
+    replayed = run("dlq", "replay", "--id", "event-1")
+    assert replayed.exit_code == 0 and "1 message(s) replayed" in replayed.output
+    assert "event-1" not in run("dlq", "list").output

@@ -12,6 +12,8 @@ from bazaar.platform.settings import SettingsError
 app = typer.Typer(help="Bazaar: a horizontally scalable e-commerce backend.", no_args_is_help=True)
 admin = typer.Typer(help="Administrator accounts.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
+dlq = typer.Typer(help="Dead-lettered messages: list and replay.", no_args_is_help=True)
+app.add_typer(dlq, name="dlq")
 console = Console(stderr=True)
 
 
@@ -147,6 +149,74 @@ def seed(
     count = asyncio.run(run())
     elapsed = time.perf_counter() - started
     console.print(f"[green]{count} products seeded[/green] in {elapsed:.1f} s")
+
+
+def _dead_letters(replay: bool, consumer: str | None, event_id: str | None) -> list[tuple]:
+    """(consumer, event id, type, why, when) of the dead letters, replayed first if asked: the
+    broker's dead-letter queues when BAZAAR_BROKER_URL is set, else the dead_letter tables."""
+    from bazaar.platform import bus
+    from bazaar.platform.rabbitmq import RabbitMQBus
+    from bazaar.runtime.embedded import Runtime
+
+    async def run() -> list[tuple]:
+        runtime = Runtime(_settings())
+        subscriptions = [s for part in runtime.parts for s in part.subscriptions]
+        consumers = {s.consumer for s in subscriptions if not s.is_broadcast}
+        if consumer is not None:
+            consumers &= {consumer}
+        try:
+            broker = runtime.platform.bus
+            if isinstance(broker, RabbitMQBus):
+                if replay:
+                    letters = await broker.replay_dead_letters(consumers, event_id)
+                else:
+                    letters = await broker.dead_letters(consumers)
+                return [
+                    (d.consumer, d.event_id, d.type, d.reason, d.failed_at)
+                    for d in letters
+                    if event_id in (None, d.event_id)
+                ]
+            await runtime.migrate()
+            found = []
+            for db in {id(db): db for part in runtime.parts for db in part.databases}.values():
+                rows = await bus.stored_dead_letters(db, consumer)
+                found += [
+                    (r.consumer, r.event_id, r.type, r.error.splitlines()[-1], r.failed_at)
+                    for r in rows
+                    if event_id in (None, r.event_id)
+                ]
+                if replay:
+                    await bus.replay_stored_dead_letters(
+                        db, subscriptions, consumer=consumer, event_id=event_id
+                    )
+            return found
+        finally:
+            await runtime.platform.close()
+
+    return asyncio.run(run())
+
+
+@dlq.command("list")
+def dlq_list(
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's.")] = None,
+) -> None:
+    """List the messages that failed too often (consumer, event id, type, why, when)."""
+    letters = _dead_letters(False, consumer, None)
+    for letter in letters:
+        typer.echo("\t".join(str(field) for field in letter))
+    console.print(f"{len(letters)} dead-lettered message(s)")
+
+
+@dlq.command("replay")
+def dlq_replay(
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's.")] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="Only this event id.")] = None,
+) -> None:
+    """Deliver dead-lettered messages again to their consumer and mark them replayed."""
+    letters = _dead_letters(True, consumer, event_id)
+    for letter in letters:
+        typer.echo("\t".join(str(field) for field in letter))
+    console.print(f"[green]{len(letters)} message(s) replayed[/green]")
 
 
 @app.command("makemigration", hidden=True)

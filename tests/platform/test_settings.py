@@ -37,7 +37,7 @@ def test_settings_are_frozen() -> None:
         settings.order_shards = 3  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("variable", ["BAZAAR_REPLICA_URLS", "BAZAAR_BROKER_URL"])
+@pytest.mark.parametrize("variable", ["BAZAAR_REPLICA_URLS"])
 def test_servers_not_supported_yet_stop_the_start(variable: str, tmp_path) -> None:
     from bazaar.runtime.platform import build_platform
 

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from sqlalchemy import select, update
+
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession, insert_ignoring_duplicates
 from bazaar.platform.events import Envelope, Event, read_event
@@ -79,6 +81,10 @@ def broadcast(
 
 
 class EventBus(Protocol):
+    confirm_waits_for_consumers: bool
+    """True when publish returns only after the consumers handled the messages (in-process);
+    False when a broker stores them first (RabbitMQ), so a publisher may hold locks meanwhile."""
+
     def subscribe(self, subscription: Subscription) -> None: ...
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
@@ -104,28 +110,10 @@ async def deliver(subscription: Subscription, envelope: Envelope, retry: RetryPo
 
     Returns True when handled (now or before), False when dead-lettered.
     """
-    traceparent_var.set(child_traceparent(envelope.trace.get("traceparent")))
     error = ""
     for attempt in range(retry.attempts):
         try:
-            if subscription.database is None:
-                await subscription.handle(envelope)  # type: ignore[call-arg]
-                return True
-            db = subscription.database(envelope)
-            async with db.write() as session:
-                first_time = await insert_ignoring_duplicates(
-                    session,
-                    processed_event,
-                    consumer=subscription.consumer,
-                    event_id=envelope.id,
-                    processed_at=utcnow(),
-                )
-                if first_time:
-                    await subscription.handle(session, envelope)  # type: ignore[call-arg]
-            outcome = "handled" if first_time else "duplicate"
-            EVENTS_HANDLED.labels(subscription.consumer, outcome).inc()
-            lag = (utcnow() - envelope.occurred_at).total_seconds()
-            CONSUMER_LAG.labels(subscription.consumer).set(lag)
+            await apply(subscription, envelope)
             return True
         except Exception as exc:
             error = "".join(traceback.format_exception_only(exc)).strip()
@@ -148,6 +136,30 @@ async def deliver(subscription: Subscription, envelope: Envelope, retry: RetryPo
     return False
 
 
+async def apply(subscription: Subscription, envelope: Envelope) -> None:
+    """Handle `envelope` once: its effect and the record of its id commit together, and an id
+    already recorded is skipped. Raises what the handler raised, with nothing committed."""
+    traceparent_var.set(child_traceparent(envelope.trace.get("traceparent")))
+    if subscription.database is None:
+        await subscription.handle(envelope)  # type: ignore[call-arg]
+        return
+    db = subscription.database(envelope)
+    async with db.write() as session:
+        first_time = await insert_ignoring_duplicates(
+            session,
+            processed_event,
+            consumer=subscription.consumer,
+            event_id=envelope.id,
+            processed_at=utcnow(),
+        )
+        if first_time:
+            await subscription.handle(session, envelope)  # type: ignore[call-arg]
+    outcome = "handled" if first_time else "duplicate"
+    EVENTS_HANDLED.labels(subscription.consumer, outcome).inc()
+    lag = (utcnow() - envelope.occurred_at).total_seconds()
+    CONSUMER_LAG.labels(subscription.consumer).set(lag)
+
+
 async def dead_letter_message(
     subscription: Subscription, envelope: Envelope, error: str, attempts: int
 ) -> None:
@@ -168,12 +180,48 @@ async def dead_letter_message(
     log.error("event_dead_lettered", consumer=subscription.consumer, event_id=envelope.id)
 
 
+async def stored_dead_letters(db: Database, consumer: str | None = None) -> list:
+    """The dead-letter rows of `db` not replayed yet, oldest first."""
+    query = select(dead_letter).where(dead_letter.c.replayed_at.is_(None))
+    if consumer is not None:
+        query = query.where(dead_letter.c.consumer == consumer)
+    async with db.read() as session:
+        return list((await session.execute(query.order_by(dead_letter.c.failed_at))).all())
+
+
+async def replay_stored_dead_letters(
+    db: Database,
+    subscriptions: Sequence[Subscription],
+    *,
+    consumer: str | None = None,
+    event_id: str | None = None,
+    retry: RetryPolicy | None = None,
+) -> int:
+    """Deliver `db`'s dead letters again, here, to their consumer's handler, and mark each row
+    replayed (a failure dead-letters it anew); returns how many were replayed."""
+    replayed = 0
+    for row in await stored_dead_letters(db, consumer):
+        if event_id is not None and row.event_id != event_id:
+            continue
+        for subscription in subscriptions:
+            if (subscription.consumer, subscription.event_type) == (row.consumer, row.type):
+                await deliver(subscription, Envelope.decode(row.envelope), retry or RetryPolicy())
+        async with db.write() as session:
+            await session.execute(
+                update(dead_letter).where(dead_letter.c.id == row.id).values(replayed_at=utcnow())
+            )
+        replayed += 1
+    return replayed
+
+
 class InProcessBus:
     """The embedded broker: a queue per consumer, worked by a few tasks each.
 
     It keeps nothing on disk, so it confirms a message only once every consumer has handled
     or dead-lettered it: until then the outbox row stays unpublished and survives a crash.
     """
+
+    confirm_waits_for_consumers = True
 
     def __init__(self, retry: RetryPolicy | None = None, workers_per_consumer: int = 4) -> None:
         self.retry = retry or RetryPolicy()

@@ -71,9 +71,17 @@ class OutboxRelay:
     async def publish_pending(self, db: Database) -> int:
         """Publish one batch of `db`'s outbox; returns how many rows it published.
 
-        The rows are read and marked in two short transactions, not one held open while the
-        bus confirms: an in-process consumer may need this same database to handle them.
+        Two ways, chosen by the bus and the database:
+        - A broker that stores messages before confirming (RabbitMQ) in front of PostgreSQL:
+          claim the rows with `FOR UPDATE SKIP LOCKED`, publish, and mark them in that same
+          transaction, so several relays at once each publish a row once, and a row is marked
+          only after the broker confirmed it.
+        - Otherwise (the in-process bus, or SQLite, which has one relay): read the rows and mark
+          them in two short transactions, not one held open while the bus confirms: an
+          in-process consumer may need this same database to handle them.
         """
+        if db.dialect == "postgresql" and not self.bus.confirm_waits_for_consumers:
+            return await self._claim_and_publish(db)
         async with db.read() as session:
             rows = (
                 await session.execute(
@@ -93,10 +101,34 @@ class OutboxRelay:
                 .where(outbox_message.c.id.in_([row.id for row in rows]))
                 .values(published_at=utcnow())
             )
-        # A short batch emptied the outbox as of its read: count only behind a full one.
-        full = len(rows) == self.batch_size
-        OUTBOX_BACKLOG.labels(db.name).set(await backlog(db) if full else 0)
+        await self._record_backlog(db, len(rows))
         return len(rows)
+
+    async def _claim_and_publish(self, db: Database) -> int:
+        async with db.write() as session:
+            rows = (
+                await session.execute(
+                    select(outbox_message.c.id, outbox_message.c.envelope)
+                    .where(outbox_message.c.published_at.is_(None))
+                    .order_by(outbox_message.c.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if rows:
+                await self.bus.publish([Envelope.decode(row.envelope) for row in rows])
+                await session.execute(
+                    update(outbox_message)
+                    .where(outbox_message.c.id.in_([row.id for row in rows]))
+                    .values(published_at=utcnow())
+                )
+        await self._record_backlog(db, len(rows))
+        return len(rows)
+
+    async def _record_backlog(self, db: Database, published: int) -> None:
+        # A short batch emptied the outbox as of its read: count only behind a full one.
+        full = published == self.batch_size
+        OUTBOX_BACKLOG.labels(db.name).set(await backlog(db) if full else 0)
 
 
 async def backlog(db: Database) -> int:

@@ -12,6 +12,7 @@ from bazaar.platform.cache import create_cache
 from bazaar.platform.db import Database, ShardedDatabase, ShardMap, sqlite_database
 from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.postgres import postgres_database, service_url
+from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.settings import PlatformSettings, SettingsError
 
@@ -43,10 +44,7 @@ class Platform:
 
 
 def build_platform(settings: PlatformSettings) -> Platform:
-    for variable, value in (
-        ("REPLICA_URLS", settings.replica_urls),
-        ("BROKER_URL", settings.broker_url),
-    ):
+    for variable, value in (("REPLICA_URLS", settings.replica_urls),):
         if value:
             raise SettingsError(variable, "is not supported yet: leave it unset")
     data = settings.data_dir
@@ -64,7 +62,7 @@ def build_platform(settings: PlatformSettings) -> Platform:
         settings=settings,
         databases=databases,
         orders=ShardedDatabase(shards, ShardMap(len(shards))),
-        bus=InProcessBus(),
+        bus=RabbitMQBus(settings.broker_url) if settings.broker_url else InProcessBus(),
         cache=create_cache(settings.redis_url),
         limiter=RateLimiter(settings.redis_url),
         signing_key=key,

@@ -1,0 +1,323 @@
+"""The event bus on RabbitMQ (aio-pika): durable topic exchange, a quorum queue per consumer.
+
+Topology, every name under one prefix (`bazaar` unless told): the topic exchange
+`<prefix>.events` takes every envelope with its type as routing key; each consumer has the
+durable quorum queue `<prefix>.<consumer>` bound to the types it subscribes to, with a delivery
+limit and the dead-letter exchange `<prefix>.dead-letter`, which routes a message that failed
+too often to the consumer's own durable queue `<prefix>.<consumer>.dead-letter`. A broadcast
+consumer gets an exclusive, auto-deleted queue per process, so every instance sees every
+message. A message is the envelope's JSON, persistent, with the envelope id as message id.
+
+Publishing waits for the broker's confirm of every message, so the relay marks an outbox row
+published only once RabbitMQ has it. A consumer handles a message as the in-process bus does
+(its effect and the record of the event id in one transaction) and acknowledges only after
+that transaction committed; a failure is requeued after a short backoff until the quorum
+queue's delivery limit dead-letters it, while the other messages keep flowing.
+
+A Kafka adapter (aiokafka) would sit beside this one behind the same `EventBus` port: a topic
+per event type (or per source) keyed by the envelope key, `publish` awaiting the producer's
+acks (`acks="all"`, idempotent producer), a consumer group per consumer name committing
+offsets only after the handling transaction committed (the inbox absorbs the redelivery of a
+crash between the two), broadcast consumers as a group per process, and, since Kafka has no
+delivery limit, a per-message attempt count that moves a poison message to a
+`<consumer>.dead-letter` topic instead of blocking its partition.
+"""
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
+
+from bazaar.platform.bus import RetryPolicy, Subscription, apply, deliver
+from bazaar.platform.events import Envelope
+from bazaar.platform.observability import EVENTS_HANDLED, log
+from bazaar.platform.settings import SettingsError
+
+
+@dataclass(frozen=True)
+class BrokerDeadLetter:
+    """A message in a consumer's dead-letter queue."""
+
+    consumer: str
+    event_id: str
+    type: str
+    reason: str
+    failed_at: datetime | None
+    body: bytes
+
+
+class RabbitMQBus:
+    """The `EventBus` port on a RabbitMQ server (see the module docstring)."""
+
+    confirm_waits_for_consumers = False
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "bazaar",
+        delivery_limit: int = 4,
+        prefetch: int = 16,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.delivery_limit = delivery_limit
+        self.prefetch = prefetch
+        self.retry = retry or RetryPolicy()
+        self.connect_timeout = connect_timeout
+        self._subscriptions: dict[str, list[Subscription]] = defaultdict(list)
+        self._connection: AbstractConnection | None = None
+        self._exchange: AbstractExchange | None = None
+        self._inflight: set[asyncio.Task] = set()
+
+    # names ---------------------------------------------------------------------------------
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.prefix}.dead-letter"
+
+    def queue_name(self, consumer: str) -> str:
+        return f"{self.prefix}.{consumer}"
+
+    def dead_letter_queue_name(self, consumer: str) -> str:
+        return f"{self.prefix}.{consumer}.dead-letter"
+
+    # the port ------------------------------------------------------------------------------
+    def subscribe(self, subscription: Subscription) -> None:
+        self._subscriptions[subscription.consumer].append(subscription)
+
+    async def start(self) -> None:
+        self._connection = await self._connect(robust=True)
+        publisher = await self._connection.channel(publisher_confirms=True)
+        self._exchange = await self._declare_exchange(publisher)
+        for consumer, subscriptions in self._subscriptions.items():
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=self.prefetch)
+            await self._declare_exchange(channel)
+            if all(subscription.is_broadcast for subscription in subscriptions):
+                queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            else:
+                queue = await self.declare_consumer_queue(channel, consumer)
+            for event_type in {subscription.event_type for subscription in subscriptions}:
+                await queue.bind(self.events_exchange, routing_key=event_type)
+            await queue.consume(self._callback(consumer))
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        if not envelopes:
+            return
+        if self._exchange is None:
+            raise RuntimeError("RabbitMQBus.publish before start()")
+        exchange = self._exchange
+        # Each publish returns once the broker confirmed it; all of them in flight at once.
+        await asyncio.gather(
+            *(exchange.publish(message_of(e), routing_key=e.type) for e in envelopes)
+        )
+
+    async def stop(self) -> None:
+        """Abandon the messages being handled (their transactions roll back, the broker
+        redelivers them), then close the connection."""
+        for task in list(self._inflight):
+            task.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = None
+        self._exchange = None
+
+    # consuming -----------------------------------------------------------------------------
+    def _callback(self, consumer: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await self._on_message(consumer, message)
+
+        return on_message
+
+    async def _on_message(self, consumer: str, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            await self._handle(consumer, message)
+        finally:
+            self._inflight.discard(task)
+
+    async def _handle(self, consumer: str, message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = Envelope.decode(message.body)
+        except Exception as error:  # not an envelope: no retry can help
+            log.error("event_undecodable", consumer=consumer, error=str(error))
+            await message.reject(requeue=False)
+            return
+        subscriptions = [s for s in self._subscriptions[consumer] if s.event_type == envelope.type]
+        if any(subscription.is_broadcast for subscription in subscriptions):
+            for subscription in subscriptions:
+                await deliver(subscription, envelope, self.retry)
+            await self.acknowledge(message)
+            return
+        try:
+            for subscription in subscriptions:
+                await apply(subscription, envelope)
+        except Exception as error:
+            attempt = int((message.headers or {}).get("x-delivery-count") or 0)
+            log.warning(
+                "event_handler_failed",
+                consumer=consumer,
+                event_id=envelope.id,
+                type=envelope.type,
+                attempt=attempt + 1,
+                error=str(error),
+            )
+            EVENTS_HANDLED.labels(consumer, "retried").inc()
+            # Hold the message a moment so a failing handler does not spin; the other
+            # messages of the prefetch window keep flowing meanwhile.
+            await asyncio.sleep(self.retry.delay(attempt))
+            await message.nack(requeue=True)
+            return
+        await self.acknowledge(message)
+
+    async def acknowledge(self, message: AbstractIncomingMessage) -> None:
+        """Only after the handling transaction committed: a crash before this redelivers."""
+        await message.ack()
+
+    # topology ------------------------------------------------------------------------------
+    async def _connect(self, *, robust: bool) -> AbstractConnection:
+        connect = aio_pika.connect_robust if robust else aio_pika.connect
+        try:
+            return await connect(self.url, timeout=self.connect_timeout)
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:
+            raise SettingsError(
+                "BROKER_URL", f"RabbitMQ does not answer ({type(error).__name__}: {error})"
+            ) from None
+
+    async def _declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
+        return await channel.declare_exchange(
+            self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+
+    async def declare_consumer_queue(
+        self, channel: AbstractChannel, consumer: str
+    ) -> AbstractQueue:
+        """The consumer's quorum queue, its dead-letter exchange and dead-letter queue."""
+        await channel.declare_exchange(
+            self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        dead = await self._declare_dead_letter_queue(channel, consumer)
+        await dead.bind(self.dead_letter_exchange, routing_key=consumer)
+        return await channel.declare_queue(
+            self.queue_name(consumer),
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-exchange": self.dead_letter_exchange,
+                "x-dead-letter-routing-key": consumer,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+
+    async def _declare_dead_letter_queue(
+        self, channel: AbstractChannel, consumer: str
+    ) -> AbstractQueue:
+        # Classic, not quorum: listing returns messages unacknowledged, which a quorum
+        # queue would count towards a delivery limit.
+        return await channel.declare_queue(self.dead_letter_queue_name(consumer), durable=True)
+
+    # dead letters --------------------------------------------------------------------------
+    async def dead_letters(self, consumers: Iterable[str]) -> list[BrokerDeadLetter]:
+        """Every message in the consumers' dead-letter queues, left where it is."""
+        found: list[BrokerDeadLetter] = []
+        connection = await self._connect(robust=False)
+        async with connection:
+            channel = await connection.channel()
+            for consumer in sorted(set(consumers)):
+                queue = await self._declare_dead_letter_queue(channel, consumer)
+                while (message := await queue.get(fail=False)) is not None:
+                    found.append(dead_letter_of(consumer, message))
+            # Closing the connection returns every message unacknowledged, in place.
+        return found
+
+    async def replay_dead_letters(
+        self, consumers: Iterable[str], event_id: str | None = None
+    ) -> list[BrokerDeadLetter]:
+        """Republish dead-lettered messages to their consumer's queue (all, or the one with
+        `event_id`), each removed from the dead-letter queue once the broker confirmed it."""
+        replayed: list[BrokerDeadLetter] = []
+        connection = await self._connect(robust=False)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            for consumer in sorted(set(consumers)):
+                await self.declare_consumer_queue(channel, consumer)
+                queue = await self._declare_dead_letter_queue(channel, consumer)
+                while (message := await queue.get(fail=False)) is not None:
+                    if event_id is not None and message.message_id != event_id:
+                        continue  # left unacknowledged: back in place when the channel closes
+                    await channel.default_exchange.publish(
+                        aio_pika.Message(
+                            message.body,
+                            message_id=message.message_id,
+                            type=message.type,
+                            content_type=message.content_type,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=self.queue_name(consumer),
+                    )
+                    await message.ack()
+                    replayed.append(dead_letter_of(consumer, message))
+        return replayed
+
+    async def delete_topology(self, consumers: Iterable[str]) -> None:
+        """Delete the exchanges and queues under this prefix (tests and teardown)."""
+        connection = await self._connect(robust=False)
+        async with connection:
+            channel = await connection.channel()
+            for consumer in set(consumers):
+                for name in (self.queue_name(consumer), self.dead_letter_queue_name(consumer)):
+                    with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                        await channel.queue_delete(name)
+            for name in (self.events_exchange, self.dead_letter_exchange):
+                with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                    await channel.exchange_delete(name)
+
+
+def message_of(envelope: Envelope) -> aio_pika.Message:
+    return aio_pika.Message(
+        envelope.encode(),
+        message_id=envelope.id,
+        type=envelope.type,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        timestamp=envelope.occurred_at,
+    )
+
+
+def dead_letter_of(consumer: str, message: AbstractIncomingMessage) -> BrokerDeadLetter:
+    headers: dict[str, Any] = dict(message.headers or {})
+    deaths = headers.get("x-death") or [{}]
+    death = deaths[0] if isinstance(deaths, list | tuple) and deaths else {}
+    reason = headers.get("x-first-death-reason") or death.get("reason") or "unknown"
+    failed_at = death.get("time") if isinstance(death.get("time"), datetime) else None
+    return BrokerDeadLetter(
+        consumer=consumer,
+        event_id=message.message_id or "",
+        type=message.type or "",
+        reason=str(reason.decode() if isinstance(reason, bytes) else reason),
+        failed_at=failed_at,
+        body=message.body,
+    )
