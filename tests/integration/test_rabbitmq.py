@@ -289,3 +289,12 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 
 test_the_whole_checkout_on_postgresql_and_rabbitmq = test_happy_path_confirms_charges_notifies
+
+
+async def test_an_unreachable_broker_stops_the_start_naming_the_variable() -> None:
+    from bazaar.platform.settings import SettingsError
+
+    bus = RabbitMQBus("amqp://guest:guest@127.0.0.1:1/", connect_timeout=2)
+    with pytest.raises(SettingsError) as raised:
+        await bus.start()
+    assert raised.value.variable == "BAZAAR_BROKER_URL"
