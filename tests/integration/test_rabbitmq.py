@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import aio_pika
+import httpx
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, func, insert, select
 from sqlalchemy.engine import make_url
@@ -298,3 +299,13 @@ async def test_an_unreachable_broker_stops_the_start_naming_the_variable() -> No
     with pytest.raises(SettingsError) as raised:
         await bus.start()
     assert raised.value.variable == "BAZAAR_BROKER_URL"
+
+
+async def test_readiness_says_when_the_broker_is_gone(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    assert (await client.get("/readyz")).status_code == 200
+    await runtime.platform.bus.stop()  # as a lost connection leaves it
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert "broker" in ready.text

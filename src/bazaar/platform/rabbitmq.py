@@ -141,6 +141,12 @@ class RabbitMQBus:
         self._connection = None
         self._exchange = None
 
+    async def problem(self) -> str | None:
+        """None while the broker connection is open, else what is wrong (for /readyz)."""
+        if self._connection is None or self._connection.is_closed:
+            return "broker: not connected"
+        return None
+
     # consuming -----------------------------------------------------------------------------
     def _callback(self, consumer: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:

@@ -9,6 +9,7 @@ from bazaar.platform.cache import RedisCache
 from bazaar.platform.observability import configure_logging, log
 from bazaar.platform.outbox import OutboxRelay
 from bazaar.platform.postgres import ensure_database
+from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.settings import SettingsError
 from bazaar.platform.web import create_app
 from bazaar.runtime.assemble import assemble
@@ -67,7 +68,7 @@ class Runtime:
             title="Bazaar",
             routers=[part.router for part in self.parts],
             verifier=self.platform.verifier,
-            readiness=[self._databases_answer, self._redis_answers],
+            readiness=[self._databases_answer, self._redis_answers, self._broker_answers],
             on_startup=[self.start],
             on_shutdown=[self.stop],
             response_cache=self.platform.response_cache,
@@ -82,6 +83,10 @@ class Runtime:
     async def _redis_answers(self) -> str | None:
         cache = self.platform.cache
         return await cache.problem() if isinstance(cache, RedisCache) else None
+
+    async def _broker_answers(self) -> str | None:
+        bus = self.platform.bus
+        return await bus.problem() if isinstance(bus, RabbitMQBus) else None
 
     async def _databases_answer(self) -> str | None:
         from sqlalchemy import text
