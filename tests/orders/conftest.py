@@ -12,14 +12,6 @@ from bazaar.platform.db import ShardedDatabase, ShardMap, sqlite_database
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "12 St James's Square",
-    "city": "London",
-    "postal_code": "SW1Y 4JH",
-    "country": "GB",
-}
-
 
 class PriceList:
     """What the catalog sells, kept in memory: the catalog's side of orders' `CatalogPrices`."""

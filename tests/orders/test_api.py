@@ -12,7 +12,7 @@ from bazaar.platform.db import insert_ignoring_duplicates
 from bazaar.platform.schema import idempotency_record
 from bazaar.runtime.embedded import Runtime
 from tests.conftest import admin, customer
-from tests.orders.conftest import ADDRESS
+from tests.e2e.checkout import ADDRESS
 
 
 async def product(client: httpx.AsyncClient, admin_headers: dict, amount: int = 1999) -> str:

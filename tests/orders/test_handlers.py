@@ -14,7 +14,8 @@ from bazaar.platform.db import ShardedDatabase
 from bazaar.platform.events import Envelope, Event
 from bazaar.platform.money import Money
 from bazaar.platform.schema import dead_letter
-from tests.orders.conftest import ADDRESS, PriceList, customers_on_each_shard
+from tests.e2e.checkout import ADDRESS
+from tests.orders.conftest import PriceList, customers_on_each_shard
 from tests.orders.test_service import outbox_events
 
 NO_RETRY = RetryPolicy(attempts=1)

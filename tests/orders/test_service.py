@@ -12,7 +12,8 @@ from bazaar.platform.errors import Conflict, NotFound, Unprocessable
 from bazaar.platform.events import Envelope
 from bazaar.platform.money import Money
 from bazaar.platform.schema import outbox_message
-from tests.orders.conftest import ADDRESS, PriceList, customers_on_each_shard
+from tests.e2e.checkout import ADDRESS
+from tests.orders.conftest import PriceList, customers_on_each_shard
 
 
 async def outbox_events(db: Database) -> list[Envelope]:

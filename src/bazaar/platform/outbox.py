@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import registry
 
 from bazaar.platform.bus import EventBus
@@ -83,45 +83,23 @@ class OutboxRelay:
         if db.dialect == "postgresql" and not self.bus.confirm_waits_for_consumers:
             return await self._claim_and_publish(db)
         async with db.read() as session:
-            rows = (
-                await session.execute(
-                    select(outbox_message.c.id, outbox_message.c.envelope)
-                    .where(outbox_message.c.published_at.is_(None))
-                    .order_by(outbox_message.c.id)
-                    .limit(self.batch_size)
-                )
-            ).all()
+            rows = (await session.execute(_unpublished(self.batch_size))).all()
         if not rows:
             OUTBOX_BACKLOG.labels(db.name).set(0)
             return 0
         await self.bus.publish([Envelope.decode(row.envelope) for row in rows])
         async with db.write() as session:
-            await session.execute(
-                update(outbox_message)
-                .where(outbox_message.c.id.in_([row.id for row in rows]))
-                .values(published_at=utcnow())
-            )
+            await _mark_published(session, [row.id for row in rows])
         await self._record_backlog(db, len(rows))
         return len(rows)
 
     async def _claim_and_publish(self, db: Database) -> int:
         async with db.write() as session:
-            rows = (
-                await session.execute(
-                    select(outbox_message.c.id, outbox_message.c.envelope)
-                    .where(outbox_message.c.published_at.is_(None))
-                    .order_by(outbox_message.c.id)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            claim = _unpublished(self.batch_size).with_for_update(skip_locked=True)
+            rows = (await session.execute(claim)).all()
             if rows:
                 await self.bus.publish([Envelope.decode(row.envelope) for row in rows])
-                await session.execute(
-                    update(outbox_message)
-                    .where(outbox_message.c.id.in_([row.id for row in rows]))
-                    .values(published_at=utcnow())
-                )
+                await _mark_published(session, [row.id for row in rows])
         await self._record_backlog(db, len(rows))
         return len(rows)
 
@@ -135,3 +113,18 @@ async def backlog(db: Database) -> int:
     async with db.read() as session:
         query = select(func.count()).where(outbox_message.c.published_at.is_(None))
         return (await session.execute(query)).scalar_one()
+
+
+def _unpublished(limit: int) -> Select:
+    return (
+        select(outbox_message.c.id, outbox_message.c.envelope)
+        .where(outbox_message.c.published_at.is_(None))
+        .order_by(outbox_message.c.id)
+        .limit(limit)
+    )
+
+
+async def _mark_published(session: WriteSession, ids: list[str]) -> None:
+    await session.execute(
+        update(outbox_message).where(outbox_message.c.id.in_(ids)).values(published_at=utcnow())
+    )
