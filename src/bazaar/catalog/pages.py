@@ -19,11 +19,11 @@ from sqlalchemy import event
 
 from bazaar.catalog.models import Product
 from bazaar.catalog.schemas import Price, ProductRead
-from bazaar.platform.cache import jittered, record_lookup
+from bazaar.platform.cache import jittered
 from bazaar.platform.db import WriteSession
 from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.ids import new_id
-from bazaar.platform.observability import log
+from bazaar.platform.observability import log, record_cache_lookup
 
 
 class Page(NamedTuple):
@@ -139,7 +139,7 @@ class ProductPages:
 
     async def lookup(self, product_id: str) -> Page | None:
         page = await self.cache.get(self._key(product_id))
-        record_lookup("product_page", page is not None)
+        record_cache_lookup("product_page", hit=page is not None)
         if page is not None:
             self._to_edge(product_id, page)
         return page

@@ -14,7 +14,7 @@ from typing import Any
 from cashews import Cache
 from cashews.commands import Command
 
-from bazaar.platform.observability import log, record_cache_lookup
+from bazaar.platform.observability import log
 
 STALENESS_BOUND = 1.0
 REDIS_TIMEOUT = 0.2
@@ -135,7 +135,3 @@ def create_cache(redis_url: str | None) -> Cache:
         cache.setup("mem://?size=200000")
         return cache
     return RedisCache(redis_url)
-
-
-def record_lookup(cache_name: str, hit: bool) -> None:
-    record_cache_lookup(cache_name, hit=hit)

@@ -3,6 +3,7 @@
 import asyncio
 
 from litestar.types import ASGIApp
+from sqlalchemy import text
 
 from bazaar.platform import migrations
 from bazaar.platform.cache import RedisCache
@@ -89,8 +90,6 @@ class Runtime:
         return await bus.problem() if isinstance(bus, RabbitMQBus) else None
 
     async def _databases_answer(self) -> str | None:
-        from sqlalchemy import text
-
         for db in self.platform.all_databases():
             try:
                 async with db.read() as session:
