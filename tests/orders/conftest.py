@@ -8,9 +8,10 @@ import pytest
 from bazaar.orders.prices import Quote
 from bazaar.orders.wiring import SCHEMA
 from bazaar.platform import migrations
-from bazaar.platform.db import ShardedDatabase, ShardMap, sqlite_database
+from bazaar.platform.db import sqlite_database
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
+from bazaar.platform.shards import ShardedDatabase, ShardMap
 
 
 class PriceList:

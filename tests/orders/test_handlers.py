@@ -10,10 +10,10 @@ from bazaar.orders.service import Line
 from bazaar.payments.events import PaymentDeclined, PaymentFailed, PaymentSucceeded
 from bazaar.platform.auth import Principal
 from bazaar.platform.bus import RetryPolicy, Subscription, deliver
-from bazaar.platform.db import ShardedDatabase
 from bazaar.platform.events import Envelope, Event
 from bazaar.platform.money import Money
 from bazaar.platform.schema import dead_letter
+from bazaar.platform.shards import ShardedDatabase
 from tests.e2e.checkout import ADDRESS
 from tests.orders.conftest import PriceList, customers_on_each_shard
 from tests.orders.test_service import outbox_events

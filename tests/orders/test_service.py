@@ -7,11 +7,12 @@ from bazaar.orders import service
 from bazaar.orders.models import CartItem, Order
 from bazaar.orders.service import Line
 from bazaar.platform.auth import Principal
-from bazaar.platform.db import Database, ShardedDatabase
+from bazaar.platform.db import Database
 from bazaar.platform.errors import Conflict, NotFound, Unprocessable
 from bazaar.platform.events import Envelope
 from bazaar.platform.money import Money
 from bazaar.platform.schema import outbox_message
+from bazaar.platform.shards import ShardedDatabase
 from tests.e2e.checkout import ADDRESS
 from tests.orders.conftest import PriceList, customers_on_each_shard
 

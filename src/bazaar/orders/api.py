@@ -22,10 +22,11 @@ from bazaar.orders.schemas import (
     PlaceOrderRequest,
 )
 from bazaar.platform import idempotency
-from bazaar.platform.db import Database, ShardedDatabase, WriteSession
+from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.errors import FieldError, NotFound, Unprocessable
 from bazaar.platform.openapi import problems
 from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from bazaar.platform.shards import ShardedDatabase
 from bazaar.platform.web import CurrentUser, json_response
 
 

@@ -12,9 +12,10 @@ from bazaar.orders import service
 from bazaar.orders.models import OUT_OF_STOCK, PAYMENT_DECLINED, PAYMENT_FAILED, Order
 from bazaar.payments.events import PaymentDeclined, PaymentFailed, PaymentSucceeded
 from bazaar.platform.bus import Subscription, subscribe
-from bazaar.platform.db import Database, ShardedDatabase, WriteSession
+from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.events import Envelope
 from bazaar.platform.observability import SAGA_OUTCOMES, log
+from bazaar.platform.shards import ShardedDatabase
 
 CONSUMER = "orders"
 

@@ -2,9 +2,9 @@
 
 from bazaar.orders import api, handlers, models
 from bazaar.orders.prices import CatalogPrices
-from bazaar.platform.db import ShardedDatabase
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
+from bazaar.platform.shards import ShardedDatabase
 
 SCHEMA = ServiceSchema("bazaar.orders", models.Base.metadata)
 

@@ -9,12 +9,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bazaar.platform.auth import TokenVerifier, load_or_create_key, parse_private_key
 from bazaar.platform.bus import EventBus, InProcessBus
 from bazaar.platform.cache import create_cache
-from bazaar.platform.db import Database, ShardedDatabase, ShardMap, sqlite_database
+from bazaar.platform.db import Database, sqlite_database
 from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.postgres import postgres_database, service_url
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.settings import PlatformSettings, SettingsError
+from bazaar.platform.shards import ShardedDatabase, ShardMap
 
 SERVICE_DATABASES = ("identity", "catalog", "payments", "notifications")
 
