@@ -61,7 +61,8 @@ def create_router(
         by_ip = ("login-ip", request.client.host if request.client else "unknown")
         await limiter.check(settings.login_failures_per_email, *by_email)
         await limiter.check(settings.login_failures_per_ip, *by_ip)
-        async with db.read() as session:
+        # fresh: an account registered a moment ago may not be on a replica yet
+        async with db.read(fresh=True) as session:
             user = await service.authenticate(session, passwords, data.email, data.password)
         if user is None:
             await limiter.hit(settings.login_failures_per_email, *by_email)

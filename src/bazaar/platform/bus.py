@@ -185,7 +185,7 @@ async def stored_dead_letters(db: Database, consumer: str | None = None) -> list
     query = select(dead_letter).where(dead_letter.c.replayed_at.is_(None))
     if consumer is not None:
         query = query.where(dead_letter.c.consumer == consumer)
-    async with db.read() as session:
+    async with db.read(fresh=True) as session:
         return list((await session.execute(query.order_by(dead_letter.c.failed_at))).all())
 
 

@@ -5,7 +5,7 @@ cases only add and flush. `WriteSession` and `ReadSession` are different types, 
 that may be served by a replica cannot be handed to code that writes.
 """
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy import DateTime, Table, TypeDecorator, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from bazaar.platform import sqlite_inline
+from bazaar.platform.replicas import UNKNOWN, ReplicaSet
 
 
 class Timestamp(TypeDecorator[datetime]):
@@ -60,17 +63,24 @@ def signal_after_commit(session: WriteSession, name: str) -> None:
 
 @dataclass
 class Database:
-    """One logical database: a primary for writes and locking reads, and where reads go."""
+    """One logical database: a primary for writes and locking reads, and where reads go.
+
+    `reader` is the engine that serves reads when no replica does (SQLite's reader pool, or
+    the primary itself); `replicas`, when set, are streaming replicas that serve reads which
+    may be slightly stale, with read-your-writes for the signed-in caller.
+    """
 
     name: str
     primary: AsyncEngine
-    replicas: Sequence[AsyncEngine] = ()
+    reader: AsyncEngine | None = None
+    replicas: ReplicaSet | None = None
     listeners: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._writer = async_sessionmaker(self.primary, class_=WriteSession, expire_on_commit=False)
-        reader = self.replicas[0] if self.replicas else self.primary
-        self._reader = async_sessionmaker(reader, class_=ReadSession, expire_on_commit=False)
+        self._reader = async_sessionmaker(
+            self.reader or self.primary, class_=ReadSession, expire_on_commit=False
+        )
 
     def listen(self, signal: str, wake: Callable[[], None]) -> None:
         """Call `wake` after every commit that raised `signal` (see signal_after_commit)."""
@@ -83,22 +93,66 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[WriteSession]:
         """A transaction on the primary, committed when the block ends without an error."""
-        async with self._writer() as session, session.begin():
-            yield session
+        async with self._writer() as session:
+            async with session.begin():
+                yield session
+            if self.replicas is not None:
+                await self.replicas.remember_commit(await session.connection())
         for signal in session.info.get("signals", ()):
             for wake in self.listeners.get(signal, ()):
                 wake()
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[ReadSession]:
-        """A read-only transaction, possibly on a replica."""
-        async with self._reader() as session, session.begin():
+    async def read(self, *, fresh: bool = False) -> AsyncIterator[ReadSession]:
+        """A read-only transaction: on a replica when one may serve it, unless `fresh` asks
+        for everything committed so far (a relay's claim, a login after a registration)."""
+        session = await self._read_session(fresh)
+        try:
             yield session
+        finally:
+            await session.close()
+
+    async def _read_session(self, fresh: bool) -> ReadSession:
+        replicas = self.replicas
+        if replicas is None:
+            return await _begun(self._reader())
+        if fresh:
+            replicas.count_read("primary", "fresh")
+            return await _begun(self._reader())
+        required = await replicas.required_position()
+        reason = "none_in_bounds" if required != UNKNOWN else "own_write_unknown"
+        for replica in replicas.candidates() if required != UNKNOWN else ():
+            session = ReadSession(bind=replica.engine, expire_on_commit=False)
+            try:
+                connection = await session.connection()
+                if await replicas.has_replayed(connection, replica, required or 0):
+                    replicas.count_read("replica", "in_bounds")
+                    return session
+            except PoolTimeout:
+                await session.close()
+                reason = "replica_busy"
+                continue
+            except (TimeoutError, OSError, DBAPIError) as error:
+                replicas.mark_down(replica, error)
+                await session.invalidate()
+                reason = "replica_down"
+                continue
+            await session.close()
+            reason = "behind_own_write"
+        replicas.count_read("primary", reason)
+        return await _begun(self._reader())
 
     async def dispose(self) -> None:
         await self.primary.dispose()
-        for replica in self.replicas:
-            await replica.dispose()
+        if self.reader is not None:
+            await self.reader.dispose()
+        if self.replicas is not None:
+            await self.replicas.dispose()
+
+
+async def _begun(session: ReadSession) -> ReadSession:
+    await session.connection()  # checks a connection out and begins, within the pool's bound
+    return session
 
 
 async def insert_ignoring_duplicates(session: WriteSession, table: Table, **values: Any) -> bool:
@@ -156,5 +210,5 @@ def sqlite_database(name: str, path: Path) -> Database:
     return Database(
         name=name,
         primary=sqlite_engine(path, writer=True),
-        replicas=(sqlite_engine(path, writer=False),),
+        reader=sqlite_engine(path, writer=False),
     )

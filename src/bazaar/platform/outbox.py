@@ -82,7 +82,7 @@ class OutboxRelay:
         """
         if db.dialect == "postgresql" and not self.bus.confirm_waits_for_consumers:
             return await self._claim_and_publish(db)
-        async with db.read() as session:
+        async with db.read(fresh=True) as session:
             rows = (await session.execute(_unpublished(self.batch_size))).all()
         if not rows:
             OUTBOX_BACKLOG.labels(db.name).set(0)
@@ -110,7 +110,7 @@ class OutboxRelay:
 
 
 async def backlog(db: Database) -> int:
-    async with db.read() as session:
+    async with db.read(fresh=True) as session:
         query = select(func.count()).where(outbox_message.c.published_at.is_(None))
         return (await session.execute(query)).scalar_one()
 

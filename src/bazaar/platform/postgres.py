@@ -3,12 +3,14 @@ URL, and the creation of databases that do not exist yet."""
 
 import contextlib
 import re
+from collections.abc import Sequence
 
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bazaar.platform.db import Database
+from bazaar.platform.replicas import LocalWritePositions, Replica, ReplicaSet, WritePositions
 
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 DEFAULT_DATABASE = "bazaar"
@@ -22,7 +24,12 @@ def service_url(base: str, suffix: str) -> str:
 
 
 def postgres_engine(
-    url: str, *, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 1.0
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 5,
+    pool_timeout: float = 1.0,
+    command_timeout: float = 30,
 ) -> AsyncEngine:
     """An engine whose every wait is bounded: past capacity a caller fails fast (503)."""
     return create_async_engine(
@@ -31,12 +38,50 @@ def postgres_engine(
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
         pool_recycle=1800,
-        connect_args={"timeout": 5, "command_timeout": 30},
+        connect_args={"timeout": 5, "command_timeout": command_timeout},
     )
 
 
-def postgres_database(name: str, url: str) -> Database:
-    return Database(name=name, primary=postgres_engine(url))
+def postgres_database(
+    name: str,
+    url: str,
+    replica_urls: Sequence[str] = (),
+    *,
+    max_lag: float = 0.5,
+    positions: WritePositions | None = None,
+) -> Database:
+    """A database on its primary, reading from `replica_urls` (the same database on each
+    streaming replica) when there are any."""
+    primary = postgres_engine(url)
+    if not replica_urls:
+        return Database(name=name, primary=primary)
+    replicas = [
+        Replica(name=_server(replica), engine=postgres_engine(replica, command_timeout=5))
+        for replica in replica_urls
+    ]
+    replica_set = ReplicaSet(
+        database=name,
+        primary=primary,
+        replicas=replicas,
+        positions=positions or LocalWritePositions(),
+        max_lag=max_lag,
+    )
+    return Database(name=name, primary=primary, replicas=replica_set)
+
+
+def replica_url(replica_server: str, database_url: str) -> str:
+    """The URL of `database_url`'s database on a replica server."""
+    name = make_url(database_url).database
+    return make_url(replica_server).set(database=name).render_as_string(hide_password=False)
+
+
+def same_server(url: str, other: str) -> bool:
+    return _server(url) == _server(other)
+
+
+def _server(url: str) -> str:
+    parts = make_url(url)
+    return f"{parts.host or 'localhost'}:{parts.port or 5432}"
 
 
 def database_name(url: URL) -> str:

@@ -108,6 +108,7 @@ class PlatformSettings:
     data_dir: Path
     database_url: str | None
     replica_urls: tuple[str, ...]
+    replica_max_lag: float
     order_shard_urls: tuple[str, ...]
     order_shards: int
     redis_url: str | None
@@ -129,6 +130,7 @@ class PlatformSettings:
             data_dir=Path(env.text("DATA_DIR", ".bazaar")).resolve(),
             database_url=env.url("DATABASE_URL", ("postgresql",)),
             replica_urls=env.urls("REPLICA_URLS", ("postgresql",)),
+            replica_max_lag=env.number("REPLICA_MAX_LAG", 0.5),
             order_shard_urls=shard_urls,
             order_shards=len(shard_urls) or env.integer("ORDER_SHARDS", 2, minimum=1, maximum=256),
             redis_url=env.url("REDIS_URL", ("redis", "rediss")),

@@ -28,6 +28,7 @@ from bazaar.platform.observability import (
 )
 from bazaar.platform.openapi import JSON_ONLY, DocsPage, document_problems
 from bazaar.platform.problems import EXCEPTION_HANDLERS
+from bazaar.platform.replicas import consistency_key
 
 MAX_BODY = 1024 * 1024
 # Litestar appends the charset itself; twice, a scraper (Go's mime parser) rejects the header.
@@ -102,7 +103,9 @@ def create_app(
     """One service's (or every service's) HTTP app, wrapped in the request context."""
 
     def current_user(request: Request) -> Principal:
-        return verifier.from_header(request.headers.get("authorization"))
+        principal = verifier.from_header(request.headers.get("authorization"))
+        consistency_key.set(principal.id)  # this caller's reads see this caller's writes
+        return principal
 
     app: Litestar
     document: dict | None = None
@@ -166,6 +169,7 @@ class RequestContext:
         if request_id is None or not _SAFE_REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex
         request_id_var.set(request_id)
+        consistency_key.set(None)
         traceparent_var.set(child_traceparent(traceparent))
         encoded_id = request_id.encode()
         started = time.perf_counter()

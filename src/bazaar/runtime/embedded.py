@@ -48,7 +48,11 @@ class Runtime:
         await self._check_redis()
         await self.migrate()
         await self.platform.bus.start()
-        loops = [self.relay.run, *(loop for part in self.parts for loop in part.background)]
+        loops = [
+            self.relay.run,
+            *self.platform.replica_monitors(),
+            *(loop for part in self.parts for loop in part.background),
+        ]
         self._tasks = [asyncio.create_task(loop()) for loop in loops]
         log.info("bazaar_started", services=[part.name for part in self.parts])
 
@@ -92,7 +96,7 @@ class Runtime:
     async def _databases_answer(self) -> str | None:
         for db in self.platform.all_databases():
             try:
-                async with db.read() as session:
+                async with db.read(fresh=True) as session:  # replicas may be down: not fatal
                     await session.execute(text("SELECT 1"))
             except Exception as error:
                 return f"database {db.name}: {type(error).__name__}"

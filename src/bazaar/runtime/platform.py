@@ -1,6 +1,7 @@
 """The platform's adapters chosen by the settings: embedded (SQLite, in-process cache and bus)
 unless a server is named."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from cashews import Cache
@@ -8,12 +9,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bazaar.platform.auth import TokenVerifier, load_or_create_key, parse_private_key
 from bazaar.platform.bus import EventBus, InProcessBus
-from bazaar.platform.cache import create_cache
+from bazaar.platform.cache import RedisCache, create_cache
 from bazaar.platform.db import Database, sqlite_database
 from bazaar.platform.edge_cache import ResponseCache
-from bazaar.platform.postgres import postgres_database, service_url
+from bazaar.platform.postgres import postgres_database, replica_url, same_server, service_url
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.ratelimit import RateLimiter
+from bazaar.platform.replicas import SharedWritePositions
 from bazaar.platform.settings import PlatformSettings, SettingsError
 from bazaar.platform.shards import ShardedDatabase, ShardMap
 
@@ -35,6 +37,10 @@ class Platform:
     def __post_init__(self) -> None:
         self.verifier = TokenVerifier(self.signing_key.public_key())
 
+    def replica_monitors(self) -> list[Callable[[], Awaitable[None]]]:
+        """The loops that watch each database's replicas (lag, health)."""
+        return [db.replicas.monitor for db in self.all_databases() if db.replicas is not None]
+
     def all_databases(self) -> list[Database]:
         return [*self.databases.values(), *self.orders.shards]
 
@@ -45,12 +51,12 @@ class Platform:
 
 
 def build_platform(settings: PlatformSettings) -> Platform:
-    for variable, value in (("REPLICA_URLS", settings.replica_urls),):
-        if value:
-            raise SettingsError(variable, "is not supported yet: leave it unset")
+    if settings.replica_urls and settings.embedded:
+        raise SettingsError("REPLICA_URLS", "needs BAZAAR_DATABASE_URL (the primary) as well")
     data = settings.data_dir
+    cache = create_cache(settings.redis_url)
     databases, shards = (
-        _sqlite_databases(settings) if settings.embedded else _postgres_databases(settings)
+        _sqlite_databases(settings) if settings.embedded else _postgres_databases(settings, cache)
     )
     if settings.jwt_private_key:
         try:
@@ -64,7 +70,7 @@ def build_platform(settings: PlatformSettings) -> Platform:
         databases=databases,
         orders=ShardedDatabase(shards, ShardMap(len(shards))),
         bus=RabbitMQBus(settings.broker_url) if settings.broker_url else InProcessBus(),
-        cache=create_cache(settings.redis_url),
+        cache=cache,
         limiter=RateLimiter(settings.redis_url),
         signing_key=key,
     )
@@ -80,19 +86,33 @@ def _sqlite_databases(settings: PlatformSettings) -> tuple[dict[str, Database], 
     return databases, shards
 
 
-def _postgres_databases(settings: PlatformSettings) -> tuple[dict[str, Database], list[Database]]:
+def _postgres_databases(
+    settings: PlatformSettings, cache: Cache
+) -> tuple[dict[str, Database], list[Database]]:
     """A database per service on the primary's server, named after the primary's database;
-    the order shards where `BAZAAR_ORDER_SHARD_URLS` says, else beside the others."""
+    the order shards where `BAZAAR_ORDER_SHARD_URLS` says, else beside the others. Every
+    database on the primary's server reads from the replicas of that server."""
     primary = settings.database_url
     assert primary is not None
     try:
-        databases = {
-            name: postgres_database(name, service_url(primary, name)) for name in SERVICE_DATABASES
-        }
+        urls = {name: service_url(primary, name) for name in SERVICE_DATABASES}
         shard_urls = settings.order_shard_urls or tuple(
             service_url(primary, f"orders_{index}") for index in range(settings.order_shards)
         )
     except ValueError as error:
         raise SettingsError("DATABASE_URL", str(error)) from None
-    shards = [postgres_database(f"orders_{index}", url) for index, url in enumerate(shard_urls)]
+    positions = SharedWritePositions(cache) if isinstance(cache, RedisCache) else None
+
+    def database(name: str, url: str) -> Database:
+        replicas = [
+            replica_url(replica, url)
+            for replica in settings.replica_urls
+            if same_server(url, primary)
+        ]
+        return postgres_database(
+            name, url, replicas, max_lag=settings.replica_max_lag, positions=positions
+        )
+
+    databases = {name: database(name, url) for name, url in urls.items()}
+    shards = [database(f"orders_{index}", url) for index, url in enumerate(shard_urls)]
     return databases, shards
