@@ -1,6 +1,6 @@
 """Fixtures shared by the whole suite: an embedded runtime on fresh SQLite files, a client."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -8,6 +8,7 @@ import pytest
 
 from bazaar.runtime.config import Settings
 from bazaar.runtime.embedded import Runtime
+from tests.replication import ReplicatedServer, start_replicated_server
 
 FAST_ENV = {
     "BAZAAR_ARGON2_TIME_COST": "1",
@@ -78,3 +79,9 @@ async def customer(client: httpx.AsyncClient, email: str = "ada@example.com") ->
     await register(client, email)
     tokens = await login(client, email)
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+@pytest.fixture(scope="session")
+def replicated_postgres() -> Iterator[ReplicatedServer]:
+    """A primary and a streaming replica that the suite starts once (tests/replication.py)."""
+    yield from start_replicated_server()

@@ -19,6 +19,7 @@ from bazaar.platform.db import Database
 from bazaar.platform.errors import Unauthorized
 from bazaar.platform.openapi import problems
 from bazaar.platform.ratelimit import RateLimiter
+from bazaar.platform.replicas import reads_follow_writes_of
 from bazaar.platform.web import CurrentUser
 
 
@@ -48,6 +49,7 @@ def create_router(
             user = await service.register_user(
                 session, passwords, email=data.email, password=data.password, name=data.name
             )
+            reads_follow_writes_of(user.id)
         return _user(user)
 
     @post(
@@ -68,6 +70,7 @@ def create_router(
             await limiter.hit(settings.login_failures_per_email, *by_email)
             await limiter.hit(settings.login_failures_per_ip, *by_ip)
             raise Unauthorized("The email or password is wrong")
+        reads_follow_writes_of(user.id)  # their next requests, signed in, see this session
         async with db.write() as session:
             tokens = await service.start_session(session, issuer, user, settings.refresh_token_ttl)
         return _pair(tokens)

@@ -14,8 +14,6 @@ from typing import Any
 
 from sqlalchemy import DateTime, Table, TypeDecorator, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -123,22 +121,11 @@ class Database:
         reason = "none_in_bounds" if required != UNKNOWN else "own_write_unknown"
         for replica in replicas.candidates() if required != UNKNOWN else ():
             session = ReadSession(bind=replica.engine, expire_on_commit=False)
-            try:
-                connection = await session.connection()
-                if await replicas.has_replayed(connection, replica, required or 0):
-                    replicas.count_read("replica", "in_bounds")
-                    return session
-            except PoolTimeout:
-                await session.close()
-                reason = "replica_busy"
-                continue
-            except (TimeoutError, OSError, DBAPIError) as error:
-                replicas.mark_down(replica, error)
-                await session.invalidate()
-                reason = "replica_down"
-                continue
-            await session.close()
-            reason = "behind_own_write"
+            refusal = await replicas.admit(session, replica, required)
+            if refusal is None:
+                replicas.count_read("replica", "in_bounds")
+                return session
+            reason = refusal
         replicas.count_read("primary", reason)
         return await _begun(self._reader())
 

@@ -13,24 +13,58 @@ not answer in time is skipped until the monitor sees it answer again.
 """
 
 import asyncio
+import contextlib
 import itertools
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from bazaar.platform.cache import RedisCache
 from bazaar.platform.loops import Waker
 from bazaar.platform.observability import log
 
-consistency_key: ContextVar[str | None] = ContextVar("consistency_key", default=None)
-"""Whose writes the current reads must see (the signed-in user); None for anonymous work."""
+
+@dataclass
+class _Caller:
+    user_id: str | None = None
+
+
+_caller: ContextVar[_Caller | None] = ContextVar("consistency_caller", default=None)
+
+
+def start_request() -> None:
+    """A request begins: nobody's writes to follow yet.
+
+    The caller is a mutable cell set here, in the request's own context, because a web
+    framework may resolve the caller in a child task whose context changes are lost.
+    """
+    _caller.set(_Caller())
+
+
+def reads_follow_writes_of(user_id: str) -> None:
+    """This request acts for `user_id`: its commits count as theirs, and its reads (and their
+    next requests' reads) see every write of theirs."""
+    caller = _caller.get()
+    if caller is None:
+        _caller.set(_Caller(user_id))
+    else:
+        caller.user_id = user_id
+
+
+def consistency_key() -> str | None:
+    """Whose writes the current reads must see; None for anonymous work and for workers."""
+    caller = _caller.get()
+    return None if caller is None else caller.user_id
+
 
 REPLICA_LAG = Gauge(
     "bazaar_replica_lag_seconds",
@@ -55,6 +89,17 @@ READS = Counter(
 
 UNKNOWN = -1
 """A write position that cannot be told: only the primary may serve."""
+
+
+T = TypeVar("T")
+
+
+async def _finish_then(task: asyncio.Future, cleanup: Callable[[], Awaitable[None]] | None) -> None:
+    with contextlib.suppress(BaseException):
+        await task
+    if cleanup is not None:
+        with contextlib.suppress(Exception):
+            await cleanup()
 
 
 def parse_lsn(lsn: str) -> int:
@@ -139,6 +184,10 @@ class ReplicaSet:
 
     def __post_init__(self) -> None:
         self._turn = itertools.cycle(range(len(self.replicas)))
+        # (when, primary's WAL position) of recent polls, oldest first: enough to date a lag
+        # of several bounds
+        self._history: deque[tuple[float, int]] = deque(maxlen=200)
+        self._abandoned: set[asyncio.Task] = set()
 
     def candidates(self) -> list[Replica]:
         """Replicas that may serve now, the next one in turn first."""
@@ -149,31 +198,65 @@ class ReplicaSet:
     async def required_position(self) -> int | None:
         """Where the caller's last commit ended: None when they wrote nothing lately, and
         UNKNOWN when that cannot be told (then only the primary is sure to have it)."""
-        key = consistency_key.get()
+        key = consistency_key()
         return None if key is None else await self.positions.recall(self.database, key)
 
     async def remember_commit(self, connection: AsyncConnection) -> None:
         """After a commit: remember where the WAL ends for the caller, if there is one."""
-        key = consistency_key.get()
+        key = consistency_key()
         if key is None:
             return
-        position = (await connection.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar()
+        # The insert position, not the write position: with asynchronous commit the commit
+        # record may still sit in WAL buffers, past what has been written.
+        query = text("SELECT pg_current_wal_insert_lsn()::text")
+        position = (await connection.execute(query)).scalar()
         await self.positions.remember(self.database, key, parse_lsn(position))
 
-    async def has_replayed(self, connection: AsyncConnection, replica: Replica, lsn: int) -> bool:
-        """True when `replica` has replayed through `lsn`; a replica that does not answer within
-        `check_timeout` is marked down (the monitor brings it back)."""
+    async def admit(self, session: AsyncSession, replica: Replica, lsn: int | None) -> str | None:
+        """Begin `session` on `replica` and tell whether it may serve: None when it may, else
+        why not. A session that may not serve is closed here.
+
+        The replica must say within `check_timeout` how far it has replayed; one that does not
+        is marked down (the monitor brings it back). The timed-out work is left to finish in
+        the background: cancelling asyncpg mid-query waits for the server to acknowledge the
+        cancel, which a frozen server never does.
+        """
+        query = text("SELECT pg_last_wal_replay_lsn()::text")
+
+        async def replayed_position() -> str | None:
+            connection = await session.connection()
+            return (await connection.execute(query)).scalar()
+
         try:
-            async with asyncio.timeout(self.check_timeout):
-                result = await connection.execute(text("SELECT pg_last_wal_replay_lsn()::text"))
-                replayed = result.scalar()
-        except (TimeoutError, OSError) as error:
+            replayed = await self._within_bound(replayed_position(), cleanup=session.invalidate)
+        except PoolTimeout:
+            await session.close()
+            return "replica_busy"
+        except (TimeoutError, OSError, DBAPIError) as error:
             self.mark_down(replica, error)
-            raise
-        if replayed is None:  # not in recovery: a promoted former replica has everything
-            return True
-        replica.replayed = max(replica.replayed, parse_lsn(replayed))
-        return replica.replayed >= lsn
+            return "replica_down"
+        if replayed is not None:  # None: not in recovery, a promoted replica has everything
+            replica.replayed = max(replica.replayed, parse_lsn(replayed))
+            if replica.replayed < (lsn or 0):
+                await session.close()
+                return "behind_own_write"
+        return None
+
+    async def _within_bound(
+        self, work: Coroutine[Any, Any, T], cleanup: Callable[[], Awaitable[None]] | None = None
+    ) -> T:
+        """`work`'s result, or TimeoutError after `check_timeout` while `work` (then `cleanup`)
+        goes on in the background."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=self.check_timeout)
+        if done:
+            if task.exception() is not None and cleanup is not None:
+                await cleanup()
+            return task.result()
+        abandoned = asyncio.ensure_future(_finish_then(task, cleanup))
+        self._abandoned.add(abandoned)
+        abandoned.add_done_callback(self._abandoned.discard)
+        raise TimeoutError(f"no answer within {self.check_timeout} s")
 
     def mark_down(self, replica: Replica, error: BaseException) -> None:
         if replica.answering:
@@ -205,31 +288,44 @@ class ReplicaSet:
         except Exception as error:  # the primary's own outage shows in /readyz
             log.warning("replica_monitor_primary_failed", error=type(error).__name__)
             return
+        self._history.append((time.monotonic(), written))
         await asyncio.gather(*(self._check(replica, written) for replica in self.replicas))
 
+    def lag_of(self, replayed: int) -> float:
+        """Seconds since the primary had written WAL that the replica has not replayed: the
+        age of the oldest poll that saw the primary past `replayed` (0 when caught up).
+
+        `pg_last_xact_replay_timestamp()` would mislead after an idle spell: it dates the
+        last replayed transaction, however recent the gap is.
+        """
+        now = time.monotonic()
+        for seen_at, written in self._history:
+            if written > replayed:
+                return now - seen_at
+        return 0.0
+
     async def _check(self, replica: Replica, written: int) -> None:
-        query = text(
-            "SELECT pg_last_wal_replay_lsn()::text,"
-            " extract(epoch FROM now() - pg_last_xact_replay_timestamp())"
-        )
+        async def replayed_position() -> str | None:
+            async with replica.engine.connect() as connection:
+                return (
+                    await connection.execute(text("SELECT pg_last_wal_replay_lsn()::text"))
+                ).scalar()
+
         try:
-            async with asyncio.timeout(self.check_timeout), replica.engine.connect() as connection:
-                replayed_text, since_last_replay = (await connection.execute(query)).one()
+            replayed_text = await self._within_bound(replayed_position())
         except Exception as error:
             self.mark_down(replica, error)
             return
         replayed = parse_lsn(replayed_text) if replayed_text is not None else written
         replica.replayed = max(replica.replayed, replayed)
-        behind = max(0, written - replica.replayed)
-        # Caught up means no lag, however long ago the last transaction was replayed.
-        replica.lag_seconds = 0.0 if behind == 0 else float(since_last_replay or 0.0)
+        replica.lag_seconds = self.lag_of(replica.replayed)
         replica.checked_at = time.monotonic()
         if not replica.answering:
             log.info("replica_back", database=self.database, replica=replica.name)
         replica.answering = True
         REPLICA_UP.labels(self.database, replica.name).set(1)
         REPLICA_LAG.labels(self.database, replica.name).set(replica.lag_seconds)
-        REPLICA_LAG_BYTES.labels(self.database, replica.name).set(behind)
+        REPLICA_LAG_BYTES.labels(self.database, replica.name).set(max(0, written - replayed))
 
     async def dispose(self) -> None:
         for replica in self.replicas:

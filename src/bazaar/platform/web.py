@@ -28,7 +28,7 @@ from bazaar.platform.observability import (
 )
 from bazaar.platform.openapi import JSON_ONLY, DocsPage, document_problems
 from bazaar.platform.problems import EXCEPTION_HANDLERS
-from bazaar.platform.replicas import consistency_key
+from bazaar.platform.replicas import reads_follow_writes_of, start_request
 
 MAX_BODY = 1024 * 1024
 # Litestar appends the charset itself; twice, a scraper (Go's mime parser) rejects the header.
@@ -104,7 +104,7 @@ def create_app(
 
     def current_user(request: Request) -> Principal:
         principal = verifier.from_header(request.headers.get("authorization"))
-        consistency_key.set(principal.id)  # this caller's reads see this caller's writes
+        reads_follow_writes_of(principal.id)
         return principal
 
     app: Litestar
@@ -169,7 +169,7 @@ class RequestContext:
         if request_id is None or not _SAFE_REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex
         request_id_var.set(request_id)
-        consistency_key.set(None)
+        start_request()
         traceparent_var.set(child_traceparent(traceparent))
         encoded_id = request_id.encode()
         started = time.perf_counter()

@@ -1,0 +1,186 @@
+"""Reads on a streaming replica, with read-your-writes, against a real primary and replica.
+
+The pair comes from tests/replication.py: a primary made with `initdb` and a replica made with
+`pg_basebackup -R`, both started by the suite. Pausing the replica's replay (SIGSTOP on its
+startup process) makes it answer with old data; pausing every one of its processes makes it
+stop answering at all.
+"""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from bazaar.runtime.embedded import Runtime
+from tests.conftest import admin, customer, settings_for
+from tests.e2e.checkout import create_product, eventually, place_order
+from tests.postgres import drop_databases
+from tests.replication import ReplicatedServer
+
+
+@pytest.fixture
+async def runtime(
+    replicated_postgres: ReplicatedServer, tmp_path: Path
+) -> AsyncIterator[Runtime]:
+    database = f"bazaar_test_{uuid.uuid4().hex[:12]}"
+    runtime = Runtime(
+        settings_for(
+            tmp_path / "data",
+            BAZAAR_DATABASE_URL=replicated_postgres.primary.url(database),
+            BAZAAR_REPLICA_URLS=replicated_postgres.replica.url(),
+        )
+    )
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        replicated_postgres.resume()
+        await runtime.stop()
+        await drop_databases(runtime)
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=runtime.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://bazaar.test") as client:
+        yield client
+
+
+def reads(database: str, target: str) -> float:
+    """How many read transactions on `database` ran on `target` (replica or primary)."""
+    total = 0.0
+    for metric in REGISTRY.collect():
+        if metric.name != "bazaar_db_reads":
+            continue
+        for sample in metric.samples:
+            labels = sample.labels
+            if (
+                sample.name == "bazaar_db_reads_total"
+                and labels["database"] == database
+                and labels["target"] == target
+            ):
+                total += sample.value
+    return total
+
+
+async def caught_up(server: ReplicatedServer, within: float = 10) -> None:
+    """Wait until the replica has replayed everything the primary has written."""
+    primary = await asyncpg.connect(server.primary.url())
+    replica = await asyncpg.connect(server.replica.url())
+    try:
+        written = await primary.fetchval("SELECT pg_current_wal_lsn()")
+        deadline = time.monotonic() + within
+        while await replica.fetchval("SELECT pg_last_wal_replay_lsn()") < written:
+            assert time.monotonic() < deadline, "the replica did not catch up"
+            await asyncio.sleep(0.05)
+    finally:
+        await primary.close()
+        await replica.close()
+
+
+async def user_id(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    response = await client.get("/v1/users/me", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+async def test_a_caught_up_replica_serves_reads(
+    runtime: Runtime, client: httpx.AsyncClient, replicated_postgres: ReplicatedServer
+) -> None:
+    product = await create_product(client, await admin(runtime, client), stock=5)
+    await caught_up(replicated_postgres)
+    before = reads("catalog", "replica")
+
+    listing = await client.get("/v1/products", params={"q": product["name"]})
+
+    assert listing.status_code == 200
+    assert product["id"] in [item["id"] for item in listing.json()["items"]]
+    assert reads("catalog", "replica") > before
+
+
+async def test_a_customer_reads_their_own_writes_while_replay_is_paused(
+    runtime: Runtime, client: httpx.AsyncClient, replicated_postgres: ReplicatedServer
+) -> None:
+    product = await create_product(client, await admin(runtime, client), stock=5)
+    headers = await customer(client)
+    shard = runtime.platform.orders.for_customer(await user_id(client, headers)).name
+    await caught_up(replicated_postgres)
+    replicated_postgres.pause_replay()
+    on_primary = reads(shard, "primary")
+
+    placed = await place_order(client, headers, [{"product_id": product["id"], "quantity": 1}])
+    assert placed.status_code == 202, placed.text
+    order_id = placed.json()["id"]
+    one = await client.get(f"/v1/orders/{order_id}", headers=headers)
+    listed = await client.get("/v1/orders", headers=headers)
+
+    assert one.status_code == 200, one.text
+    assert [order["id"] for order in listed.json()["items"]] == [order_id]
+    assert reads(shard, "primary") >= on_primary + 2  # the replica has not replayed the order
+
+    replicated_postgres.resume()
+    await caught_up(replicated_postgres)
+    on_replica = reads(shard, "replica")
+
+    async def served_by_the_replica() -> list[str] | None:
+        listed = await client.get("/v1/orders", headers=headers)
+        return (
+            [order["id"] for order in listed.json()["items"]]
+            if reads(shard, "replica") > on_replica
+            else None
+        )
+
+    assert await eventually(served_by_the_replica) == [order_id]
+
+
+async def test_a_frozen_replica_is_skipped_and_taken_back(
+    runtime: Runtime, client: httpx.AsyncClient, replicated_postgres: ReplicatedServer
+) -> None:
+    await create_product(client, await admin(runtime, client), stock=5, category="frozen")
+    await caught_up(replicated_postgres)
+    replicated_postgres.pause_replica()
+    on_primary = reads("catalog", "primary")
+
+    slowest = 0.0
+    for attempt in range(10):
+        started = time.monotonic()
+        listing = await client.get("/v1/products", params={"category": f"frozen-{attempt}"})
+        slowest = max(slowest, time.monotonic() - started)
+        assert listing.status_code == 200, listing.text
+    ready = await client.get("/readyz")
+
+    assert slowest < 1.5, f"a read waited {slowest:.2f} s on the frozen replica"
+    assert reads("catalog", "primary") >= on_primary + 10
+    assert ready.status_code == 200, ready.text  # the primary serves: still ready
+
+    replicated_postgres.resume()
+    on_replica = reads("catalog", "replica")
+
+    async def back() -> bool | None:
+        await client.get("/v1/products", params={"category": f"back-{uuid.uuid4().hex}"})
+        return True if reads("catalog", "replica") > on_replica else None
+
+    assert await eventually(back, within=10)
+
+
+async def test_replica_lag_and_read_share_are_metrics(
+    runtime: Runtime, client: httpx.AsyncClient, replicated_postgres: ReplicatedServer
+) -> None:
+    await client.get("/v1/products")
+    replica = f"127.0.0.1:{replicated_postgres.replica.port}"
+
+    async def lag_reported() -> str | None:
+        text = (await client.get("/metrics")).text
+        wanted = f'bazaar_replica_lag_seconds{{database="catalog",replica="{replica}"}}'
+        return text if wanted in text else None
+
+    metrics = await eventually(lag_reported)
+    assert 'bazaar_db_reads_total{database="catalog",reason="in_bounds",target="replica"}' in (
+        metrics
+    )
