@@ -15,7 +15,7 @@ from bazaar.platform.postgres import postgres_database, service_url
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.settings import PlatformSettings, SettingsError
-from bazaar.platform.shards import ShardedDatabase, ShardMap
+from bazaar.platform.shards import ShardedDatabase
 
 SERVICE_DATABASES = ("identity", "catalog", "payments", "notifications")
 
@@ -62,7 +62,7 @@ def build_platform(settings: PlatformSettings) -> Platform:
     return Platform(
         settings=settings,
         databases=databases,
-        orders=ShardedDatabase(shards, ShardMap(len(shards))),
+        orders=ShardedDatabase(shards, settings.order_shard_map),
         bus=RabbitMQBus(settings.broker_url) if settings.broker_url else InProcessBus(),
         cache=create_cache(settings.redis_url),
         limiter=RateLimiter(settings.redis_url),
