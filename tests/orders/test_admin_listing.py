@@ -184,3 +184,12 @@ async def test_the_admin_listing_refuses_customers_and_bad_queries(
         assert response.headers["content-type"] == "application/problem+json"
     empty = await client.get("/v1/admin/orders", headers=boss)
     assert empty.json() == {"items": [], "next_cursor": None}
+
+
+async def test_openapi_documents_the_admin_listing(client: httpx.AsyncClient) -> None:
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/admin/orders"]["get"]
+    names = {p["name"] for p in operation["parameters"]}
+    assert names == {"limit", "cursor", "status", "customer_id"}
+    assert {"401", "403", "422", "503"} <= operation["responses"].keys()
+    refused = operation["responses"]["403"]["content"]
+    assert refused["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
