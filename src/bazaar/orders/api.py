@@ -5,16 +5,20 @@ its shard (`orders.for_id`), so an order is found from its id alone.
 """
 
 from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack
+from datetime import datetime
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post, put
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from bazaar.orders import service
 from bazaar.orders.models import CartItem, Order
 from bazaar.orders.prices import CatalogPrices, Quote
 from bazaar.orders.schemas import (
+    AdminOrderRead,
     CartItemUpdate,
     CartRead,
     LineRead,
@@ -29,6 +33,15 @@ from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_
 from bazaar.platform.shards import ShardedDatabase
 from bazaar.platform.web import CurrentUser, json_response
 
+StatusFilter = Annotated[
+    Literal["pending", "confirmed", "cancelled"] | None,
+    Parameter(description="Only orders in this status."),
+]
+CustomerFilter = Annotated[
+    str | None,
+    Parameter(max_length=36, description="Only this customer's orders (reads one shard)."),
+]
+
 
 def order_read(order: Order) -> OrderRead:
     return OrderRead(
@@ -40,6 +53,12 @@ def order_read(order: Order) -> OrderRead:
         payment_id=order.payment_id,
         created_at=order.created_at,
         updated_at=order.updated_at,
+    )
+
+
+def admin_order_read(order: Order) -> AdminOrderRead:
+    return AdminOrderRead(
+        **msgspec.structs.asdict(order_read(order)), customer_id=order.customer_id
     )
 
 
@@ -165,6 +184,29 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         return Page(items=[order_read(order) for order in page.items], next_cursor=page.next_cursor)
 
     @get(
+        "/admin/orders",
+        summary="Every customer's orders across the shards, newest first (admin)",
+        responses=problems(403),
+    )
+    async def list_all_orders(
+        user: CurrentUser,
+        limit: Limit = 20,
+        cursor: Cursor = None,
+        status: StatusFilter = None,
+        customer_id: CustomerFilter = None,
+    ) -> Page[AdminOrderRead]:
+        user.require_admin()
+        after = _admin_position(decode_cursor(cursor))
+        shards = [orders.for_customer(customer_id)] if customer_id else list(orders.shards)
+        async with AsyncExitStack() as stack:
+            sessions = [await stack.enter_async_context(shard.read()) for shard in shards]
+            found = await service.list_all_orders(
+                sessions, limit, after, status=status, customer_id=customer_id
+            )
+        page = page_of(found, limit, lambda order: (order.created_at.isoformat(), order.id))
+        return Page([admin_order_read(order) for order in page.items], page.next_cursor)
+
+    @get(
         "/orders/{order_id:str}",
         summary="One order (its owner or an admin)",
         responses=problems(404),
@@ -191,9 +233,24 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
             delete_cart_item,
             place_order,
             list_orders,
+            list_all_orders,
             get_order,
             cancel_order,
         ],
         tags=["orders"],
         security=[{"bearer": []}],
     )
+
+
+def _admin_position(position: list | None) -> tuple[datetime, str] | None:
+    """The (created_at, id) of the last order of the previous page, from its cursor."""
+    if position is None:
+        return None
+    try:
+        created_at, order_id = position
+        after = datetime.fromisoformat(created_at), order_id
+    except (TypeError, ValueError):
+        after = None
+    if after is None or after[0].tzinfo is None or not isinstance(order_id, str):
+        raise Unprocessable("The cursor is not valid", [FieldError(["query", "cursor"], "invalid")])
+    return after

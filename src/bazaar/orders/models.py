@@ -38,7 +38,11 @@ class CartItem(Base):
 class Order(Base):
     # "order" is a reserved word in SQL
     __tablename__ = "customer_order"
-    __table_args__ = (Index("ix_customer_order_customer_id_id", "customer_id", "id"),)
+    __table_args__ = (
+        Index("ix_customer_order_customer_id_id", "customer_id", "id"),
+        # the admin listing walks every shard newest first
+        Index("ix_customer_order_created_at_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(36))

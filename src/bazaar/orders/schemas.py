@@ -68,3 +68,9 @@ class OrderRead(msgspec.Struct):
     payment_id: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class AdminOrderRead(OrderRead):
+    """An order in the admin listing: whose it is, as well."""
+
+    customer_id: str

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bazaar.platform.shards import ShardMap
+
 PREFIX = "BAZAAR_"
 
 
@@ -103,7 +105,13 @@ def check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class PlatformSettings:
-    """Where the data lives and which servers, if any, stand behind the ports."""
+    """Where the data lives and which servers, if any, stand behind the ports.
+
+    `order_shard_map` comes from `BAZAAR_ORDER_SHARD_MAP`: comma-separated ranges of the 256
+    virtual shards and the index of the order shard database holding them (`0-127=0,128-255=1`;
+    `7=1` names one virtual shard). Every virtual shard appears once, every database gets at
+    least one. Unset, contiguous ranges are spread evenly over the databases.
+    """
 
     data_dir: Path
     database_url: str | None
@@ -111,6 +119,7 @@ class PlatformSettings:
     replica_max_lag: float
     order_shard_urls: tuple[str, ...]
     order_shards: int
+    order_shard_map: ShardMap
     redis_url: str | None
     broker_url: str | None
     smtp_url: str | None
@@ -126,13 +135,15 @@ class PlatformSettings:
             raise SettingsError(
                 "LOG_LEVEL", f"expected debug, info, warning or error, got {level!r}"
             )
+        order_shards = len(shard_urls) or env.integer("ORDER_SHARDS", 2, minimum=1, maximum=256)
         return cls(
             data_dir=Path(env.text("DATA_DIR", ".bazaar")).resolve(),
             database_url=env.url("DATABASE_URL", ("postgresql",)),
             replica_urls=env.urls("REPLICA_URLS", ("postgresql",)),
             replica_max_lag=env.number("REPLICA_MAX_LAG", 0.5),
             order_shard_urls=shard_urls,
-            order_shards=len(shard_urls) or env.integer("ORDER_SHARDS", 2, minimum=1, maximum=256),
+            order_shards=order_shards,
+            order_shard_map=_shard_map(env, order_shards),
             redis_url=env.url("REDIS_URL", ("redis", "rediss")),
             broker_url=env.url("BROKER_URL", ("amqp", "amqps")),
             smtp_url=env.url("SMTP_URL", ("smtp", "smtps")),
@@ -144,3 +155,14 @@ class PlatformSettings:
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+
+def _shard_map(env: Env, databases: int) -> ShardMap:
+    raw = env.raw("ORDER_SHARD_MAP")
+    try:
+        return ShardMap.parse(raw, databases) if raw else ShardMap(databases)
+    except ValueError as error:
+        counted = (
+            "BAZAAR_ORDER_SHARD_URLS" if env.raw("ORDER_SHARD_URLS") else "BAZAAR_ORDER_SHARDS"
+        )
+        raise SettingsError("ORDER_SHARD_MAP", f"{error}; {counted} gives {databases}") from None

@@ -17,7 +17,7 @@ from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.replicas import SharedWritePositions
 from bazaar.platform.settings import PlatformSettings, SettingsError
-from bazaar.platform.shards import ShardedDatabase, ShardMap
+from bazaar.platform.shards import ShardedDatabase
 
 SERVICE_DATABASES = ("identity", "catalog", "payments", "notifications")
 
@@ -68,7 +68,7 @@ def build_platform(settings: PlatformSettings) -> Platform:
     return Platform(
         settings=settings,
         databases=databases,
-        orders=ShardedDatabase(shards, ShardMap(len(shards))),
+        orders=ShardedDatabase(shards, settings.order_shard_map),
         bus=RabbitMQBus(settings.broker_url) if settings.broker_url else InProcessBus(),
         cache=cache,
         limiter=RateLimiter(settings.redis_url),
