@@ -9,6 +9,7 @@ import pytest
 from bazaar.runtime.config import Settings
 from bazaar.runtime.embedded import Runtime
 from tests.replication import ReplicatedServer, start_replicated_server
+from tests.scaled import ScaledServers, start_scaled_servers
 
 FAST_ENV = {
     "BAZAAR_ARGON2_TIME_COST": "1",
@@ -85,3 +86,9 @@ async def customer(client: httpx.AsyncClient, email: str = "ada@example.com") ->
 def replicated_postgres() -> Iterator[ReplicatedServer]:
     """A primary and a streaming replica that the suite starts once (tests/replication.py)."""
     yield from start_replicated_server()
+
+
+@pytest.fixture(scope="session")
+def scaled_servers(replicated_postgres: ReplicatedServer) -> Iterator[ScaledServers]:
+    """Every real server at once (tests/scaled.py)."""
+    yield from start_scaled_servers(replicated_postgres)

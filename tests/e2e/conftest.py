@@ -1,4 +1,5 @@
-"""The end-to-end tests run on both backends: SQLite files, and the PostgreSQL server."""
+"""The end-to-end tests run on every backend: SQLite files; the PostgreSQL server; and every
+real server at once (a primary with a replica, shards on two servers, Redis, RabbitMQ)."""
 
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -8,20 +9,24 @@ import pytest
 from bazaar.runtime.embedded import Runtime
 from tests.conftest import settings_for
 from tests.postgres import drop_databases, fresh_database_url, require_server
+from tests.scaled import ScaledServers
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "scaled"])
 async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Runtime]:
-    on_postgres = request.param == "postgresql"
     extra: dict[str, str] = {}
-    if on_postgres:
+    if request.param != "sqlite":
         await require_server()
+    if request.param == "postgresql":
         extra["BAZAAR_DATABASE_URL"] = fresh_database_url()
+    if request.param == "scaled":
+        servers: ScaledServers = request.getfixturevalue("scaled_servers")
+        extra = servers.environment()
     runtime = Runtime(settings_for(tmp_path / "data", **extra))
     await runtime.start()
     try:
         yield runtime
     finally:
         await runtime.stop()
-        if on_postgres:
+        if request.param != "sqlite":
             await drop_databases(runtime)

@@ -25,9 +25,7 @@ from tests.replication import ReplicatedServer
 
 
 @pytest.fixture
-async def runtime(
-    replicated_postgres: ReplicatedServer, tmp_path: Path
-) -> AsyncIterator[Runtime]:
+async def runtime(replicated_postgres: ReplicatedServer, tmp_path: Path) -> AsyncIterator[Runtime]:
     database = f"bazaar_test_{uuid.uuid4().hex[:12]}"
     runtime = Runtime(
         settings_for(

@@ -77,7 +77,9 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
     async def get_product(product_id: FromPath[str], request: Request) -> Response[ProductRead]:
 
         async def load() -> Product:
-            async with db.read() as session:
+            # From the primary: a page is cached for up to the staleness bound, and a
+            # replica's lag would add to it. Listings, not cached, come from replicas.
+            async with db.read(fresh=True) as session:
                 return await service.get_product(session, product_id)
 
         page = await pages.fetch(product_id, load)
@@ -161,8 +163,8 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
     )
     async def get_job(job_id: FromPath[str], user: CurrentUser) -> JobRead:
         user.require_admin()
-        async with db.read() as session:
-            return imports.job_read(await imports.get_job(session, job_id))
+        job = await db.read_by_id(lambda session: imports.get_job(session, job_id))
+        return imports.job_read(job)
 
     return Router(
         "/v1",

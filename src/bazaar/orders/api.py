@@ -212,8 +212,10 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         responses=problems(404),
     )
     async def get_order(user: CurrentUser, order_id: FromPath[str]) -> OrderRead:
-        async with shard_of(order_id).read() as session:
-            return order_read(await service.get_order(session, order_id, user))
+        order = await shard_of(order_id).read_by_id(
+            lambda session: service.get_order(session, order_id, user)
+        )
+        return order_read(order)
 
     @post(
         "/orders/{order_id:str}/cancel",

@@ -39,8 +39,10 @@ def create_router(db: Database, provider: PaymentProvider, settings: PaymentsSet
         responses=problems(404),
     )
     async def show_payment(payment_id: PaymentId, user: CurrentUser) -> PaymentRead:
-        async with db.read() as session:
-            return read(await service.get_payment(session, user, payment_id))
+        payment = await db.read_by_id(
+            lambda session: service.get_payment(session, user, payment_id)
+        )
+        return read(payment)
 
     @post(
         "/payments/{payment_id:str}/refund",

@@ -5,12 +5,12 @@ cases only add and flush. `WriteSession` and `ReadSession` are different types, 
 that may be served by a replica cannot be handed to code that writes.
 """
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Table, TypeDecorator, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,7 +22,10 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from bazaar.platform import sqlite_inline
+from bazaar.platform.errors import NotFound
 from bazaar.platform.replicas import UNKNOWN, ReplicaSet
+
+T = TypeVar("T")
 
 
 class Timestamp(TypeDecorator[datetime]):
@@ -110,6 +113,19 @@ class Database:
         finally:
             await session.close()
 
+    async def read_by_id(self, load: Callable[[ReadSession], Awaitable[T]]) -> T:
+        """`load` something the caller names by id, on a replica when one may serve; when the
+        replica has no such thing, the primary is asked before answering 404, since the id may
+        come from a newer write (an order naming the payment a worker has just made)."""
+        async with self.read() as session:
+            try:
+                return await load(session)
+            except NotFound:
+                if not session.info.get("on_replica"):
+                    raise
+        async with self.read(fresh=True) as session:
+            return await load(session)
+
     async def _read_session(self, fresh: bool) -> ReadSession:
         replicas = self.replicas
         if replicas is None:
@@ -124,6 +140,7 @@ class Database:
             refusal = await replicas.admit(session, replica, required)
             if refusal is None:
                 replicas.count_read("replica", "in_bounds")
+                session.info["on_replica"] = True
                 return session
             reason = refusal
         replicas.count_read("primary", reason)

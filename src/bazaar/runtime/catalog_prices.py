@@ -9,7 +9,8 @@ from bazaar.platform.money import Money
 
 
 class EmbeddedCatalogPrices:
-    """`CatalogPrices` through catalog's own use case, on its (possibly replica) database."""
+    """`CatalogPrices` through catalog's own use case, on catalog's primary: an order is
+    priced at the current price, not at a replica's slightly older one."""
 
     def __init__(self, catalog: Database) -> None:
         self.catalog = catalog
@@ -17,7 +18,7 @@ class EmbeddedCatalogPrices:
     async def quote(self, product_ids: Collection[str]) -> dict[str, Quote]:
         if not product_ids:
             return {}
-        async with self.catalog.read() as session:
+        async with self.catalog.read(fresh=True) as session:
             products = await get_products(session, list(product_ids))
         return {
             product.id: Quote(
