@@ -6,6 +6,7 @@ stop and remove it at the end. In CI missing binaries fail the run; elsewhere th
 need the pair are skipped with a loud reason.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -41,13 +42,16 @@ class ReplicatedServer:
         return self._signal(self.replica.pids(), signal.SIGSTOP)
 
     def resume(self) -> None:
-        self._signal(self.replica.pids(), signal.SIGCONT)
+        for pid in self.replica.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     @staticmethod
     def _signal(pids: list[int], signum: int) -> list[int]:
         assert pids, "the replica has no such process"
         for pid in pids:
-            os.kill(pid, signum)
+            with contextlib.suppress(ProcessLookupError):  # a backend that has just exited
+                os.kill(pid, signum)
         return pids
 
 
@@ -71,8 +75,7 @@ def start_replicated_server() -> Iterator[ReplicatedServer]:
         server.replica.start()
         yield server
     finally:
-        for pid in server.replica.pids():
-            os.kill(pid, signal.SIGCONT)
+        server.resume()
         server.replica.stop()
         server.primary.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -11,6 +11,8 @@ from bazaar.catalog.models import Product
 from bazaar.cli import app
 from bazaar.runtime.embedded import Runtime
 from tests.conftest import FAST_ENV, settings_for
+from tests.postgres import SERVER_URL
+from tests.replication import free_port
 
 
 @pytest.fixture
@@ -58,6 +60,26 @@ def test_a_bad_setting_stops_the_command_naming_the_variable(run) -> None:
     result = run("migrate", BAZAAR_ORDER_SHARDS="zero")
     assert result.exit_code == 2
     assert "BAZAAR_ORDER_SHARDS" in result.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "extra"),
+    [
+        ("BAZAAR_DATABASE_URL", {}),
+        ("BAZAAR_ORDER_SHARD_URLS", {"BAZAAR_ORDER_SHARD_URLS": "{dead}/a,{live}/b"}),
+        ("BAZAAR_REPLICA_URLS", {"BAZAAR_REPLICA_URLS": "{dead}/bazaar"}),
+    ],
+)
+def test_a_server_that_does_not_answer_is_named_by_its_variable(
+    run, variable: str, extra: dict[str, str]
+) -> None:
+    dead, live = f"postgresql://postgres@127.0.0.1:{free_port()}", SERVER_URL.rstrip("/")
+    urls = {name: url.format(dead=dead, live=live) for name, url in extra.items()}
+    primary = f"{dead}/bazaar" if variable == "BAZAAR_DATABASE_URL" else f"{live}/bazaar_never"
+    result = run("migrate", BAZAAR_DATABASE_URL=primary, **urls)
+    assert result.exit_code == 2, result.output
+    assert f"{variable}: 127.0.0.1:" in result.output
+    assert "does not answer" in result.output
 
 
 def test_dlq_lists_and_replays_the_dead_letter_tables(run, tmp_path: Path) -> None:

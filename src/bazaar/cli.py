@@ -63,7 +63,11 @@ def migrate() -> None:
         finally:
             await runtime.platform.close()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except SettingsError as error:  # a server that the settings name does not answer
+        console.print(f"[red]Bad setting[/red] {error}")
+        raise typer.Exit(2) from None
     console.print("[green]Every database is migrated.[/green]")
 
 

@@ -102,6 +102,19 @@ async def _maintenance_connection(url: URL) -> asyncpg.Connection:
     )
 
 
+async def server_problem(url: str | URL) -> str | None:
+    """Why the server of `url` cannot be reached (within 5 s), or None when it answers."""
+    parts = make_url(url) if isinstance(url, str) else url
+    try:
+        connection = await _maintenance_connection(parts)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+        return (
+            f"{parts.host}:{parts.port or 5432} does not answer ({type(error).__name__}: {error})"
+        )
+    await connection.close()
+    return None
+
+
 async def ensure_database(url: URL) -> None:
     """Create the database `url` names unless it exists; safe to run from two processes."""
     name = database_name(url)

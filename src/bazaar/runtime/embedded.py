@@ -15,7 +15,7 @@ from bazaar.platform.settings import SettingsError
 from bazaar.platform.web import create_app
 from bazaar.runtime.assemble import assemble
 from bazaar.runtime.config import Settings
-from bazaar.runtime.platform import Platform, build_platform
+from bazaar.runtime.platform import Platform, build_platform, require_servers
 
 STOP_TIMEOUT = 5.0
 """How long stopping waits for a cancelled background task before giving up on it."""
@@ -38,6 +38,7 @@ class Runtime:
 
     async def migrate(self) -> None:
         """Create missing databases (PostgreSQL) and migrate every one, shards included."""
+        await require_servers(self.platform)
         for part in self.parts:
             for db in part.databases:
                 if db.dialect == "postgresql":

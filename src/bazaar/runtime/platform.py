@@ -6,13 +6,20 @@ from dataclasses import dataclass, field
 
 from cashews import Cache
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.engine import URL
 
 from bazaar.platform.auth import TokenVerifier, load_or_create_key, parse_private_key
 from bazaar.platform.bus import EventBus, InProcessBus
 from bazaar.platform.cache import RedisCache, create_cache
 from bazaar.platform.db import Database, sqlite_database
 from bazaar.platform.edge_cache import ResponseCache
-from bazaar.platform.postgres import postgres_database, replica_url, same_server, service_url
+from bazaar.platform.postgres import (
+    postgres_database,
+    replica_url,
+    same_server,
+    server_problem,
+    service_url,
+)
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.replicas import SharedWritePositions
@@ -116,3 +123,28 @@ def _postgres_databases(
     databases = {name: database(name, url) for name, url in urls.items()}
     shards = [database(f"orders_{index}", url) for index, url in enumerate(shard_urls)]
     return databases, shards
+
+
+async def require_servers(platform: Platform) -> None:
+    """Fail at start, naming the variable, when a PostgreSQL server the settings name does not
+    answer (later, an outage is a 503, not a refusal to start)."""
+    settings = platform.settings
+    if settings.embedded:
+        return
+    named: dict[str, str] = {}
+    for db in platform.databases.values():
+        named.setdefault(_server_of(db.primary.url), "DATABASE_URL")
+    shards = "ORDER_SHARD_URLS" if settings.order_shard_urls else "DATABASE_URL"
+    for db in platform.orders.shards:
+        named.setdefault(_server_of(db.primary.url), shards)
+    servers = {_server_of(db.primary.url): db.primary.url for db in platform.all_databases()}
+    for server, variable in named.items():
+        if (problem := await server_problem(servers[server])) is not None:
+            raise SettingsError(variable, problem)
+    for replica in settings.replica_urls:
+        if (problem := await server_problem(replica)) is not None:
+            raise SettingsError("REPLICA_URLS", problem)
+
+
+def _server_of(url: URL) -> str:
+    return f"{url.host}:{url.port or 5432}"
