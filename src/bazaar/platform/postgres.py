@@ -3,6 +3,7 @@ URL, and the creation of databases that do not exist yet."""
 
 import contextlib
 import re
+from dataclasses import dataclass
 
 import asyncpg
 from sqlalchemy.engine import URL, make_url
@@ -21,22 +22,35 @@ def service_url(base: str, suffix: str) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
-def postgres_engine(
-    url: str, *, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 1.0
-) -> AsyncEngine:
+@dataclass(frozen=True)
+class PoolSettings:
+    """One engine's connection pool: `size` kept open, `overflow` more under load, and how
+    long a caller waits for one before it fails (a request then answers 503)."""
+
+    size: int = 5
+    overflow: int = 5
+    timeout: float = 1.0
+
+    @property
+    def capacity(self) -> int:
+        return self.size + self.overflow
+
+
+def postgres_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
     """An engine whose every wait is bounded: past capacity a caller fails fast (503)."""
+    pool = pool or PoolSettings()
     return create_async_engine(
         make_url(url).set(drivername="postgresql+asyncpg"),
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_timeout=pool_timeout,
+        pool_size=pool.size,
+        max_overflow=pool.overflow,
+        pool_timeout=pool.timeout,
         pool_recycle=1800,
         connect_args={"timeout": 5, "command_timeout": 30},
     )
 
 
-def postgres_database(name: str, url: str) -> Database:
-    return Database(name=name, primary=postgres_engine(url))
+def postgres_database(name: str, url: str, pool: PoolSettings | None = None) -> Database:
+    return Database(name=name, primary=postgres_engine(url, pool))
 
 
 def database_name(url: URL) -> str:

@@ -5,6 +5,7 @@ them down. A bad value fails at start with a `SettingsError` that names the vari
 """
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,8 @@ class PlatformSettings:
     order_shards: int
     redis_url: str | None
     broker_url: str | None
+    broker_prefix: str
+    """Every exchange and queue name starts with it: several Bazaars can share one broker."""
     smtp_url: str | None
     jwt_private_key: str | None
     log_level: str
@@ -133,6 +136,7 @@ class PlatformSettings:
             order_shards=len(shard_urls) or env.integer("ORDER_SHARDS", 2, minimum=1, maximum=256),
             redis_url=env.url("REDIS_URL", ("redis", "rediss")),
             broker_url=env.url("BROKER_URL", ("amqp", "amqps")),
+            broker_prefix=_broker_prefix(env.text("BROKER_PREFIX", "bazaar")),
             smtp_url=env.url("SMTP_URL", ("smtp", "smtps")),
             jwt_private_key=env.optional_text("JWT_PRIVATE_KEY"),
             log_level=level,
@@ -142,3 +146,9 @@ class PlatformSettings:
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+
+def _broker_prefix(prefix: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", prefix):
+        raise SettingsError("BROKER_PREFIX", f"letters, digits, '.', '-', '_': got {prefix!r}")
+    return prefix

@@ -11,7 +11,7 @@ from bazaar.platform.bus import EventBus, InProcessBus
 from bazaar.platform.cache import create_cache
 from bazaar.platform.db import Database, sqlite_database
 from bazaar.platform.edge_cache import ResponseCache
-from bazaar.platform.postgres import postgres_database, service_url
+from bazaar.platform.postgres import PoolSettings, postgres_database, service_url
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.settings import PlatformSettings, SettingsError
@@ -44,13 +44,17 @@ class Platform:
         await self.cache.close()
 
 
-def build_platform(settings: PlatformSettings) -> Platform:
+def build_platform(
+    settings: PlatformSettings, pool: PoolSettings | None = None, consumer_concurrency: int = 16
+) -> Platform:
+    """The adapters `settings` names; `pool` sizes each PostgreSQL pool and
+    `consumer_concurrency` bounds the broker's handlers running at once."""
     for variable, value in (("REPLICA_URLS", settings.replica_urls),):
         if value:
             raise SettingsError(variable, "is not supported yet: leave it unset")
     data = settings.data_dir
     databases, shards = (
-        _sqlite_databases(settings) if settings.embedded else _postgres_databases(settings)
+        _sqlite_databases(settings) if settings.embedded else _postgres_databases(settings, pool)
     )
     if settings.jwt_private_key:
         try:
@@ -63,7 +67,11 @@ def build_platform(settings: PlatformSettings) -> Platform:
         settings=settings,
         databases=databases,
         orders=ShardedDatabase(shards, ShardMap(len(shards))),
-        bus=RabbitMQBus(settings.broker_url) if settings.broker_url else InProcessBus(),
+        bus=RabbitMQBus(
+            settings.broker_url, prefix=settings.broker_prefix, concurrency=consumer_concurrency
+        )
+        if settings.broker_url
+        else InProcessBus(),
         cache=create_cache(settings.redis_url),
         limiter=RateLimiter(settings.redis_url),
         signing_key=key,
@@ -80,19 +88,24 @@ def _sqlite_databases(settings: PlatformSettings) -> tuple[dict[str, Database], 
     return databases, shards
 
 
-def _postgres_databases(settings: PlatformSettings) -> tuple[dict[str, Database], list[Database]]:
+def _postgres_databases(
+    settings: PlatformSettings, pool: PoolSettings | None
+) -> tuple[dict[str, Database], list[Database]]:
     """A database per service on the primary's server, named after the primary's database;
     the order shards where `BAZAAR_ORDER_SHARD_URLS` says, else beside the others."""
     primary = settings.database_url
     assert primary is not None
     try:
         databases = {
-            name: postgres_database(name, service_url(primary, name)) for name in SERVICE_DATABASES
+            name: postgres_database(name, service_url(primary, name), pool)
+            for name in SERVICE_DATABASES
         }
         shard_urls = settings.order_shard_urls or tuple(
             service_url(primary, f"orders_{index}") for index in range(settings.order_shards)
         )
     except ValueError as error:
         raise SettingsError("DATABASE_URL", str(error)) from None
-    shards = [postgres_database(f"orders_{index}", url) for index, url in enumerate(shard_urls)]
+    shards = [
+        postgres_database(f"orders_{index}", url, pool) for index, url in enumerate(shard_urls)
+    ]
     return databases, shards
