@@ -102,6 +102,13 @@ class Topology:
                 process.wait(10)
         return process.returncode
 
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name in list(self.processes):
+            self.stop(name)
+
     def output(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
 
@@ -178,8 +185,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         topology.wait_ready(time.monotonic() + START_BOUND)
         yield topology
     finally:
-        for name in list(topology.processes):
-            topology.stop(name)
+        topology.stop_all()
         asyncio.run(_drop(database_url, prefix, data / "cleanup"))
 
 

@@ -27,16 +27,19 @@ class ProcessKind(Enum):
 class KindDefaults:
     pool: PoolSettings
     consumer_concurrency: int
+    relay_poll_interval: float
+    """Seconds between the relay's looks at the outbox when no commit in its process woke it:
+    a worker's outbox rows are mostly written by API processes, which cannot wake it."""
 
 
 DEFAULTS = {
     # Requests and consumers share the pools: consumers may hold at most a fifth of them,
     # so a burst of events cannot starve the requests (which wait at most 1 s, then 503).
-    ProcessKind.DEV: KindDefaults(PoolSettings(size=10, overflow=10, timeout=1.0), 4),
-    ProcessKind.SERVE: KindDefaults(PoolSettings(size=10, overflow=10, timeout=1.0), 4),
+    ProcessKind.DEV: KindDefaults(PoolSettings(size=10, overflow=10, timeout=1.0), 4, 1.0),
+    ProcessKind.SERVE: KindDefaults(PoolSettings(size=10, overflow=10, timeout=1.0), 4, 1.0),
     # No request waits on a worker: a handler may wait longer for a connection than a
     # request would, rather than fail and be redelivered.
-    ProcessKind.WORKER: KindDefaults(PoolSettings(size=5, overflow=5, timeout=5.0), 8),
+    ProcessKind.WORKER: KindDefaults(PoolSettings(size=5, overflow=5, timeout=5.0), 8, 0.2),
 }
 
 
@@ -54,6 +57,8 @@ class ProcessSettings:
     """Where orders asks the catalog for prices when the catalog runs in another process."""
     catalog_timeout: float
     """The longest orders waits for the catalog's answer before it answers 503."""
+    relay_poll_interval: float
+    """See `KindDefaults.relay_poll_interval` (`BAZAAR_RELAY_POLL_INTERVAL`)."""
 
     @classmethod
     def from_env(cls, env: Env, kind: ProcessKind) -> "ProcessSettings":
@@ -80,6 +85,9 @@ class ProcessSettings:
             consumer_concurrency=concurrency,
             catalog_url=catalog_url.rstrip("/") if catalog_url else None,
             catalog_timeout=env.number("CATALOG_TIMEOUT", 2.0, minimum=0.05),
+            relay_poll_interval=env.number(
+                "RELAY_POLL_INTERVAL", defaults.relay_poll_interval, minimum=0.01
+            ),
         )
 
 

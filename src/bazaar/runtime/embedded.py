@@ -2,6 +2,7 @@
 drives), or one service's API or worker (`bazaar serve`, `bazaar worker`: see processes)."""
 
 import asyncio
+import functools
 from collections.abc import Collection, Iterator
 
 from litestar.types import ASGIApp
@@ -97,7 +98,11 @@ class Runtime:
             await self.platform.bus.start()
             self._bus_started = True
         if self.kind is not ProcessKind.SERVE:
-            loops = [self.relay.run, *(loop for part in self.parts for loop in part.background)]
+            poll = self.settings.process.relay_poll_interval
+            loops = [
+                functools.partial(self.relay.run, poll),
+                *(loop for part in self.parts for loop in part.background),
+            ]
             self._tasks = [asyncio.create_task(loop()) for loop in loops]
         log.info("bazaar_started", kind=self.kind.value, services=list(self.services))
 
