@@ -12,7 +12,11 @@ Publishing waits for the broker's confirm of every message, so the relay marks a
 published only once RabbitMQ has it. A consumer handles a message as the in-process bus does
 (its effect and the record of the event id in one transaction) and acknowledges only after
 that transaction committed; a failure is requeued after a short backoff until the quorum
-queue's delivery limit dead-letters it, while the other messages keep flowing.
+queue's delivery limit dead-letters it, while the other messages keep flowing. At most
+`concurrency` handlers run at once in a process (each holds a database connection, so this
+stays below the pool), and `stop` lets the running ones finish before it hands the rest back.
+`declare_queues` creates the consumers' queues ahead of time (`bazaar migrate`), so that an
+event published before its consumer first runs is kept.
 
 A Kafka adapter (aiokafka) would sit beside this one behind the same `EventBus` port: a topic
 per event type (or per source) keyed by the envelope key, `publish` awaiting the producer's
