@@ -145,7 +145,7 @@ async def test_a_consumer_killed_before_acknowledging_applies_the_effect_once(
             stuck.set()
             await asyncio.Event().wait()
 
-    dying = bus_for(prefix, DiesBeforeAck)
+    dying = bus_for(prefix, DiesBeforeAck, stop_grace=0.1)
     dying.subscribe(recording(db, hang_in_the_transaction))
     await dying.start()
     committed = Envelope.wrap(ThingHappened(thing_id="committed"))

@@ -23,6 +23,7 @@ from bazaar.catalog.schemas import (
     ProductUpdate,
 )
 from bazaar.platform.db import Database
+from bazaar.platform.errors import FieldError, Unprocessable
 from bazaar.platform.openapi import problems
 from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from bazaar.platform.web import CurrentUser, json_response
@@ -30,6 +31,15 @@ from bazaar.platform.web import CurrentUser, json_response
 CategoryFilter = Annotated[str | None, Parameter(max_length=100, description="Category name.")]
 NameSearch = Annotated[
     str | None, Parameter(max_length=200, description="Case-insensitive search in the name.")
+]
+MAX_IDS = 100
+IdsFilter = Annotated[
+    str | None,
+    Parameter(
+        max_length=MAX_IDS * 40,
+        description=f"Comma-separated product ids (at most {MAX_IDS}): those on sale, in one"
+        " page; not combined with the other filters.",
+    ),
 ]
 ADMIN = [{"bearer": []}]
 """The OpenAPI security of the admin routes; the reads are public."""
@@ -58,7 +68,14 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         cursor: Cursor = None,
         category: CategoryFilter = None,
         q: NameSearch = None,
+        ids: IdsFilter = None,
     ) -> Page[ProductRead]:
+        if ids is not None:
+            wanted = _product_ids(ids, alone=cursor is None and category is None and q is None)
+            async with db.read() as session:
+                products = await service.get_products(session, wanted)
+            items = sorted((product_read(p) for p in products), key=lambda p: p.id)
+            return Page(items=items, next_cursor=None)
         position = decode_cursor(cursor)
         after = str(position[0]) if position else None
         async with db.read() as session:
@@ -180,3 +197,19 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         ],
         tags=["catalog"],
     )
+
+
+def _product_ids(ids: str, *, alone: bool) -> list[str]:
+    """The ids of an `?ids=` filter: 1 to `MAX_IDS` of them, without another filter."""
+    if not alone:
+        raise Unprocessable(
+            "`ids` is not combined with `cursor`, `category` or `q`",
+            [FieldError(["query", "ids"], "used alone")],
+        )
+    wanted = list(dict.fromkeys(part.strip() for part in ids.split(",") if part.strip()))
+    if not 1 <= len(wanted) <= MAX_IDS:
+        raise Unprocessable(
+            "The request is not valid",
+            [FieldError(["query", "ids"], f"1 to {MAX_IDS} comma-separated ids")],
+        )
+    return wanted

@@ -4,6 +4,7 @@ URL, and the creation of databases that do not exist yet."""
 import contextlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 from sqlalchemy.engine import URL, make_url
@@ -23,20 +24,30 @@ def service_url(base: str, suffix: str) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
+@dataclass(frozen=True)
+class PoolSettings:
+    """One engine's connection pool: `size` kept open, `overflow` more under load, and how
+    long a caller waits for one before it fails (a request then answers 503)."""
+
+    size: int = 5
+    overflow: int = 5
+    timeout: float = 1.0
+
+    @property
+    def capacity(self) -> int:
+        return self.size + self.overflow
+
+
 def postgres_engine(
-    url: str,
-    *,
-    pool_size: int = 5,
-    max_overflow: int = 5,
-    pool_timeout: float = 1.0,
-    command_timeout: float = 30,
+    url: str, pool: PoolSettings | None = None, *, command_timeout: float = 30
 ) -> AsyncEngine:
     """An engine whose every wait is bounded: past capacity a caller fails fast (503)."""
+    pool = pool or PoolSettings()
     return create_async_engine(
         make_url(url).set(drivername="postgresql+asyncpg"),
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_timeout=pool_timeout,
+        pool_size=pool.size,
+        max_overflow=pool.overflow,
+        pool_timeout=pool.timeout,
         pool_recycle=1800,
         connect_args={"timeout": 5, "command_timeout": command_timeout},
     )
@@ -45,6 +56,7 @@ def postgres_engine(
 def postgres_database(
     name: str,
     url: str,
+    pool: PoolSettings | None = None,
     replica_urls: Sequence[str] = (),
     *,
     max_lag: float = 0.5,
@@ -52,11 +64,11 @@ def postgres_database(
 ) -> Database:
     """A database on its primary, reading from `replica_urls` (the same database on each
     streaming replica) when there are any."""
-    primary = postgres_engine(url)
+    primary = postgres_engine(url, pool)
     if not replica_urls:
         return Database(name=name, primary=primary)
     replicas = [
-        Replica(name=_server(replica), engine=postgres_engine(replica, command_timeout=5))
+        Replica(name=_server(replica), engine=postgres_engine(replica, pool, command_timeout=5))
         for replica in replica_urls
     ]
     replica_set = ReplicaSet(

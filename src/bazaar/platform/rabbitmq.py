@@ -12,7 +12,11 @@ Publishing waits for the broker's confirm of every message, so the relay marks a
 published only once RabbitMQ has it. A consumer handles a message as the in-process bus does
 (its effect and the record of the event id in one transaction) and acknowledges only after
 that transaction committed; a failure is requeued after a short backoff until the quorum
-queue's delivery limit dead-letters it, while the other messages keep flowing.
+queue's delivery limit dead-letters it, while the other messages keep flowing. At most
+`concurrency` handlers run at once in a process (each holds a database connection, so this
+stays below the pool), and `stop` lets the running ones finish before it hands the rest back.
+`declare_queues` creates the consumers' queues ahead of time (`bazaar migrate`), so that an
+event published before its consumer first runs is kept.
 
 A Kafka adapter (aiokafka) would sit beside this one behind the same `EventBus` port: a topic
 per event type (or per source) keyed by the envelope key, `publish` awaiting the producer's
@@ -69,19 +73,30 @@ class RabbitMQBus:
         *,
         prefix: str = "bazaar",
         delivery_limit: int = 4,
-        prefetch: int = 16,
+        concurrency: int = 16,
+        prefetch: int | None = None,
         retry: RetryPolicy | None = None,
         connect_timeout: float = 5.0,
+        stop_grace: float = 5.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.delivery_limit = delivery_limit
-        self.prefetch = prefetch
+        self.concurrency = concurrency
+        """Handlers running at once, every consumer of this process together: each holds a
+        database connection, so this stays below the pool's capacity."""
+        self.prefetch = prefetch or concurrency
+        """Unacknowledged messages the broker hands each consumer; more than `concurrency`
+        would only wait here while another process could handle them."""
         self.retry = retry or RetryPolicy()
         self.connect_timeout = connect_timeout
+        self.stop_grace = stop_grace
+        """How long `stop` lets running handlers finish before abandoning them."""
         self._subscriptions: dict[str, list[Subscription]] = defaultdict(list)
         self._connection: AbstractConnection | None = None
         self._exchange: AbstractExchange | None = None
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._handlers = asyncio.Semaphore(concurrency)
         self._inflight: set[asyncio.Task] = set()
 
     # names ---------------------------------------------------------------------------------
@@ -110,14 +125,35 @@ class RabbitMQBus:
         for consumer, subscriptions in self._subscriptions.items():
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=self.prefetch)
-            await self._declare_exchange(channel)
-            if all(subscription.is_broadcast for subscription in subscriptions):
-                queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-            else:
-                queue = await self.declare_consumer_queue(channel, consumer)
-            for event_type in {subscription.event_type for subscription in subscriptions}:
-                await queue.bind(self.events_exchange, routing_key=event_type)
-            await queue.consume(self._callback(consumer))
+            queue = await self._declare_subscribed_queue(channel, consumer, subscriptions)
+            tag = await queue.consume(self._callback(consumer))
+            self._consumers.append((queue, tag))
+
+    async def declare_queues(self, subscriptions: Iterable[Subscription]) -> None:
+        """Declare the durable queue of every consumer among `subscriptions`, bound to its
+        event types, so the broker keeps what is published before that consumer first runs
+        (`bazaar migrate` does this). Broadcast consumers have no queue until they run."""
+        by_consumer: dict[str, list[Subscription]] = defaultdict(list)
+        for subscription in subscriptions:
+            by_consumer[subscription.consumer].append(subscription)
+        connection = await self._connect(robust=False)
+        async with connection:
+            channel = await connection.channel()
+            for consumer, its in by_consumer.items():
+                if not _broadcast_only(its):
+                    await self._declare_subscribed_queue(channel, consumer, its)
+
+    async def _declare_subscribed_queue(
+        self, channel: AbstractChannel, consumer: str, subscriptions: Sequence[Subscription]
+    ) -> AbstractQueue:
+        await self._declare_exchange(channel)
+        if _broadcast_only(subscriptions):
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        else:
+            queue = await self.declare_consumer_queue(channel, consumer)
+        for event_type in {subscription.event_type for subscription in subscriptions}:
+            await queue.bind(self.events_exchange, routing_key=event_type)
+        return queue
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         if not envelopes:
@@ -131,13 +167,27 @@ class RabbitMQBus:
         )
 
     async def stop(self) -> None:
-        """Abandon the messages being handled (their transactions roll back, the broker
-        redelivers them), then close the connection."""
-        for task in list(self._inflight):
-            task.cancel()
-        await asyncio.gather(*self._inflight, return_exceptions=True)
+        """Stop taking messages, let the running handlers finish for up to `stop_grace`
+        seconds, abandon the rest (their transactions roll back), then close the connection:
+        the broker gives every unacknowledged message to another consumer."""
+        for queue, tag in self._consumers:
+            # A lost connection has no consumer left to cancel.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await queue.cancel(tag)
+        self._consumers.clear()
+        running = set(self._inflight)
+        if running:
+            _done, stuck = await asyncio.wait(running, timeout=self.stop_grace)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
+            if stuck:
+                log.warning("handlers_abandoned_at_stop", count=len(stuck))
         if self._connection is not None:
-            await self._connection.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.connect_timeout):
+                    await self._connection.close()
         self._connection = None
         self._exchange = None
 
@@ -159,7 +209,11 @@ class RabbitMQBus:
         assert task is not None
         self._inflight.add(task)
         try:
-            await self._handle(consumer, message)
+            if _broadcast_only(self._subscriptions[consumer]):
+                await self._handle(consumer, message)  # no database: nothing to bound
+            else:
+                async with self._handlers:
+                    await self._handle(consumer, message)
         finally:
             self._inflight.discard(task)
 
@@ -300,6 +354,10 @@ class RabbitMQBus:
             for name in (self.events_exchange, self.dead_letter_exchange):
                 with contextlib.suppress(aio_pika.exceptions.AMQPError):
                     await channel.exchange_delete(name)
+
+
+def _broadcast_only(subscriptions: Sequence[Subscription]) -> bool:
+    return all(subscription.is_broadcast for subscription in subscriptions)
 
 
 def message_of(envelope: Envelope) -> aio_pika.Message:

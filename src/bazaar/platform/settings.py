@@ -5,6 +5,7 @@ them down. A bad value fails at start with a `SettingsError` that names the vari
 """
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,8 @@ class PlatformSettings:
     order_shard_map: ShardMap
     redis_url: str | None
     broker_url: str | None
+    broker_prefix: str
+    """Every exchange and queue name starts with it: several Bazaars can share one broker."""
     smtp_url: str | None
     jwt_private_key: str | None
     log_level: str
@@ -146,6 +149,7 @@ class PlatformSettings:
             order_shard_map=_shard_map(env, order_shards),
             redis_url=env.url("REDIS_URL", ("redis", "rediss")),
             broker_url=env.url("BROKER_URL", ("amqp", "amqps")),
+            broker_prefix=_broker_prefix(env.text("BROKER_PREFIX", "bazaar")),
             smtp_url=env.url("SMTP_URL", ("smtp", "smtps")),
             jwt_private_key=env.optional_text("JWT_PRIVATE_KEY"),
             log_level=level,
@@ -166,3 +170,9 @@ def _shard_map(env: Env, databases: int) -> ShardMap:
             "BAZAAR_ORDER_SHARD_URLS" if env.raw("ORDER_SHARD_URLS") else "BAZAAR_ORDER_SHARDS"
         )
         raise SettingsError("ORDER_SHARD_MAP", f"{error}; {counted} gives {databases}") from None
+
+
+def _broker_prefix(prefix: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", prefix):
+        raise SettingsError("BROKER_PREFIX", f"letters, digits, '.', '-', '_': got {prefix!r}")
+    return prefix

@@ -4,6 +4,7 @@ from bazaar.catalog import wiring as catalog
 from bazaar.identity import wiring as identity
 from bazaar.notifications import wiring as notifications
 from bazaar.orders import wiring as orders
+from bazaar.orders.prices import CatalogPrices
 from bazaar.payments import wiring as payments
 from bazaar.platform.auth import TokenIssuer
 from bazaar.platform.parts import ServiceParts
@@ -11,8 +12,14 @@ from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import Settings
 from bazaar.runtime.platform import Platform
 
+SERVICES = ("identity", "catalog", "orders", "payments", "notifications")
 
-def assemble(platform: Platform, settings: Settings) -> list[ServiceParts]:
+
+def assemble(
+    platform: Platform, settings: Settings, prices: CatalogPrices | None = None
+) -> list[ServiceParts]:
+    """Every service's parts; orders quotes through `prices`, by default on catalog's own
+    database (both in one process)."""
     issuer = TokenIssuer(platform.signing_key, settings.identity.access_token_ttl)
     return [
         identity.build(platform.databases["identity"], issuer, platform.limiter, settings.identity),
@@ -31,5 +38,7 @@ def assemble(platform: Platform, settings: Settings) -> list[ServiceParts]:
             smtp_url=platform.settings.smtp_url,
             data_dir=platform.settings.data_dir,
         ),
-        orders.build(platform.orders, EmbeddedCatalogPrices(platform.databases["catalog"])),
+        orders.build(
+            platform.orders, prices or EmbeddedCatalogPrices(platform.databases["catalog"])
+        ),
     ]

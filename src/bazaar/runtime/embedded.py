@@ -1,64 +1,116 @@
-"""Every service in one process: `bazaar dev`, and the app the test suite drives."""
+"""The runtime of a process: every service in one (`bazaar dev`, and the app the test suite
+drives), or one service's API or worker (`bazaar serve`, `bazaar worker`: see processes)."""
 
 import asyncio
+import functools
+from collections.abc import Collection, Iterator
 
 from litestar.types import ASGIApp
 from sqlalchemy import text
 
+from bazaar.orders.catalog_http import HttpCatalogPrices
+from bazaar.orders.prices import CatalogPrices
 from bazaar.platform import migrations
+from bazaar.platform.bus import Subscription
 from bazaar.platform.cache import RedisCache
+from bazaar.platform.db import Database
 from bazaar.platform.observability import configure_logging, log
 from bazaar.platform.outbox import OutboxRelay
 from bazaar.platform.postgres import ensure_database
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.settings import SettingsError
 from bazaar.platform.web import create_app
-from bazaar.runtime.assemble import assemble
-from bazaar.runtime.config import Settings
+from bazaar.runtime.assemble import SERVICES, assemble
+from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
+from bazaar.runtime.config import ProcessKind, Settings
 from bazaar.runtime.platform import Platform, build_platform, require_servers
 
+CATALOG_URL_NEEDED = (
+    "orders serves its API without catalog in this process: set the base URL of the catalog"
+    " service (or of its load balancer)"
+)
 STOP_TIMEOUT = 5.0
 """How long stopping waits for a cancelled background task before giving up on it."""
 
 
 class Runtime:
-    """The platform, the services on it, and the background tasks that move events."""
+    """The platform, the services on it, and what this kind of process runs of them.
 
-    def __init__(self, settings: Settings) -> None:
+    `dev` runs everything; `serve` only the routes (and the broadcasts that keep its caches
+    fresh); `worker` the outbox relay, the consumers and the background loops, no routes.
+    """
+
+    def __init__(self, settings: Settings, services: Collection[str] | None = None) -> None:
         self.settings = settings
-        self.platform: Platform = build_platform(settings.platform)
-        self.parts = assemble(self.platform, settings)
+        self.kind = settings.process.kind
+        self.services = tuple(services) if services is not None else SERVICES
+        self.platform: Platform = build_platform(
+            settings.platform, settings.process.pool, settings.process.consumer_concurrency
+        )
+        self.prices = self._catalog_prices()
+        parts = assemble(self.platform, settings, self.prices)
+        self.parts = [part for part in parts if part.name in self.services]
+        unique = {id(db): db for part in self.parts for db in part.databases}
+        self.databases: list[Database] = list(unique.values())
         self._tasks: list[asyncio.Task] = []
+        self._subscribed = list(self._subscriptions())
+        for subscription in self._subscribed:
+            self.platform.bus.subscribe(subscription)
+        self._bus_started = False
+        self.relay = OutboxRelay(self.databases, self.platform.bus)
+
+    def _subscriptions(self) -> Iterator[Subscription]:
         for part in self.parts:
             for subscription in part.subscriptions:
-                self.platform.bus.subscribe(subscription)
-        self.relay = OutboxRelay(
-            [db for part in self.parts for db in part.databases], self.platform.bus
-        )
+                # an API keeps only the broadcasts (its caches); a worker all but those
+                wanted = subscription.is_broadcast == (self.kind is ProcessKind.SERVE)
+                if wanted or self.kind is ProcessKind.DEV:
+                    yield subscription
+
+    def _catalog_prices(self) -> CatalogPrices:
+        """Catalog's database when catalog runs here (or could: `dev`), else its HTTP API."""
+        url = self.settings.process.catalog_url
+        remote = "orders" in self.services and "catalog" not in self.services
+        if remote and self.kind is ProcessKind.SERVE:
+            if url is None:
+                raise SettingsError("CATALOG_URL", CATALOG_URL_NEEDED)
+            return HttpCatalogPrices(url, timeout=self.settings.process.catalog_timeout)
+        # A worker serves no route, so it never quotes; dev has catalog's database at hand.
+        return EmbeddedCatalogPrices(self.platform.databases["catalog"])
 
     async def migrate(self) -> None:
-        """Create missing databases (PostgreSQL) and migrate every one, shards included."""
+        """Create missing databases (PostgreSQL) and migrate every one, shards included; with
+        RabbitMQ, declare every consumer's queue, so events published before it first runs
+        wait for it."""
         await require_servers(self.platform)
         for part in self.parts:
             for db in part.databases:
                 if db.dialect == "postgresql":
                     await ensure_database(db.primary.url)
                 await migrations.upgrade(db, part.schema)
+        bus = self.platform.bus
+        if isinstance(bus, RabbitMQBus):
+            await bus.declare_queues(s for part in self.parts for s in part.subscriptions)
 
     async def start(self) -> None:
         await self._check_redis()
         await self.migrate()
-        await self.platform.bus.start()
-        loops = [
-            self.relay.run,
-            *self.platform.replica_monitors(),
-            *(loop for part in self.parts for loop in part.background),
-        ]
+        if self.kind is not ProcessKind.SERVE or self._subscribed:
+            await self.platform.bus.start()
+            self._bus_started = True
+        loops = [*self.platform.replica_monitors()]  # every kind reads
+        if self.kind is not ProcessKind.SERVE:
+            poll = self.settings.process.relay_poll_interval
+            loops += [
+                functools.partial(self.relay.run, poll),
+                *(loop for part in self.parts for loop in part.background),
+            ]
         self._tasks = [asyncio.create_task(loop()) for loop in loops]
-        log.info("bazaar_started", services=[part.name for part in self.parts])
+        log.info("bazaar_started", kind=self.kind.value, services=list(self.services))
 
     async def stop(self) -> None:
-        """Stop the background tasks and the bus, then close every connection."""
+        """Stop the background tasks, let the bus's running handlers finish (bounded), then
+        close every connection."""
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -66,13 +118,22 @@ class Runtime:
             for task in stuck:
                 log.error("background_task_did_not_stop", task=repr(task.get_coro()))
         self._tasks.clear()
-        await self.platform.bus.stop()
+        if self._bus_started:
+            await self.platform.bus.stop()
+            self._bus_started = False
+        if isinstance(self.prices, HttpCatalogPrices):
+            await self.prices.close()
         await self.platform.close()
+        log.info("bazaar_stopped", kind=self.kind.value, services=list(self.services))
 
     def app(self) -> ASGIApp:
+        """The process's HTTP app: its services' routes (none for a worker), with health,
+        readiness and metrics; starting and stopping with the server."""
+        routers = [] if self.kind is ProcessKind.WORKER else [p.router for p in self.parts]
+        title = "Bazaar" if len(self.services) > 1 else f"Bazaar {self.services[0]}"
         return create_app(
-            title="Bazaar",
-            routers=[part.router for part in self.parts],
+            title=title,
+            routers=routers,
             verifier=self.platform.verifier,
             readiness=[self._databases_answer, self._redis_answers, self._broker_answers],
             on_startup=[self.start],
@@ -92,10 +153,12 @@ class Runtime:
 
     async def _broker_answers(self) -> str | None:
         bus = self.platform.bus
+        if not self._bus_started and self.kind is ProcessKind.SERVE:
+            return None  # this API needs no broker
         return await bus.problem() if isinstance(bus, RabbitMQBus) else None
 
     async def _databases_answer(self) -> str | None:
-        for db in self.platform.all_databases():
+        for db in self.databases:
             try:
                 async with db.read(fresh=True) as session:  # replicas may be down: not fatal
                     await session.execute(text("SELECT 1"))

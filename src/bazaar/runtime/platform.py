@@ -14,6 +14,7 @@ from bazaar.platform.cache import RedisCache, create_cache
 from bazaar.platform.db import Database, sqlite_database
 from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.postgres import (
+    PoolSettings,
     postgres_database,
     replica_url,
     same_server,
@@ -57,13 +58,19 @@ class Platform:
         await self.cache.close()
 
 
-def build_platform(settings: PlatformSettings) -> Platform:
+def build_platform(
+    settings: PlatformSettings, pool: PoolSettings | None = None, consumer_concurrency: int = 16
+) -> Platform:
+    """The adapters `settings` names; `pool` sizes each PostgreSQL pool and
+    `consumer_concurrency` bounds the broker's handlers running at once."""
     if settings.replica_urls and settings.embedded:
         raise SettingsError("REPLICA_URLS", "needs BAZAAR_DATABASE_URL (the primary) as well")
     data = settings.data_dir
     cache = create_cache(settings.redis_url)
     databases, shards = (
-        _sqlite_databases(settings) if settings.embedded else _postgres_databases(settings, cache)
+        _sqlite_databases(settings)
+        if settings.embedded
+        else _postgres_databases(settings, cache, pool)
     )
     if settings.jwt_private_key:
         try:
@@ -76,7 +83,11 @@ def build_platform(settings: PlatformSettings) -> Platform:
         settings=settings,
         databases=databases,
         orders=ShardedDatabase(shards, settings.order_shard_map),
-        bus=RabbitMQBus(settings.broker_url) if settings.broker_url else InProcessBus(),
+        bus=RabbitMQBus(
+            settings.broker_url, prefix=settings.broker_prefix, concurrency=consumer_concurrency
+        )
+        if settings.broker_url
+        else InProcessBus(),
         cache=cache,
         limiter=RateLimiter(settings.redis_url),
         signing_key=key,
@@ -94,7 +105,7 @@ def _sqlite_databases(settings: PlatformSettings) -> tuple[dict[str, Database], 
 
 
 def _postgres_databases(
-    settings: PlatformSettings, cache: Cache
+    settings: PlatformSettings, cache: Cache, pool: PoolSettings | None
 ) -> tuple[dict[str, Database], list[Database]]:
     """A database per service on the primary's server, named after the primary's database;
     the order shards where `BAZAAR_ORDER_SHARD_URLS` says, else beside the others. Every
@@ -117,7 +128,7 @@ def _postgres_databases(
             if same_server(url, primary)
         ]
         return postgres_database(
-            name, url, replicas, max_lag=settings.replica_max_lag, positions=positions
+            name, url, pool, replicas, max_lag=settings.replica_max_lag, positions=positions
         )
 
     databases = {name: database(name, url) for name, url in urls.items()}
