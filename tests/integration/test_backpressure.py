@@ -9,7 +9,6 @@ reset connection.
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -56,11 +55,15 @@ async def server(tmp_path: Path) -> AsyncIterator[str]:
     }
     for name in ("BAZAAR_REDIS_URL", "BAZAAR_BROKER_URL", "BAZAAR_ORDER_SHARD_URLS"):
         env.pop(name, None)
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("bazaar")), "dev", "--port", str(port)],
+    log = (tmp_path / "server.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("bazaar")),
+        "dev",
+        "--port",
+        str(port),
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "server.log").open("wb"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -68,23 +71,22 @@ async def server(tmp_path: Path) -> AsyncIterator[str]:
         yield base
     finally:
         process.kill()  # the test's own server, by its PID
-        process.wait(timeout=10)
-        runtime = Runtime(settings_for(tmp_path / "cleanup", **_database_env(env)))
+        async with asyncio.timeout(10):
+            await process.wait()
+        log.close()
+        database = {"BAZAAR_DATABASE_URL": env["BAZAAR_DATABASE_URL"]}
+        runtime = Runtime(settings_for(tmp_path / "cleanup", **database))
         try:
             await drop_databases(runtime)
         finally:
             await runtime.platform.close()
 
 
-def _database_env(env: dict[str, str]) -> dict[str, str]:
-    return {"BAZAAR_DATABASE_URL": env["BAZAAR_DATABASE_URL"]}
-
-
-async def _wait_ready(base: str, process: subprocess.Popen) -> None:
+async def _wait_ready(base: str, process: asyncio.subprocess.Process) -> None:
     deadline = time.monotonic() + 60
     async with httpx.AsyncClient(base_url=base, timeout=2) as client:
         while True:
-            assert process.poll() is None, "the server exited at start"
+            assert process.returncode is None, "the server exited at start"
             assert time.monotonic() < deadline, "the server did not get ready within 60 s"
             try:
                 if (await client.get("/readyz")).status_code == 200:
