@@ -17,7 +17,10 @@ def assemble(platform: Platform, settings: Settings) -> list[ServiceParts]:
     return [
         identity.build(platform.databases["identity"], issuer, platform.limiter, settings.identity),
         payments.build(
-            platform.databases["payments"], settings.payments, platform.settings.data_dir
+            platform.databases["payments"],
+            settings.payments,
+            platform.settings.data_dir,
+            platform.idempotency,
         ),
         catalog.build(
             platform.databases["catalog"],
@@ -31,5 +34,9 @@ def assemble(platform: Platform, settings: Settings) -> list[ServiceParts]:
             smtp_url=platform.settings.smtp_url,
             data_dir=platform.settings.data_dir,
         ),
-        orders.build(platform.orders, EmbeddedCatalogPrices(platform.databases["catalog"])),
+        orders.build(
+            platform.orders,
+            EmbeddedCatalogPrices(platform.databases["catalog"]),
+            platform.idempotency,
+        ),
     ]

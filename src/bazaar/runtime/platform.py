@@ -8,9 +8,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bazaar.platform.auth import TokenVerifier, load_or_create_key, parse_private_key
 from bazaar.platform.bus import EventBus, InProcessBus
-from bazaar.platform.cache import create_cache
+from bazaar.platform.cache import RedisCache, create_cache
 from bazaar.platform.db import Database, sqlite_database
 from bazaar.platform.edge_cache import ResponseCache
+from bazaar.platform.idempotency import Idempotency
 from bazaar.platform.postgres import postgres_database, service_url
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.ratelimit import RateLimiter
@@ -31,9 +32,14 @@ class Platform:
     signing_key: Ed25519PrivateKey
     response_cache: ResponseCache = field(default_factory=ResponseCache)
     verifier: TokenVerifier = field(init=False)
+    idempotency: Idempotency = field(init=False)
 
     def __post_init__(self) -> None:
         self.verifier = TokenVerifier(self.signing_key.public_key())
+        # Redis shares claims and stored responses among instances; in one process the
+        # database answers as fast, and the in-process cache stays for catalog pages.
+        shared = self.cache if isinstance(self.cache, RedisCache) else None
+        self.idempotency = Idempotency(shared)
 
     def all_databases(self) -> list[Database]:
         return [*self.databases.values(), *self.orders.shards]
