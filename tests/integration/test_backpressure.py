@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bazaar.runtime.embedded import Runtime
 from tests.conftest import FAST_ENV, settings_for
@@ -29,9 +30,9 @@ BURST_BOUND = 30.0
 """Seconds the whole burst may take, every answer read."""
 POOL_TIMEOUT = 1.0
 """The pool's wait for a connection (postgres.postgres_engine's default)."""
-ACCEPT_SLACK = 2.0
-"""Seconds a request may wait, before its handler runs, while one process on two shared cores
-accepts and parses 1,000 connections (about 1 s measured on the CI machine)."""
+REFUSED_WITHIN = 2.5
+"""Seconds from a request reaching the app to its 503: the pool's wait and at most 1.5 s more
+(the longest finite bucket of the server's latency histogram)."""
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,30 @@ async def test_a_thousand_concurrent_connections_are_each_answered(server: str) 
         assert answer.headers["content-type"].startswith("application/problem+json")
         assert answer.headers["retry-after"] == "1"
         assert msgspec.json.decode(answer.body)["status"] == 503
-        # past its wait for a connection, a request is refused at once: no second queue
-        assert answer.seconds <= POOL_TIMEOUT + ACCEPT_SLACK
 
     async with httpx.AsyncClient(base_url=server, timeout=5) as client:
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/v1/orders", headers=auth)).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    # Seen from the server (the client's figures add the time 1,000 connections wait to be
+    # accepted on two shared cores): a refused request waited for a connection, and no more.
+    refused = _latency_buckets(metrics, "503")
+    print(f"server-side 503 latency buckets: {refused}")
+    if busy:
+        assert refused[REFUSED_WITHIN] == refused[float("inf")] == len(busy)
+
+
+def _latency_buckets(metrics: str, status: str) -> dict[float, float]:
+    """How many GET /v1/orders answers with `status` took at most each bucket's seconds."""
+    buckets = {REFUSED_WITHIN: 0.0, float("inf"): 0.0}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name == "bazaar_http_request_duration_seconds_bucket"
+                and labels.get("route") == "/v1/orders"
+                and labels.get("method") == "GET"
+                and labels.get("status") == status
+            ):
+                buckets[float(labels["le"])] = sample.value
+    return dict(sorted(buckets.items()))
