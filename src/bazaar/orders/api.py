@@ -62,7 +62,9 @@ def admin_order_read(order: Order) -> AdminOrderRead:
     )
 
 
-def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
+def create_router(
+    orders: ShardedDatabase, prices: CatalogPrices, idempotent: idempotency.Idempotency
+) -> Router:
     async def quote(
         product_ids: Iterable[str], known: dict[str, Quote] | None = None
     ) -> dict[str, Quote]:
@@ -134,6 +136,14 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
         idempotency_key: idempotency.KeyHeader = None,
     ) -> Response[OrderRead]:
         key = idempotency.check_key(idempotency_key)
+        scope = f"orders:{user.id}"
+        fingerprint = idempotency.fingerprint(
+            request.method, request.url.path, await request.body()
+        )
+        # A replay Redis knows is answered before the cart and the catalog are asked.
+        stored = await idempotent.replay(scope, key, fingerprint)
+        if stored is not None:
+            return json_response(stored.body, stored.status, {"Idempotent-Replayed": "true"})
         db = orders.for_customer(user.id)
         lines = (
             None
@@ -161,10 +171,7 @@ def create_router(orders: ShardedDatabase, prices: CatalogPrices) -> Router:
             )
             return HTTP_202_ACCEPTED, msgspec.json.encode(order_read(order))
 
-        fingerprint = idempotency.fingerprint(
-            request.method, request.url.path, await request.body()
-        )
-        stored = await idempotency.run_once(db, f"orders:{user.id}", key, fingerprint, work)
+        stored = await idempotent.run_once(db, scope, key, fingerprint, work)
         headers = {"Idempotent-Replayed": "true"} if stored.replayed else None
         return json_response(stored.body, stored.status, headers)
 

@@ -2,6 +2,7 @@
 
 from bazaar.orders import api, handlers, models
 from bazaar.orders.prices import CatalogPrices
+from bazaar.platform.idempotency import Idempotency
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
 from bazaar.platform.shards import ShardedDatabase
@@ -9,9 +10,9 @@ from bazaar.platform.shards import ShardedDatabase
 SCHEMA = ServiceSchema("bazaar.orders", models.Base.metadata)
 
 
-def build(orders: ShardedDatabase, prices: CatalogPrices) -> ServiceParts:
+def build(orders: ShardedDatabase, prices: CatalogPrices, idempotency: Idempotency) -> ServiceParts:
     """Orders on every shard of `orders`; `prices` answers what the catalog sells now."""
-    router = api.create_router(orders, prices)
+    router = api.create_router(orders, prices, idempotency)
     return ServiceParts(
         "orders", SCHEMA, list(orders.shards), router, handlers.subscriptions(orders)
     )

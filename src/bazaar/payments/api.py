@@ -13,7 +13,7 @@ from bazaar.payments.provider import PaymentProvider
 from bazaar.payments.schemas import PaymentRead, RefundRequest
 from bazaar.payments.settings import PaymentsSettings
 from bazaar.platform.db import Database, WriteSession
-from bazaar.platform.idempotency import KeyHeader, check_key, fingerprint, run_once
+from bazaar.platform.idempotency import Idempotency, KeyHeader, check_key, fingerprint
 from bazaar.platform.openapi import problems
 from bazaar.platform.web import CurrentUser, json_response
 
@@ -32,7 +32,9 @@ def read(payment: Payment) -> PaymentRead:
 PaymentId = Annotated[str, PathParameter(description="The payment's id")]
 
 
-def create_router(db: Database, provider: PaymentProvider, settings: PaymentsSettings) -> Router:
+def create_router(
+    db: Database, provider: PaymentProvider, settings: PaymentsSettings, idempotency: Idempotency
+) -> Router:
     @get(
         "/payments/{payment_id:str}",
         summary="A payment (its customer or an admin)",
@@ -75,7 +77,8 @@ def create_router(db: Database, provider: PaymentProvider, settings: PaymentsSet
             )
             return HTTP_200_OK, msgspec.json.encode(read(payment))
 
-        stored = await run_once(db, f"payments:{user.id}", key, request_fingerprint, work)
+        scope = f"payments:{user.id}"
+        stored = await idempotency.run_once(db, scope, key, request_fingerprint, work)
         headers = {"Idempotent-Replayed": "true"} if stored.replayed else None
         return json_response(stored.body, stored.status, headers)
 

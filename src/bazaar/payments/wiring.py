@@ -7,6 +7,7 @@ from bazaar.payments.provider import PaymentProvider
 from bazaar.payments.sandbox import SandboxProvider
 from bazaar.payments.settings import PaymentsSettings
 from bazaar.platform.db import Database
+from bazaar.platform.idempotency import Idempotency
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
 
@@ -20,12 +21,17 @@ def provider_for(settings: PaymentsSettings, data_dir: Path) -> PaymentProvider:
     raise ValueError(f"unknown payment provider {settings.provider!r}")
 
 
-def build(db: Database, settings: PaymentsSettings, data_dir: Path) -> ServiceParts:
+def build(
+    db: Database,
+    settings: PaymentsSettings,
+    data_dir: Path,
+    idempotency: Idempotency,
+) -> ServiceParts:
     provider = provider_for(settings, data_dir)
     return ServiceParts(
         "payments",
         SCHEMA,
         [db],
-        api.create_router(db, provider, settings),
+        api.create_router(db, provider, settings, idempotency),
         handlers.subscriptions(db, provider, settings),
     )

@@ -105,8 +105,14 @@ def _http_error(_request: Request, error: HTTPException) -> Response:
     return problem(status, title, str(detail), slug, headers=headers)
 
 
-def _database_unavailable(request: Request, error: DBAPIError | SQLAlchemyTimeout) -> Response:
-    """No connection within the pool's timeout, or the database refused: back-pressure."""
+def _database_unavailable(
+    request: Request, error: DBAPIError | SQLAlchemyTimeout | TimeoutError | ConnectionError
+) -> Response:
+    """No connection within the pool's timeout, or the database refused: back-pressure.
+
+    A connection that could not be opened in time (or was refused) reaches here unwrapped:
+    SQLAlchemy wraps only the driver's own errors, not asyncpg's connect timeout.
+    """
     if isinstance(error, DBAPIError) and not isinstance(error, OperationalError):
         return _unexpected_error(request, error)
     log.warning("database_unavailable", path=request.url.path, error_type=type(error).__name__)
@@ -132,5 +138,7 @@ EXCEPTION_HANDLERS = {
     HTTPException: _http_error,
     SQLAlchemyTimeout: _database_unavailable,
     DBAPIError: _database_unavailable,
+    TimeoutError: _database_unavailable,
+    ConnectionError: _database_unavailable,
     Exception: _unexpected_error,
 }

@@ -24,7 +24,10 @@ def assemble(
     return [
         identity.build(platform.databases["identity"], issuer, platform.limiter, settings.identity),
         payments.build(
-            platform.databases["payments"], settings.payments, platform.settings.data_dir
+            platform.databases["payments"],
+            settings.payments,
+            platform.settings.data_dir,
+            platform.idempotency,
         ),
         catalog.build(
             platform.databases["catalog"],
@@ -39,6 +42,8 @@ def assemble(
             data_dir=platform.settings.data_dir,
         ),
         orders.build(
-            platform.orders, prices or EmbeddedCatalogPrices(platform.databases["catalog"])
+            platform.orders,
+            prices or EmbeddedCatalogPrices(platform.databases["catalog"]),
+            platform.idempotency,
         ),
     ]

@@ -13,6 +13,7 @@ from bazaar.platform.bus import EventBus, InProcessBus
 from bazaar.platform.cache import RedisCache, create_cache
 from bazaar.platform.db import Database, sqlite_database
 from bazaar.platform.edge_cache import ResponseCache
+from bazaar.platform.idempotency import Idempotency
 from bazaar.platform.postgres import (
     PoolSettings,
     postgres_database,
@@ -41,9 +42,14 @@ class Platform:
     signing_key: Ed25519PrivateKey
     response_cache: ResponseCache = field(default_factory=ResponseCache)
     verifier: TokenVerifier = field(init=False)
+    idempotency: Idempotency = field(init=False)
 
     def __post_init__(self) -> None:
         self.verifier = TokenVerifier(self.signing_key.public_key())
+        # Redis shares claims and stored responses among instances; in one process the
+        # database answers as fast, and the in-process cache stays for catalog pages.
+        shared = self.cache if isinstance(self.cache, RedisCache) else None
+        self.idempotency = Idempotency(shared)
 
     def replica_monitors(self) -> list[Callable[[], Awaitable[None]]]:
         """The loops that watch each database's replicas (lag, health)."""
