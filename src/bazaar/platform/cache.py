@@ -129,6 +129,18 @@ class RedisCache(Cache):
         return None
 
 
+    async def problem_at_start(self, within: float = 3.0) -> str | None:
+        """Like `problem`, but asking again for `within` seconds: a busy machine can be slow to
+        take the first connection, and that is not yet a wrong URL."""
+        deadline = time.monotonic() + within
+        while True:
+            self.breaker.open_until = 0.0
+            problem = await self.problem()
+            if problem is None or time.monotonic() >= deadline:
+                return problem
+            await asyncio.sleep(0.1)
+
+
 def create_cache(redis_url: str | None) -> Cache:
     if redis_url is None:
         cache = Cache()

@@ -143,7 +143,8 @@ class Runtime:
 
     async def _check_redis(self) -> None:
         """A Redis that does not answer at start is a wrong URL; later it is an outage."""
-        problem = await self._redis_answers()
+        cache = self.platform.cache
+        problem = await cache.problem_at_start() if isinstance(cache, RedisCache) else None
         if problem is not None:
             raise SettingsError("REDIS_URL", f"does not answer ({problem})")
 
