@@ -128,7 +128,6 @@ class RedisCache(Cache):
             return f"redis: {type(error).__name__}"
         return None
 
-
     async def problem_at_start(self, within: float = 3.0) -> str | None:
         """Like `problem`, but asking again for `within` seconds: a busy machine can be slow to
         take the first connection, and that is not yet a wrong URL."""

@@ -60,6 +60,8 @@ async def upgrade(db: Database, schema: ServiceSchema) -> None:
     """
     async with db.primary.begin() as connection:
         if db.dialect == "postgresql":
+            # waiting out another process's migration is expected: no lock timeout here
+            await connection.execute(text("SET LOCAL lock_timeout = 0"))
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
             )

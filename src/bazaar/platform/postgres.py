@@ -15,6 +15,8 @@ from bazaar.platform.replicas import LocalWritePositions, Replica, ReplicaSet, W
 
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 DEFAULT_DATABASE = "bazaar"
+LOCK_TIMEOUT = 2.0
+"""Seconds a statement may wait for a lock before it fails (SQLSTATE 55P03)."""
 
 
 def service_url(base: str, suffix: str) -> str:
@@ -49,7 +51,12 @@ def postgres_engine(
         max_overflow=pool.overflow,
         pool_timeout=pool.timeout,
         pool_recycle=1800,
-        connect_args={"timeout": 5, "command_timeout": command_timeout},
+        connect_args={
+            "timeout": 5,
+            "command_timeout": command_timeout,
+            # a wait for a row lock ends too: the request answers 503, a handler retries
+            "server_settings": {"lock_timeout": str(int(LOCK_TIMEOUT * 1000))},
+        },
     )
 
 

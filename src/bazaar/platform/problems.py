@@ -113,7 +113,9 @@ def _database_unavailable(
     A connection that could not be opened in time (or was refused) reaches here unwrapped:
     SQLAlchemy wraps only the driver's own errors, not asyncpg's connect timeout.
     """
-    if isinstance(error, DBAPIError) and not isinstance(error, OperationalError):
+    if isinstance(error, DBAPIError) and not (
+        isinstance(error, OperationalError) or _sqlstate(error) in _BUSY_STATES
+    ):
         return _unexpected_error(request, error)
     log.warning("database_unavailable", path=request.url.path, error_type=type(error).__name__)
     return problem(
@@ -122,6 +124,16 @@ def _database_unavailable(
         "A database is busy or unreachable; retry shortly",
         "unavailable",
         headers={"Retry-After": "1"},
+    )
+
+
+_BUSY_STATES = {"55P03", "57014"}
+"""Lock not available (lock_timeout), statement cancelled (a timeout): busy, not broken."""
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    return getattr(error.orig, "sqlstate", None) or getattr(
+        getattr(error.orig, "__cause__", None), "sqlstate", None
     )
 
 
