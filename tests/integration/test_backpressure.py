@@ -9,6 +9,7 @@ reset connection.
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -65,13 +66,14 @@ async def server(tmp_path: Path) -> AsyncIterator[str]:
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=log,
+        start_new_session=True,  # granian forks its worker: the group goes down together
     )
     base = f"http://127.0.0.1:{port}"
     try:
         await _wait_ready(base, process)
         yield base
     finally:
-        process.kill()  # the test's own server, by its PID
+        os.killpg(process.pid, signal.SIGKILL)  # the test's own server and its worker
         async with asyncio.timeout(10):
             await process.wait()
         log.close()
