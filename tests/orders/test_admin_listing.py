@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from bazaar.orders import service
+from bazaar.orders import listing, service
 from bazaar.orders.models import CANCELLED, CONFIRMED, PENDING, Order
 from bazaar.orders.service import Line
 from bazaar.platform.clock import utcnow
@@ -54,7 +54,7 @@ async def store_orders(
 
 
 def newest_first(orders: list[Order]) -> list[str]:
-    return [o.id for o in sorted(orders, key=service.newest_first, reverse=True)]
+    return [o.id for o in sorted(orders, key=listing.newest_first, reverse=True)]
 
 
 async def read_all(
@@ -67,13 +67,13 @@ async def read_all(
     while True:
         async with AsyncExitStack() as stack:
             sessions = [await stack.enter_async_context(s.read()) for s in orders.shards]
-            found = await service.list_all_orders(sessions, limit, after, **filters)
+            found = await listing.list_all_orders(sessions, limit, after, **filters)
         page = found[:limit]
         seen += [order.id for order in page]
         sizes.append(len(page))
         if len(found) <= limit:
             return seen, sizes
-        after = service.newest_first(page[-1])
+        after = listing.newest_first(page[-1])
 
 
 async def test_pages_across_shards_hold_every_order_once_even_with_equal_times(

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import select
 
-from bazaar.orders import service
+from bazaar.orders import listing, service
 from bazaar.orders.models import CartItem, Order
 from bazaar.orders.service import Line
 from bazaar.platform.auth import Principal
@@ -213,8 +213,8 @@ async def test_a_customers_orders_newest_first(orders: ShardedDatabase, prices: 
     placed = [await place(orders, prices, customer_id, [Line(widget, n)]) for n in (1, 2, 3)]
     await place(orders, prices, other, [Line(widget, 1)])
     async with orders.for_customer(customer_id).read() as session:
-        first = await service.list_orders(session, customer_id, 2, None)
-        rest = await service.list_orders(session, customer_id, 2, first[1].id)
+        first = await listing.list_orders(session, customer_id, 2, None)
+        rest = await listing.list_orders(session, customer_id, 2, first[1].id)
     assert [o.id for o in first] == [placed[2].id, placed[1].id, placed[0].id]
     assert [o.id for o in rest] == [placed[0].id]
 

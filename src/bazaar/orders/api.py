@@ -14,7 +14,7 @@ from litestar import Request, Response, Router, delete, get, post, put
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from bazaar.orders import service
+from bazaar.orders import listing, service
 from bazaar.orders.models import CartItem, Order
 from bazaar.orders.prices import CatalogPrices, Quote
 from bazaar.orders.schemas import (
@@ -186,7 +186,7 @@ def create_router(
             )
         before = position[0] if position else None
         async with orders.for_customer(user.id).read() as session:
-            found = await service.list_orders(session, user.id, limit, before)
+            found = await listing.list_orders(session, user.id, limit, before)
         page = page_of(found, limit, lambda order: (order.id,))
         return Page(items=[order_read(order) for order in page.items], next_cursor=page.next_cursor)
 
@@ -207,7 +207,7 @@ def create_router(
         shards = [orders.for_customer(customer_id)] if customer_id else list(orders.shards)
         async with AsyncExitStack() as stack:
             sessions = [await stack.enter_async_context(shard.read()) for shard in shards]
-            found = await service.list_all_orders(
+            found = await listing.list_all_orders(
                 sessions, limit, after, status=status, customer_id=customer_id
             )
         page = page_of(found, limit, lambda order: (order.created_at.isoformat(), order.id))

@@ -7,15 +7,11 @@ it; SQLite writers are serialized anyway), so a customer's cancel and a saga ste
 win.
 """
 
-import asyncio
-import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from itertools import islice
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, select
 
 from bazaar.orders.events import OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced
 from bazaar.orders.models import (
@@ -259,69 +255,7 @@ def _merge(
     return [(line, quotes[product_id]) for product_id, line in merged.items()]
 
 
-# --- reading orders --------------------------------------------------------------------------
-
-
-async def list_orders(
-    session: Session, customer_id: str, limit: int, before: str | None
-) -> list[Order]:
-    """Up to `limit + 1` of a customer's orders, newest first (ids are time-ordered)."""
-    query = select(Order).where(Order.customer_id == customer_id)
-    if before is not None:
-        query = query.where(Order.id < before)
-    query = query.order_by(Order.id.desc()).limit(limit + 1)
-    return list((await session.scalars(query)).all())
-
-
-def newest_first(order: Order) -> tuple[datetime, str]:
-    """The admin listing's sort key, descending: unique, since ids are."""
-    return order.created_at, order.id
-
-
-async def list_shard_orders(
-    session: Session,
-    limit: int,
-    after: tuple[datetime, str] | None,
-    *,
-    status: str | None = None,
-    customer_id: str | None = None,
-) -> list[Order]:
-    """Up to `limit + 1` orders of one shard, newest first by `newest_first`, all strictly
-    older than `after`."""
-    query = select(Order)
-    if after is not None:
-        query = query.where(tuple_(Order.created_at, Order.id) < after)
-    if status is not None:
-        query = query.where(Order.status == status)
-    if customer_id is not None:
-        query = query.where(Order.customer_id == customer_id)
-    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
-    return list((await session.scalars(query)).all())
-
-
-async def list_all_orders(
-    shards: Sequence[Session],
-    limit: int,
-    after: tuple[datetime, str] | None,
-    *,
-    status: str | None = None,
-    customer_id: str | None = None,
-) -> list[Order]:
-    """Up to `limit + 1` orders across `shards` (a session on each), newest first.
-
-    Each shard is asked at once for its own first `limit + 1` after `after`: the first
-    `limit + 1` of all of them are among those, so merging the sorted lists is exact, and the
-    unique sort key leaves no gap or repeat between pages, equal timestamps included.
-    """
-    async with asyncio.TaskGroup() as group:
-        queries = [
-            group.create_task(
-                list_shard_orders(session, limit, after, status=status, customer_id=customer_id)
-            )
-            for session in shards
-        ]
-    merged = heapq.merge(*(query.result() for query in queries), key=newest_first, reverse=True)
-    return list(islice(merged, limit + 1))
+# --- one order ---------------------------------------------------------------------------------
 
 
 async def get_order(session: Session, order_id: str, principal: Principal) -> Order:

@@ -1,0 +1,77 @@
+"""Reading orders: a customer's own, on their shard, and every customer's, merged across the
+shards for an admin."""
+
+import asyncio
+import heapq
+from collections.abc import Sequence
+from datetime import datetime
+from itertools import islice
+
+from sqlalchemy import select, tuple_
+
+from bazaar.orders.models import Order
+from bazaar.platform.db import ReadSession, WriteSession
+
+Session = ReadSession | WriteSession
+
+
+async def list_orders(
+    session: Session, customer_id: str, limit: int, before: str | None
+) -> list[Order]:
+    """Up to `limit + 1` of a customer's orders, newest first (ids are time-ordered)."""
+    query = select(Order).where(Order.customer_id == customer_id)
+    if before is not None:
+        query = query.where(Order.id < before)
+    query = query.order_by(Order.id.desc()).limit(limit + 1)
+    return list((await session.scalars(query)).all())
+
+
+def newest_first(order: Order) -> tuple[datetime, str]:
+    """The admin listing's sort key, descending: unique, since ids are."""
+    return order.created_at, order.id
+
+
+async def list_shard_orders(
+    session: Session,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    *,
+    status: str | None = None,
+    customer_id: str | None = None,
+) -> list[Order]:
+    """Up to `limit + 1` orders of one shard, newest first by `newest_first`, all strictly
+    older than `after`."""
+    query = select(Order)
+    if after is not None:
+        query = query.where(tuple_(Order.created_at, Order.id) < after)
+    if status is not None:
+        query = query.where(Order.status == status)
+    if customer_id is not None:
+        query = query.where(Order.customer_id == customer_id)
+    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+    return list((await session.scalars(query)).all())
+
+
+async def list_all_orders(
+    shards: Sequence[Session],
+    limit: int,
+    after: tuple[datetime, str] | None,
+    *,
+    status: str | None = None,
+    customer_id: str | None = None,
+) -> list[Order]:
+    """Up to `limit + 1` orders across `shards` (a session on each), newest first.
+
+    Each shard is asked at once for its own first `limit + 1` after `after`: the first
+    `limit + 1` of all of them are among those, so merging the sorted lists is exact, and the
+    unique sort key leaves no gap or repeat between pages, equal timestamps included.
+    """
+    async with asyncio.TaskGroup() as group:
+        queries = [
+            group.create_task(
+                list_shard_orders(session, limit, after, status=status, customer_id=customer_id)
+            )
+            for session in shards
+        ]
+    merged = heapq.merge(*(query.result() for query in queries), key=newest_first, reverse=True)
+    return list(islice(merged, limit + 1))
