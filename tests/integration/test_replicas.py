@@ -153,7 +153,8 @@ async def test_a_frozen_replica_is_skipped_and_taken_back(
         assert listing.status_code == 200, listing.text
     ready = await client.get("/readyz")
 
-    assert slowest < 1.5, f"a read waited {slowest:.2f} s on the frozen replica"
+    bound = runtime.platform.databases["catalog"].replicas.check_timeout + 1.0
+    assert slowest < bound, f"a read waited {slowest:.2f} s on the frozen replica"
     assert reads("catalog", "primary") >= on_primary + 10
     assert ready.status_code == 200, ready.text  # the primary serves: still ready
 

@@ -178,8 +178,9 @@ class ReplicaSet:
     positions: WritePositions = field(default_factory=LocalWritePositions)
     max_lag: float = 0.5
     """Seconds of replay lag past which a replica is skipped."""
-    check_timeout: float = 0.25
-    """Seconds a replica may take to say where its replay is, before it is skipped."""
+    check_timeout: float = 1.0
+    """Seconds a replica may take to say where its replay is, before it is skipped: generous,
+    since under load the wait includes this process's own event loop."""
     monitor_interval: float = 0.2
 
     def __post_init__(self) -> None:
