@@ -223,9 +223,12 @@ class ReplicaSet:
         cancel, which a frozen server never does.
         """
         query = text("SELECT pg_last_wal_replay_lsn()::text")
+        connected = False
 
         async def replayed_position() -> str | None:
+            nonlocal connected
             connection = await session.connection()
+            connected = True
             return (await connection.execute(query)).scalar()
 
         try:
@@ -234,6 +237,8 @@ class ReplicaSet:
             await session.close()
             return "replica_busy"
         except (TimeoutError, OSError, DBAPIError) as error:
+            if not connected and isinstance(error, TimeoutError):
+                return "replica_busy"  # still queued for one of its pooled connections
             self.mark_down(replica, error)
             return "replica_down"
         if replayed is not None:  # None: not in recovery, a promoted replica has everything
