@@ -1,7 +1,11 @@
 """Refresh tokens rotate; a used one coming back revokes its whole family."""
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import httpx
 
+from bazaar.platform.auth import load_or_create_key
 from tests.conftest import login, register
 
 
@@ -36,3 +40,12 @@ async def test_logout_ends_the_session(client: httpx.AsyncClient) -> None:
 async def test_garbage_refresh_token_is_401(client: httpx.AsyncClient) -> None:
     assert (await refresh(client, "nope")).status_code == 401
     assert (await refresh(client, "0190.deadbeef")).status_code == 401
+
+
+def test_processes_starting_together_agree_on_one_signing_key(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "jwt-ed25519.pem"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = list(pool.map(lambda _: load_or_create_key(path), range(16)))
+    public = {key.public_key().public_bytes_raw() for key in keys}
+    assert len(public) == 1
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no candidate left behind

@@ -4,6 +4,8 @@ Only identity holds the private key and issues tokens; the other services get th
 and never call identity to check one.
 """
 
+import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,21 +43,31 @@ class Principal:
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
-    """The signing key kept under the data directory, created on first start."""
+    """The signing key kept under the data directory, created on first start.
+
+    Processes that start together on a new data directory agree on one key: each writes its
+    candidate to a file of its own and links it into place, which only the first one does;
+    the others then read the winner's.
+    """
     if path.exists():
         return parse_private_key(path.read_text())
-    key = Ed25519PrivateKey.generate()
+    candidate = Ed25519PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(
+    pem = candidate.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_suffix(f".{os.getpid()}.{secrets.token_hex(4)}.tmp")
     temporary.write_bytes(pem)
     temporary.chmod(0o600)
-    temporary.replace(path)
-    return key
+    try:
+        os.link(temporary, path)  # fails if another process linked its key first
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+    return parse_private_key(path.read_text())
 
 
 def parse_private_key(pem: str) -> Ed25519PrivateKey:
