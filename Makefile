@@ -19,5 +19,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/lint-imports
 
+# The whole suite, then the API tests once more on every real server at once (a PostgreSQL
+# primary with a replica, order shards on two servers, Redis, RabbitMQ: tests/scaled.py).
 test: lint
 	$(VENV)/bin/pytest
+	BAZAAR_TEST_BACKEND=scaled $(VENV)/bin/pytest -q tests/*/test_api.py

@@ -1,11 +1,13 @@
 """Fixtures shared by the whole suite: an embedded runtime on fresh SQLite files, a client."""
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from bazaar.platform.postgres import drop_database
 from bazaar.runtime.config import Settings
 from bazaar.runtime.embedded import Runtime
 from tests.replication import ReplicatedServer, start_replicated_server
@@ -22,14 +24,27 @@ def settings_for(data_dir: Path, **extra: str) -> Settings:
     return Settings.from_env({**FAST_ENV, "BAZAAR_DATA_DIR": str(data_dir), **extra})
 
 
+BACKEND = os.environ.get("BAZAAR_TEST_BACKEND", "embedded")
+"""What the suite's default runtime stands on: `embedded` (SQLite files, in-process cache and
+bus) or `scaled` (every real server at once: tests/scaled.py). `make test` runs the API tests
+once more on `scaled`."""
+
+
 @pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    runtime = Runtime(settings_for(tmp_path / "data"))
+async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Runtime]:
+    extra: dict[str, str] = {}
+    if BACKEND == "scaled":
+        servers: ScaledServers = request.getfixturevalue("scaled_servers")
+        extra = servers.environment()
+    runtime = Runtime(settings_for(tmp_path / "data", **extra))
     await runtime.start()
     try:
         yield runtime
     finally:
         await runtime.stop()
+        if BACKEND == "scaled":
+            for db in runtime.platform.all_databases():
+                await drop_database(db.primary.url)
 
 
 @pytest.fixture

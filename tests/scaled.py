@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis
 from sqlalchemy.engine import make_url
 
 from tests.postgres import SERVER_URL
 from tests.replication import ReplicatedServer
 
-REDIS_URL = os.environ.get("BAZAAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = os.environ.get("BAZAAR_TEST_SCALED_REDIS_URL", "redis://127.0.0.1:6379/13")
+"""A database of its own: each test empties it, so counters (rate limits) start from zero."""
 BROKER_URL = os.environ.get("BAZAAR_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
@@ -25,7 +27,9 @@ class ScaledServers:
     broker_url: str
 
     def environment(self) -> dict[str, str]:
-        """The settings of one test's Bazaar: databases of its own on every server."""
+        """The settings of one test's Bazaar: databases of its own on every server, and an
+        empty Redis database."""
+        redis.Redis.from_url(REDIS_URL, socket_timeout=5).flushdb()
         name = f"bazaar_test_{uuid.uuid4().hex[:12]}"
         other_server = make_url(SERVER_URL).set(database=f"{name}_orders_1")
         return {

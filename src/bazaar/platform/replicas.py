@@ -4,7 +4,9 @@ A read that may be slightly stale goes to a replica when one is healthy, lags le
 bound and, if the caller wrote recently, has replayed the caller's last commit: after each
 commit the primary's WAL position (`pg_current_wal_lsn()`) is remembered under the caller's
 consistency key (their user id), and a replica serves that caller only once its
-`pg_last_wal_replay_lsn()` has passed it. Otherwise the primary serves.
+`pg_last_wal_replay_lsn()` has passed it. Otherwise the primary serves. Every read also waits
+for the replica to pass this process's own last commit, so a process never reads older data
+than it wrote (`bazaar dev` then behaves as if it had no replica, only faster).
 
 Two checks keep a paused or dead replica from hanging a request: a monitor polls every replica
 (lag, health) in the background, and each replica session starts with a bounded query of the
@@ -189,6 +191,8 @@ class ReplicaSet:
         # of several bounds
         self._history: deque[tuple[float, int]] = deque(maxlen=200)
         self._abandoned: set[asyncio.Task] = set()
+        self.high_water = 0
+        """Where this process's last commit ended: its own reads never go back before it."""
 
     def candidates(self) -> list[Replica]:
         """Replicas that may serve now, the next one in turn first."""
@@ -197,21 +201,25 @@ class ReplicaSet:
         return [r for r in ordered if r.answering and r.lag_seconds <= self.max_lag]
 
     async def required_position(self) -> int | None:
-        """Where the caller's last commit ended: None when they wrote nothing lately, and
-        UNKNOWN when that cannot be told (then only the primary is sure to have it)."""
+        """How far a replica must have replayed to serve this read: past every commit this
+        process made, and past the caller's last commit made anywhere; UNKNOWN when the
+        caller's cannot be told (then only the primary is sure to have it)."""
         key = consistency_key()
-        return None if key is None else await self.positions.recall(self.database, key)
+        callers = None if key is None else await self.positions.recall(self.database, key)
+        if callers == UNKNOWN:
+            return UNKNOWN
+        return max(callers or 0, self.high_water) or None
 
     async def remember_commit(self, connection: AsyncConnection) -> None:
-        """After a commit: remember where the WAL ends for the caller, if there is one."""
-        key = consistency_key()
-        if key is None:
-            return
+        """After a commit: remember where the WAL ends, for this process and for the caller."""
         # The insert position, not the write position: with asynchronous commit the commit
         # record may still sit in WAL buffers, past what has been written.
         query = text("SELECT pg_current_wal_insert_lsn()::text")
-        position = (await connection.execute(query)).scalar()
-        await self.positions.remember(self.database, key, parse_lsn(position))
+        position = parse_lsn((await connection.execute(query)).scalar())
+        self.high_water = max(self.high_water, position)
+        key = consistency_key()
+        if key is not None:
+            await self.positions.remember(self.database, key, position)
 
     async def admit(self, session: AsyncSession, replica: Replica, lsn: int | None) -> str | None:
         """Begin `session` on `replica` and tell whether it may serve: None when it may, else
