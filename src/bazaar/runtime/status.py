@@ -191,8 +191,8 @@ def render(report: dict) -> str:
             lines.append(f"  {b['error']}")
             continue
         lines.append(
-            f"  {b['backend'] + '/' + b['server']:<28}{b['status']:<10}{b['check']:<22}"
-            f"now {b['sessions']:<4} total {b['total']:<8} went down {b['down_transitions']}"
+            f"  {b['backend'] + '/' + b['server']:<31} {b['status']:<8}{b['check']:<20}"
+            f"now {b['sessions']:<4} total {b['total']:<8} down {b['down_transitions']}x"
         )
     lines += ["", "Replicas:"]
     replicas = report["replicas"]

@@ -266,6 +266,26 @@ def is_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _stat_fields(entry: Path) -> list[str]:
+    """/proc/PID/stat after the command name: state, ppid, pgid, ..."""
+    return (entry / "stat").read_text().rsplit(")", 1)[1].split()
+
+
+def group_members(groups: set[int]) -> list[int]:
+    """Every process in one of the process groups `groups` (supervisord puts each program
+    in a group of its own, led by its first pid)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int(_stat_fields(entry)[2]) in groups:
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
 def descendants(root: int) -> list[int]:
     """Every process below `root` (children, their children, ...)."""
     children: dict[int, list[int]] = {}
@@ -273,7 +293,7 @@ def descendants(root: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent = int(_stat_fields(entry)[1])
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(parent, []).append(int(entry.name))

@@ -37,6 +37,7 @@ from bazaar.runtime.supervisor import (
     Supervisor,
     SupervisorError,
     descendants,
+    group_members,
     is_alive,
 )
 from bazaar.runtime.topology import SERVICES, PortSource, Process, Topology, TopologyError
@@ -173,8 +174,8 @@ def up(topology: Topology, environ: Mapping[str, str], say: Say) -> dict:
     for service in SERVICES:
         say(f"{service}: {topology.instances[service]} instance(s) and a worker")
         supervisor.start_group(service)
-    supervisor.start_group("edge")
     wait_ready(processes, READY_TIMEOUT)
+    supervisor.start_group("edge")
     wait_url(f"http://127.0.0.1:{topology.port}/readyz", READY_TIMEOUT)
     run["pids"] = sorted({*descendants(supervisor_pid), *(postgres.pids() if postgres else [])})
     folder.run.write_text(json.dumps(run, indent=2))
@@ -321,6 +322,8 @@ def down(environ: Mapping[str, str], say: Say) -> list[int]:
     if supervisor.answers():
         supervisor_pid = supervisor.pid()
         recorded |= {supervisor_pid, *descendants(supervisor_pid)}
+        # a program's child whose parent was killed (kill -9) left the tree, not its group
+        recorded |= set(group_members({p.pid for p in supervisor.programs() if p.pid}))
         say("Stopping HAProxy, the services, Redis and the mail sink")
         try:
             supervisor.shutdown()
