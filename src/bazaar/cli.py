@@ -251,10 +251,6 @@ def up(
         scaled.up(topology, os.environ, say)
     except (TopologyError, scaled.UpError) as error:
         raise _up_failed(error) from None
-    except BaseException:
-        console.print("[yellow]Start failed or interrupted: stopping what started[/yellow]")
-        scaled.down(os.environ, say)
-        raise
     console.print(
         f"[green]Bazaar is up[/green] on http://127.0.0.1:{port}  (stats"
         f" http://127.0.0.1:{stats_port}/stats; `bazaar status`, `bazaar logs SERVICE`)"

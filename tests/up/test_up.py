@@ -25,8 +25,10 @@ import pytest
 
 from bazaar.runtime import haproxy
 from bazaar.runtime.pgcluster import ClusterError, binaries
+from bazaar.runtime.status import running_environment
 from bazaar.runtime.supervisor import Layout, Supervisor, descendants, is_alive
 from bazaar.runtime.topology import free_port
+from bazaar.runtime.up import Folder
 from tests.scaled import BROKER_URL, _rabbitmqctl, _unavailable
 
 BAZAAR = str(Path(sys.executable).parent / "bazaar")
@@ -45,10 +47,12 @@ class Running:
     def up_folder(self) -> Path:
         return self.data_dir / "up"
 
-    def bazaar(self, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    def bazaar(
+        self, *arguments: str, environ: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [BAZAAR, *arguments],
-            env=self.environ,
+            env={**self.environ, **(environ or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -132,11 +136,16 @@ def _haproxy_sees(up: Running, server: str) -> str:
 
 
 def _product_ids(up: Running) -> list[str]:
-    seeded = up.bazaar("seed", "--products", "5", timeout=120)
+    """Seeded into the running topology's catalog (with the settings `up` wrote down)."""
+    settings = running_environment(Folder(up.data_dir))
+    seeded = up.bazaar("seed", "--products", "5", environ=settings, timeout=120)
     assert seeded.returncode == 0, seeded.stderr
-    items = httpx.get(f"{up.base}/v1/products?limit=5", timeout=5).json()["items"]
-    assert len(items) == 5
-    return [item["id"] for item in items]
+
+    def listed() -> list[str]:
+        items = httpx.get(f"{up.base}/v1/products?limit=5", timeout=5).json()["items"]
+        return [item["id"] for item in items] if len(items) == 5 else []
+
+    return _wait(listed, 10, "the seeded products listed")
 
 
 class ReadStream:

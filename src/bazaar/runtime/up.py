@@ -23,6 +23,7 @@ from bazaar.runtime import haproxy
 from bazaar.runtime import supervisor as supervisor_config
 from bazaar.runtime.budget import Budget, plan_budget
 from bazaar.runtime.mailsink import count_messages
+from bazaar.runtime.pgcluster import ClusterError
 from bazaar.runtime.servers import (
     BROKER_NEEDED,
     OwnPostgres,
@@ -114,12 +115,28 @@ def up(topology: Topology, environ: Mapping[str, str], say: Say) -> dict:
     supervisor = Supervisor(folder.layout)
     if supervisor.answers():
         raise UpError(f"already up (supervisord on {folder.layout.socket}): `bazaar down` first")
-    broker = environ.get("BAZAAR_BROKER_URL")
-    if not broker:
+    if not environ.get("BAZAAR_BROKER_URL"):
         raise UpError(BROKER_NEEDED)
     for binary, package in (("haproxy", "haproxy"), ("supervisord", "supervisor")):
         if shutil.which(binary) is None:
             raise UpError(f"{binary} is not installed (Debian package `{package}`)")
+    try:
+        return _start(topology, environ, folder, supervisor, say)
+    except BaseException as error:
+        say("Start failed or interrupted: stopping what started")
+        down(environ, say)
+        if isinstance(error, ServersError | ClusterError | SupervisorError):
+            raise UpError(str(error)) from None
+        raise
+
+
+def _start(
+    topology: Topology,
+    environ: Mapping[str, str],
+    folder: Folder,
+    supervisor: Supervisor,
+    say: Say,
+) -> dict:
     state = State.load(folder.state)
     ports = PortSource()
     try:
