@@ -1,0 +1,91 @@
+"""`bazaar restart SERVICE` and `bazaar logs SERVICE` on a running `bazaar up`.
+
+A rolling restart takes one instance at a time out of HAProxy's rotation (`drain`: no new
+request, those in flight finish), waits until it holds no request, stops it (SIGTERM: it
+drains itself too), starts it, waits for its /readyz, puts it back and waits until HAProxy
+sees it UP, and only then goes on to the next. The service's worker goes last.
+"""
+
+import json
+import subprocess
+import time
+from collections.abc import Mapping
+
+from bazaar.runtime import haproxy
+from bazaar.runtime.supervisor import Supervisor
+from bazaar.runtime.topology import SERVICES
+from bazaar.runtime.up import READY_TIMEOUT, Folder, Say, UpError, folder_from, wait_url
+
+DRAIN_TIMEOUT = 30.0
+
+
+def _running(folder: Folder) -> Supervisor:
+    supervisor = Supervisor(folder.layout, timeout=120)
+    if not supervisor.answers():
+        raise UpError(f"not up (nothing answers under {folder.root}): `bazaar up` first")
+    return supervisor
+
+
+def restart(service: str, environ: Mapping[str, str], say: Say) -> None:
+    if service not in SERVICES:
+        raise UpError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
+    folder = folder_from(environ)
+    supervisor = _running(folder)
+    run = json.loads(folder.run.read_text())
+    processes = [p for p in run["processes"] if p["service"] == service]
+    for process in sorted(processes, key=lambda p: p["kind"] == "worker"):
+        name, port = process["name"], process["port"]
+        serving = process["kind"] == "serve"
+        say(f"restarting {name}")
+        if serving:
+            haproxy.set_state(folder.haproxy_socket, service, name, "drain")
+            _wait_drained(folder, service, name)
+        supervisor.stop(f"{service}:{name}")
+        supervisor.start(f"{service}:{name}")
+        wait_url(f"http://127.0.0.1:{port}/readyz", READY_TIMEOUT, what=name)
+        if serving:
+            haproxy.set_state(folder.haproxy_socket, service, name, "ready")
+            _wait_up(folder, service, name)
+        say(f"{name} is back and ready")
+
+
+def _view(folder: Folder, service: str, name: str) -> haproxy.ServerView:
+    views = haproxy.server_views(folder.haproxy_socket)
+    return next(v for v in views if v.backend == service and v.server == name)
+
+
+def _wait_drained(folder: Folder, service: str, name: str) -> None:
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while time.monotonic() < deadline and _view(folder, service, name).sessions > 0:
+        time.sleep(0.1)
+
+
+def _wait_up(folder: Folder, service: str, name: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if _view(folder, service, name).status == "UP":
+            return
+        time.sleep(0.1)
+    raise UpError(f"HAProxy does not see {name} UP after {READY_TIMEOUT} s")
+
+
+def log_files(target: str, environ: Mapping[str, str]) -> list[str]:
+    """The log files of a service's processes, or of one program (`catalog-0`, `haproxy`,
+    `redis`, `mailsink`, `supervisord`)."""
+    folder = folder_from(environ)
+    logs = folder.layout.logs
+    pattern = f"{target}-*.log" if target in SERVICES else f"{target}.log"
+    files = sorted(logs.glob(pattern))
+    if not files:
+        raise UpError(f"no log of {target!r} under {logs}")
+    return [str(f) for f in files]
+
+
+def tail(files: list[str], lines: int, follow: bool) -> int:
+    """`tail` prints the files (headed by their names when several); `-F` follows them
+    across supervisord's log rotation until Ctrl-C."""
+    command = ["tail", "-n", str(lines), *(["-F"] if follow else []), *files]
+    try:
+        return subprocess.run(command, check=False).returncode
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,215 @@
+"""`bazaar status`: every process with its state, pid, uptime, restarts and readiness;
+HAProxy's view of each backend server; replica lag; queue depths and dead letters; emails held.
+
+Each part is asked with a bounded wait, and a part that does not answer says so instead of
+hiding the rest.
+"""
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from bazaar.runtime import haproxy
+from bazaar.runtime.mailsink import count_messages
+from bazaar.runtime.supervisor import Supervisor
+from bazaar.runtime.up import Folder, folder_from
+
+ASK_TIMEOUT = 3.0
+
+
+def running_environment(folder: Folder) -> dict[str, str]:
+    """The processes' settings, as `up` wrote them to the env file."""
+    environment = {}
+    for line in folder.env_file.read_text().splitlines():
+        key, _, value = line.partition("=")
+        environment[key] = value[1:-1]
+    return environment
+
+
+def gather(environ: Mapping[str, str]) -> dict:
+    folder = folder_from(environ)
+    supervisor = Supervisor(folder.layout, timeout=ASK_TIMEOUT)
+    if not supervisor.answers():
+        return {"up": False, "folder": str(folder.root)}
+    run = json.loads(folder.run.read_text())
+    environment = running_environment(folder)
+    ports = {p["name"]: p["port"] for p in run["processes"]}
+    restarts = _restarts(folder.layout.logs / "supervisord.log")
+    now = time.time()
+    programs = [
+        {
+            "name": program.name,
+            "group": program.group,
+            "state": program.state,
+            "pid": program.pid,
+            "uptime": round(now - program.started) if program.state == "RUNNING" else 0,
+            "restarts": restarts.get(program.name, 0),
+            "port": ports.get(program.name),
+            "ready": _ready(ports.get(program.name)) if program.state == "RUNNING" else None,
+        }
+        for program in supervisor.programs()
+    ]
+    try:
+        backends = [view.__dict__ for view in haproxy.server_views(folder.haproxy_socket)]
+    except OSError as error:
+        backends = [{"error": f"HAProxy's stats socket: {error}"}]
+    return {
+        "up": True,
+        "folder": str(folder.root),
+        "url": f"http://127.0.0.1:{run['topology']['port']}",
+        "stats": f"http://127.0.0.1:{run['topology']['stats_port']}/stats",
+        "budget": run["budget"],
+        "programs": programs,
+        "backends": backends,
+        "replicas": asyncio.run(_replica_lag(environment["BAZAAR_DATABASE_URL"])),
+        "queues": asyncio.run(_queues(environment)),
+        "emails": count_messages(folder.mail),
+    }
+
+
+def _restarts(log: Path) -> dict[str, int]:
+    """How often each program exited since supervisord last started (supervisord's log)."""
+    counts: dict[str, int] = {}
+    try:
+        lines = log.read_text().splitlines()
+    except OSError:
+        return counts
+    for line in lines:
+        if "supervisord started with pid" in line:
+            counts.clear()
+        elif " exited: " in line:
+            name = line.split(" exited: ", 1)[1].split(" ", 1)[0]
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _ready(port: int | None) -> bool | None:
+    if port is None:
+        return None
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def _replica_lag(database_url: str) -> list[dict] | str:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    try:
+        async with asyncio.timeout(ASK_TIMEOUT):
+            connection = await asyncpg.connect(
+                host=url.host, port=url.port or 5432, user=url.username,
+                password=url.password, database="postgres",
+            )  # fmt: skip
+            try:
+                rows = await connection.fetch(
+                    "SELECT client_port, state, extract(epoch FROM replay_lag) AS lag,"
+                    " pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS behind"
+                    " FROM pg_stat_replication ORDER BY client_port"
+                )
+            finally:
+                await connection.close()
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+        return f"the primary does not answer ({type(error).__name__})"
+    return [
+        {
+            "state": row["state"],
+            "lag_seconds": float(row["lag"] or 0),
+            "bytes_behind": int(row["behind"] or 0),
+        }
+        for row in rows
+    ]
+
+
+async def _queues(environment: Mapping[str, str]) -> list[dict] | str:
+    """Messages ready in each consumer's queue and its dead-letter queue (passive declares:
+    nothing is created)."""
+    import aio_pika
+
+    from bazaar.platform.rabbitmq import RabbitMQBus
+    from bazaar.runtime.config import Settings
+    from bazaar.runtime.embedded import Runtime
+
+    runtime = Runtime(Settings.from_env(environment))
+    try:
+        bus = runtime.platform.bus
+        consumers = sorted(
+            {s.consumer for p in runtime.parts for s in p.subscriptions if not s.is_broadcast}
+        )
+    finally:
+        await runtime.platform.close()
+    if not isinstance(bus, RabbitMQBus):
+        return "no broker"
+    found = []
+    try:
+        async with asyncio.timeout(ASK_TIMEOUT * 2):
+            connection = await aio_pika.connect(environment["BAZAAR_BROKER_URL"], timeout=2)
+            async with connection:
+                for consumer in consumers:
+                    depths = []
+                    for name in (bus.queue_name(consumer), bus.dead_letter_queue_name(consumer)):
+                        channel = await connection.channel()
+                        try:
+                            queue = await channel.declare_queue(name, passive=True)
+                            depths.append(queue.declaration_result.message_count)
+                        except aio_pika.exceptions.ChannelClosed:
+                            depths.append(None)  # not declared yet
+                        finally:
+                            if not channel.is_closed:
+                                await channel.close()
+                    found.append({"consumer": consumer, "ready": depths[0], "dead": depths[1]})
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as error:
+        return f"RabbitMQ does not answer ({type(error).__name__})"
+    return found
+
+
+def render(report: dict) -> str:
+    if not report["up"]:
+        return f"Not up (nothing answers under {report['folder']})."
+    lines = [
+        f"Bazaar up at {report['url']}  stats {report['stats']}  ({report['folder']})",
+        f"connections: at most {report['budget']['total']} of max_connections"
+        f" {report['budget']['max_connections']} per PostgreSQL server",
+        "",
+        f"{'process':<22}{'state':<10}{'pid':>8}{'uptime':>9}{'restarts':>9}  ready",
+    ]
+    for p in report["programs"]:
+        ready = {True: "yes", False: "NO", None: "-"}[p["ready"]]
+        lines.append(
+            f"{p['name']:<22}{p['state']:<10}{p['pid']:>8}{p['uptime']:>8}s{p['restarts']:>9}"
+            f"  {ready}"
+        )
+    lines += ["", "HAProxy:"]
+    for b in report["backends"]:
+        if "error" in b:
+            lines.append(f"  {b['error']}")
+            continue
+        lines.append(
+            f"  {b['backend'] + '/' + b['server']:<31} {b['status']:<8}{b['check']:<20}"
+            f"now {b['sessions']:<4} total {b['total']:<8} down {b['down_transitions']}x"
+        )
+    lines += ["", "Replicas:"]
+    replicas = report["replicas"]
+    if isinstance(replicas, str) or not replicas:
+        lines.append(f"  {replicas or 'none streaming'}")
+    else:
+        for index, r in enumerate(replicas, 1):
+            lines.append(
+                f"  replica {index}: {r['state']}, lag {r['lag_seconds']:.3f} s,"
+                f" {r['bytes_behind']} bytes behind"
+            )
+    lines += ["", "Queues (ready / dead-lettered):"]
+    queues = report["queues"]
+    if isinstance(queues, str):
+        lines.append(f"  {queues}")
+    else:
+        for q in queues:
+            lines.append(f"  {q['consumer']:<30}{q['ready']!s:>8} /{q['dead']!s:>6}")
+    lines += ["", f"Emails in the mail sink: {report['emails']}"]
+    return "\n".join(lines)

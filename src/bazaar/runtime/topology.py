@@ -1,0 +1,113 @@
+"""What `bazaar up` runs: how many instances of each service, replicas and order shards, and
+the ports every process listens on.
+
+The topology comes from the command line (`--instances catalog=4,orders=2 --replicas 1
+--shards 2`) over the defaults; the ports of the instances are taken free at each start, the
+ports of the servers that keep data are chosen once and kept in the state file, so a second
+`up` finds its PostgreSQL and Redis where it left them.
+"""
+
+import socket
+from dataclasses import dataclass, field
+
+SERVICES = ("identity", "catalog", "orders", "payments", "notifications")
+DEFAULT_INSTANCES = 2
+DEFAULT_REPLICAS = 1
+DEFAULT_SHARDS = 2
+
+ROUTES: dict[str, tuple[str, ...]] = {
+    "identity": ("/v1/auth", "/v1/users"),
+    "catalog": ("/v1/products", "/v1/categories", "/v1/jobs", "/docs"),
+    "orders": ("/v1/cart", "/v1/orders", "/v1/admin/orders"),
+    "payments": ("/v1/payments",),
+    "notifications": ("/v1/notifications", "/v1/webhooks"),
+}
+"""The path prefixes each service owns (API.md). `/docs` and `/openapi.json` are the catalog's
+(each service documents its own routes, on its own port); `/healthz`, `/readyz` and `/metrics`
+are answered by the load balancer itself (see haproxy.py)."""
+
+
+class TopologyError(ValueError):
+    """The command line asks for a topology that cannot run."""
+
+
+def parse_instances(text: str | None) -> dict[str, int]:
+    """`catalog=4,orders=2` over the default of two instances of every service."""
+    counts = dict.fromkeys(SERVICES, DEFAULT_INSTANCES)
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in SERVICES:
+            raise TopologyError(
+                f"--instances: expected SERVICE=COUNT with SERVICE one of {', '.join(SERVICES)},"
+                f" got {item.strip()!r}"
+            )
+        try:
+            count = int(value)
+        except ValueError:
+            raise TopologyError(f"--instances: {name}'s count {value!r} is not a number") from None
+        if not 1 <= count <= 32:
+            raise TopologyError(f"--instances: {name} needs 1 to 32 instances, got {count}")
+        counts[name] = count
+    return counts
+
+
+@dataclass(frozen=True)
+class Process:
+    """One program that supervisord runs."""
+
+    name: str
+    service: str
+    kind: str
+    """`serve` (the service's API) or `worker` (its relay, consumers and loops)."""
+    port: int
+    """Where its HTTP answers (the API, or the worker's /healthz, /readyz, /metrics)."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    instances: dict[str, int] = field(default_factory=lambda: parse_instances(None))
+    replicas: int = DEFAULT_REPLICAS
+    shards: int = DEFAULT_SHARDS
+    port: int = 8000
+    stats_port: int = 8404
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.replicas <= 8:
+            raise TopologyError(f"--replicas: 0 to 8, got {self.replicas}")
+        if not 1 <= self.shards <= 64:
+            raise TopologyError(f"--shards: 1 to 64, got {self.shards}")
+        if self.port == self.stats_port:
+            raise TopologyError("--port and --stats-port must differ")
+
+    def processes(self, ports: "PortSource") -> list[Process]:
+        """Every API instance and one worker per service, each on a port of its own."""
+        found = []
+        for service in SERVICES:
+            for index in range(self.instances[service]):
+                found.append(Process(f"{service}-{index}", service, "serve", ports.take()))
+            found.append(Process(f"{service}-worker", service, "worker", ports.take()))
+        return found
+
+
+class PortSource:
+    """Free loopback ports, none given twice (the kernel may hand out a port it just gave)."""
+
+    def __init__(self, avoid: set[int] | None = None) -> None:
+        self._given: set[int] = set(avoid or ())
+
+    def take(self) -> int:
+        for _ in range(100):
+            port = free_port()
+            if port not in self._given:
+                self._given.add(port)
+                return port
+        raise RuntimeError("no free loopback port found")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,386 @@
+"""`bazaar up` and `bazaar down`: the scaled topology on one machine.
+
+`up` writes every configuration under `<data dir>/up/`, starts (or reuses) the servers,
+migrates once, then has supervisord start, in order: Redis and the mail sink; every
+`bazaar serve` instance and one `bazaar worker` per service; HAProxy in front. `down` stops
+them in the reverse order, then PostgreSQL, and checks that no process it started is left.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bazaar.platform.auth import load_or_create_key
+from bazaar.runtime import haproxy
+from bazaar.runtime import supervisor as supervisor_config
+from bazaar.runtime.budget import Budget, plan_budget
+from bazaar.runtime.mailsink import count_messages
+from bazaar.runtime.pgcluster import ClusterError
+from bazaar.runtime.servers import (
+    BROKER_NEEDED,
+    OwnPostgres,
+    ServersError,
+    State,
+    redis_command,
+    wait_for_redis,
+)
+from bazaar.runtime.supervisor import (
+    Layout,
+    Program,
+    Supervisor,
+    SupervisorError,
+    descendants,
+    group_members,
+    is_alive,
+)
+from bazaar.runtime.topology import SERVICES, PortSource, Process, Topology, TopologyError
+
+MIGRATE_TIMEOUT = 300
+READY_TIMEOUT = 120
+Say = Callable[[str], None]
+
+
+class UpError(RuntimeError):
+    """`bazaar up` cannot run as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Folder:
+    """Everything `bazaar up` keeps, under `<data dir>/up/`."""
+
+    data_dir: Path
+
+    @property
+    def root(self) -> Path:
+        return self.data_dir / "up"
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def run(self) -> Path:
+        """What the running topology is: processes, ports, pids (removed by `down`)."""
+        return self.root / "run.json"
+
+    @property
+    def haproxy_config(self) -> Path:
+        return self.root / "haproxy.cfg"
+
+    @property
+    def haproxy_socket(self) -> Path:
+        return self.root / "haproxy.sock"
+
+    @property
+    def mail(self) -> Path:
+        return self.root / "mail"
+
+    @property
+    def env_file(self) -> Path:
+        """The environment of the processes, for `set -a; . env` before another command."""
+        return self.root / "env"
+
+
+def folder_from(environ: Mapping[str, str]) -> Folder:
+    return Folder(Path(environ.get("BAZAAR_DATA_DIR") or ".bazaar").resolve())
+
+
+def bazaar_command() -> list[str]:
+    """The `bazaar` executable beside this Python (the virtualenv's), else on PATH."""
+    beside = Path(sys.executable).parent / "bazaar"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("bazaar")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from bazaar.cli import main; main()"]
+
+
+def up(topology: Topology, environ: Mapping[str, str], say: Say) -> dict:
+    """Bring everything up and return what runs (also written to run.json)."""
+    folder = folder_from(environ)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(folder.layout)
+    if supervisor.answers():
+        raise UpError(f"already up (supervisord on {folder.layout.socket}): `bazaar down` first")
+    if not environ.get("BAZAAR_BROKER_URL"):
+        raise UpError(BROKER_NEEDED)
+    for binary, package in (("haproxy", "haproxy"), ("supervisord", "supervisor")):
+        if shutil.which(binary) is None:
+            raise UpError(f"{binary} is not installed (Debian package `{package}`)")
+    try:
+        return _start(topology, environ, folder, supervisor, say)
+    except BaseException as error:
+        say("Start failed or interrupted: stopping what started")
+        down(environ, say)
+        if isinstance(error, ServersError | ClusterError | SupervisorError):
+            raise UpError(str(error)) from None
+        raise
+
+
+def _start(
+    topology: Topology,
+    environ: Mapping[str, str],
+    folder: Folder,
+    supervisor: Supervisor,
+    say: Say,
+) -> dict:
+    state = State.load(folder.state)
+    ports = PortSource()
+    try:
+        state.claim_ports(topology.replicas, topology.shards, ports)
+    except ServersError as error:
+        raise UpError(str(error)) from None
+    state.save(folder.state)
+    processes = topology.processes(ports)
+    postgres = None
+    if not environ.get("BAZAAR_DATABASE_URL"):
+        postgres = OwnPostgres(folder.root / "postgres", state, topology.replicas)
+        say(f"PostgreSQL: primary on {state.primary_port}, {topology.replicas} replica(s)")
+        postgres.ensure()
+    try:
+        budget = plan_budget(processes, topology.shards, _max_connections(environ, state))
+    except TopologyError as error:
+        raise UpError(str(error)) from None
+    environment = _environment(environ, folder, state, topology, postgres)
+    load_or_create_key(folder.data_dir / "jwt-ed25519.pem")
+    folder.env_file.write_text(
+        "".join(f"{key}='{value}'\n" for key, value in sorted(environment.items()))
+    )
+    folder.env_file.chmod(0o600)
+    balancer = haproxy.Balancer(topology.port, topology.stats_port, folder.haproxy_socket)
+    folder.haproxy_config.write_text(haproxy.render(balancer, processes))
+    _check_haproxy(folder.haproxy_config)
+    programs = _programs(folder, state, processes, budget, environ)
+    folder.layout.config.write_text(supervisor_config.render(folder.layout, programs, environment))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
+    supervisor_pid = supervisor.launch(clean)
+    run = {
+        "topology": {
+            "instances": topology.instances,
+            "replicas": topology.replicas,
+            "shards": topology.shards,
+            "port": topology.port,
+            "stats_port": topology.stats_port,
+        },
+        "processes": [p.__dict__ for p in processes],
+        "budget": {"max_connections": budget.max_connections, "total": budget.total},
+        "supervisord_pid": supervisor_pid,
+        "pids": [],
+    }
+    folder.run.write_text(json.dumps(run, indent=2))
+    if "servers" in {p.group for p in programs}:
+        say("Redis and the mail sink")
+        supervisor.start_group("servers")
+    if not environ.get("BAZAAR_REDIS_URL"):
+        wait_for_redis(environment["BAZAAR_REDIS_URL"])
+    say("Migrating every database (bazaar migrate)")
+    _migrate(environment)
+    for service in SERVICES:
+        say(f"{service}: {topology.instances[service]} instance(s) and a worker")
+        supervisor.start_group(service)
+    wait_ready(processes, READY_TIMEOUT)
+    supervisor.start_group("edge")
+    wait_url(f"http://127.0.0.1:{topology.port}/readyz", READY_TIMEOUT)
+    run["pids"] = sorted({*descendants(supervisor_pid), *(postgres.pids() if postgres else [])})
+    folder.run.write_text(json.dumps(run, indent=2))
+    return run
+
+
+def _max_connections(environ: Mapping[str, str], state: State) -> int:
+    url = environ.get("BAZAAR_DATABASE_URL")
+    if not url:
+        return state.max_connections
+    import asyncio
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    parts = make_url(url)
+
+    async def ask() -> int:
+        connection = await asyncpg.connect(
+            host=parts.host or "localhost",
+            port=parts.port or 5432,
+            user=parts.username,
+            password=parts.password,
+            database="postgres",
+            timeout=5,
+        )
+        try:
+            return int(await connection.fetchval("SHOW max_connections"))
+        finally:
+            await connection.close()
+
+    return asyncio.run(ask())
+
+
+def _environment(
+    environ: Mapping[str, str],
+    folder: Folder,
+    state: State,
+    topology: Topology,
+    postgres: OwnPostgres | None,
+) -> dict[str, str]:
+    """Every process's settings: the caller's `BAZAAR_*` over which the servers are named."""
+    environment = {k: v for k, v in environ.items() if k.startswith("BAZAAR_")}
+    environment |= {
+        "BAZAAR_DATA_DIR": str(folder.data_dir),
+        "BAZAAR_ORDER_SHARDS": str(topology.shards),
+        "BAZAAR_CATALOG_URL": f"http://127.0.0.1:{topology.port}",
+        "BAZAAR_LOG_JSON": environ.get("BAZAAR_LOG_JSON", "true"),
+    }
+    if postgres is not None:
+        environment["BAZAAR_DATABASE_URL"] = postgres.primary.url("bazaar")
+        replicas = ",".join(replica.url("bazaar") for replica in postgres.replica_servers)
+        environment.pop("BAZAAR_REPLICA_URLS", None)
+        if replicas:
+            environment["BAZAAR_REPLICA_URLS"] = replicas
+    environment.pop("BAZAAR_ORDER_SHARD_URLS", None)
+    environment.setdefault("BAZAAR_REDIS_URL", f"redis://127.0.0.1:{state.redis_port}/0")
+    environment.setdefault("BAZAAR_SMTP_URL", f"smtp://127.0.0.1:{state.smtp_port}")
+    return environment
+
+
+def _programs(
+    folder: Folder,
+    state: State,
+    processes: list[Process],
+    budget: Budget,
+    environ: Mapping[str, str],
+) -> list[Program]:
+    bazaar = bazaar_command()
+    programs = []
+    if not environ.get("BAZAAR_REDIS_URL"):
+        command = redis_command(folder.root / "redis", state.redis_port)
+        programs.append(Program("redis", command, "servers", priority=10))
+    if not environ.get("BAZAAR_SMTP_URL"):
+        command = [
+            *bazaar,
+            "mailsink",
+            "--port",
+            str(state.smtp_port),
+            "--folder",
+            str(folder.mail),
+        ]
+        programs.append(Program("mailsink", command, "servers", priority=10))
+    for process in processes:
+        command = [*bazaar, process.kind, process.service, "--port", str(process.port)]
+        priority = 100 if process.kind == "serve" else 110
+        environment = budget.pools[process.name].environment()
+        programs.append(Program(process.name, command, process.service, environment, priority))
+    haproxy_binary = shutil.which("haproxy") or "haproxy"
+    command = [haproxy_binary, "-db", "-f", str(folder.haproxy_config)]
+    programs.append(Program("haproxy", command, "edge", priority=200, stop_signal="USR1"))
+    return programs
+
+
+def _check_haproxy(config: Path) -> None:
+    done = subprocess.run(
+        ["haproxy", "-c", "-q", "-f", str(config)], capture_output=True, text=True, timeout=30
+    )
+    if done.returncode != 0:
+        raise UpError(f"HAProxy refuses {config}: {done.stderr.strip() or done.stdout}")
+
+
+def _migrate(environment: Mapping[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")} | dict(environment)
+    done = subprocess.run(
+        [*bazaar_command(), "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=MIGRATE_TIMEOUT,
+    )
+    if done.returncode != 0:
+        raise UpError(f"bazaar migrate failed:\n{done.stderr.strip() or done.stdout}")
+
+
+def wait_ready(processes: list[Process], timeout: float) -> None:
+    """Wait until every process answers /readyz with 200 on its own port."""
+    for process in processes:
+        wait_url(f"http://127.0.0.1:{process.port}/readyz", timeout, what=process.name)
+
+
+def wait_url(url: str, timeout: float, what: str | None = None) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(url, timeout=1.0)
+            if answer.status_code == 200:
+                return
+            last = f"{answer.status_code} {answer.text[:200]}"
+        except httpx.HTTPError as error:
+            last = type(error).__name__
+        time.sleep(0.2)
+    raise UpError(f"{what or url} not ready after {timeout:.0f} s ({last})")
+
+
+def down(environ: Mapping[str, str], say: Say) -> list[int]:
+    """Stop everything `up` started; return the pids that were checked gone."""
+    folder = folder_from(environ)
+    supervisor = Supervisor(folder.layout, timeout=180)
+    recorded = set(_recorded_pids(folder))
+    if supervisor.answers():
+        supervisor_pid = supervisor.pid()
+        recorded |= {supervisor_pid, *descendants(supervisor_pid)}
+        # a program's child whose parent was killed (kill -9) left the tree, not its group
+        recorded |= set(group_members({p.pid for p in supervisor.programs() if p.pid}))
+        say("Stopping HAProxy, the services, Redis and the mail sink")
+        try:
+            supervisor.shutdown()
+        except SupervisorError as error:
+            say(str(error))
+    state = State.load(folder.state)
+    postgres = OwnPostgres(folder.root / "postgres", state, len(state.replica_ports))
+    recorded |= set(postgres.pids())
+    if postgres.all_made():
+        say("Stopping PostgreSQL")
+        postgres.stop()
+    left = _wait_gone(recorded, timeout=30)
+    for pid in left:  # ours, and they outlived every bounded stop
+        say(f"pid {pid} was left running: killed")
+        _kill(pid)
+    folder.run.unlink(missing_ok=True)
+    return sorted(recorded)
+
+
+def _recorded_pids(folder: Folder) -> list[int]:
+    try:
+        run = json.loads(folder.run.read_text())
+    except (OSError, ValueError):
+        return []
+    return [run.get("supervisord_pid", 0), *run.get("pids", [])]
+
+
+def _wait_gone(pids: set[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = [pid for pid in pids if pid and is_alive(pid)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in alive if is_alive(pid)]
+    return alive
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def mail_count(environ: Mapping[str, str]) -> int:
+    return count_messages(folder_from(environ).mail)
