@@ -1,0 +1,160 @@
+"""Data: administrator accounts, a generated catalog, dead-lettered messages."""
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from bazaar.cli import admin, app, console, dlq, settings_or_exit
+
+
+@admin.command("create")
+def admin_create(
+    email: Annotated[str, typer.Option(help="The admin's email.")],
+    password: Annotated[str, typer.Option(help="At least 8 characters.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "Administrator",
+) -> None:
+    """Create an admin account (migrating first if needed).
+
+    Its `user.registered` event stays in identity's outbox until a running Bazaar's relay
+    publishes it (at once, or at that process's next start).
+    """
+    from bazaar.identity import service
+    from bazaar.identity.wiring import passwords
+    from bazaar.platform.auth import ADMIN
+    from bazaar.platform.errors import BazaarError
+    from bazaar.runtime.embedded import Runtime
+
+    if not 8 <= len(password) <= 128:
+        console.print("[red]The password must be 8 to 128 characters.[/red]")
+        raise typer.Exit(2)
+
+    async def run() -> str:
+        runtime = Runtime(settings_or_exit())
+        try:
+            await runtime.migrate()
+            async with runtime.platform.databases["identity"].write() as session:
+                user = await service.register_user(
+                    session,
+                    passwords(runtime.settings.identity),
+                    email=email,
+                    password=password,
+                    name=name,
+                    role=ADMIN,
+                )
+            return user.id
+        finally:
+            await runtime.platform.close()
+
+    try:
+        user_id = asyncio.run(run())
+    except BazaarError as error:
+        console.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"[green]Admin {email} created[/green] (id {user_id})")
+
+
+@app.command()
+def seed(
+    products: Annotated[int, typer.Option(min=1, help="How many products to generate.")],
+) -> None:
+    """Fill the catalog with generated products (migrating first if needed)."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from bazaar.catalog.seed import seed_products
+    from bazaar.runtime.embedded import Runtime
+
+    async def run() -> int:
+        runtime = Runtime(settings_or_exit())
+        try:
+            await runtime.migrate()
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task("Seeding products", total=products)
+                return await seed_products(
+                    runtime.platform.databases["catalog"],
+                    products,
+                    on_progress=lambda done: progress.advance(task, done),
+                )
+        finally:
+            await runtime.platform.close()
+
+    started = time.perf_counter()
+    count = asyncio.run(run())
+    elapsed = time.perf_counter() - started
+    console.print(f"[green]{count} products seeded[/green] in {elapsed:.1f} s")
+
+
+def _dead_letters(replay: bool, consumer: str | None, event_id: str | None) -> list[tuple]:
+    """(consumer, event id, type, why, when) of the dead letters, replayed first if asked: the
+    broker's dead-letter queues when BAZAAR_BROKER_URL is set, else the dead_letter tables."""
+    from bazaar.platform import bus
+    from bazaar.platform.rabbitmq import RabbitMQBus
+    from bazaar.runtime.embedded import Runtime
+
+    async def run() -> list[tuple]:
+        runtime = Runtime(settings_or_exit())
+        subscriptions = [s for part in runtime.parts for s in part.subscriptions]
+        consumers = {s.consumer for s in subscriptions if not s.is_broadcast}
+        if consumer is not None:
+            consumers &= {consumer}
+        try:
+            broker = runtime.platform.bus
+            if isinstance(broker, RabbitMQBus):
+                if replay:
+                    letters = await broker.replay_dead_letters(consumers, event_id)
+                else:
+                    letters = await broker.dead_letters(consumers)
+                return [
+                    (d.consumer, d.event_id, d.type, d.reason, d.failed_at)
+                    for d in letters
+                    if event_id in (None, d.event_id)
+                ]
+            await runtime.migrate()
+            found = []
+            for db in {id(db): db for part in runtime.parts for db in part.databases}.values():
+                rows = await bus.stored_dead_letters(db, consumer)
+                found += [
+                    (r.consumer, r.event_id, r.type, r.error.splitlines()[-1], r.failed_at)
+                    for r in rows
+                    if event_id in (None, r.event_id)
+                ]
+                if replay:
+                    await bus.replay_stored_dead_letters(
+                        db, subscriptions, consumer=consumer, event_id=event_id
+                    )
+            return found
+        finally:
+            await runtime.platform.close()
+
+    return asyncio.run(run())
+
+
+@dlq.command("list")
+def dlq_list(
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's.")] = None,
+) -> None:
+    """List the messages that failed too often (consumer, event id, type, why, when)."""
+    letters = _dead_letters(False, consumer, None)
+    for letter in letters:
+        typer.echo("\t".join(str(field) for field in letter))
+    console.print(f"{len(letters)} dead-lettered message(s)")
+
+
+@dlq.command("replay")
+def dlq_replay(
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's.")] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="Only this event id.")] = None,
+) -> None:
+    """Deliver dead-lettered messages again to their consumer and mark them replayed."""
+    letters = _dead_letters(True, consumer, event_id)
+    for letter in letters:
+        typer.echo("\t".join(str(field) for field in letter))
+    console.print(f"[green]{len(letters)} message(s) replayed[/green]")

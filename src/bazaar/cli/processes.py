@@ -1,0 +1,161 @@
+"""Running Bazaar: every service in one process, one service's API or worker, migrations."""
+
+import asyncio
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from bazaar.cli import STOP_SECONDS, app, console, settings_or_exit
+from bazaar.platform.settings import SettingsError
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Every service in one process, on the embedded default: no server to install."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    settings = settings_or_exit()
+    console.print(
+        f"Bazaar on http://{host}:{port}  (docs: /docs, data: {settings.platform.data_dir})"
+    )
+    Server(
+        "bazaar.runtime.embedded:create_embedded_app",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        factory=True,
+        log_access=False,
+    ).serve()
+
+
+class Service(StrEnum):
+    identity = "identity"
+    catalog = "catalog"
+    orders = "orders"
+    payments = "payments"
+    notifications = "notifications"
+
+
+ServiceName = Annotated[Service, typer.Argument(help="The service this process runs.")]
+
+
+def _scaled_settings(kind: str, service: str) -> None:
+    """Refuse at once, naming the variable, what the process could not run with."""
+    from bazaar.runtime.config import ProcessKind
+    from bazaar.runtime.processes import settings_for
+
+    try:
+        settings_for(ProcessKind(kind), service)
+    except SettingsError as error:
+        console.print(f"[red]Bad setting[/red] {error}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    service: ServiceName,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (granian).")] = 1,
+) -> None:
+    """One service's HTTP API, on the real servers (no relay, no consumers: see `worker`)."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    service = Service(service).value
+    _scaled_settings("serve", service)
+    console.print(f"Bazaar {service} on http://{host}:{port}  (docs: /docs)")
+    Server(
+        f"bazaar.runtime.processes:serve_{service}",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        factory=True,
+        log_access=False,
+        workers_kill_timeout=STOP_SECONDS,
+    ).serve()
+
+
+@app.command()
+def worker(
+    service: ServiceName,
+    port: Annotated[
+        int | None, typer.Option(help="Serve /healthz, /readyz and /metrics on this port.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address of that port.")] = "127.0.0.1",
+) -> None:
+    """One service's outbox relay, event consumers and background loops, on the real servers.
+
+    SIGTERM or SIGINT stops it cleanly: it takes no new message, lets the running handlers
+    finish (a few seconds at most) and leaves the others to the broker for another worker.
+    """
+    service = Service(service).value
+    _scaled_settings("worker", service)
+    if port is None:
+        from bazaar.runtime.processes import run_worker
+
+        console.print(f"Bazaar {service} worker started")
+        asyncio.run(run_worker(service))
+        return
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    console.print(f"Bazaar {service} worker, health on http://{host}:{port}/healthz")
+    Server(
+        f"bazaar.runtime.processes:worker_{service}",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        factory=True,
+        log_access=False,
+        workers_kill_timeout=STOP_SECONDS,
+    ).serve()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations of every service and shard."""
+    from bazaar.runtime.embedded import Runtime
+
+    async def run() -> None:
+        runtime = Runtime(settings_or_exit())
+        try:
+            await runtime.migrate()
+        finally:
+            await runtime.platform.close()
+
+    try:
+        asyncio.run(run())
+    except SettingsError as error:  # a server that the settings name does not answer
+        console.print(f"[red]Bad setting[/red] {error}")
+        raise typer.Exit(2) from None
+    console.print("[green]Every database is migrated.[/green]")
+
+
+@app.command("makemigration", hidden=True)
+def make_migration(
+    service_name: Annotated[str, typer.Argument(help="identity, catalog, orders, ...")],
+    message: Annotated[str, typer.Option("-m", help="What the revision does.")],
+) -> None:
+    """For developers: write a migration with what a service's models add."""
+    from bazaar.platform import migrations
+    from bazaar.runtime.embedded import Runtime
+
+    async def run() -> None:
+        runtime = Runtime(settings_or_exit())
+        try:
+            part = next(p for p in runtime.parts if p.name == service_name)
+            await migrations.upgrade(part.databases[0], part.schema)
+            await migrations.new_revision(part.databases[0], part.schema, message)
+        finally:
+            await runtime.platform.close()
+
+    asyncio.run(run())

@@ -1,0 +1,122 @@
+"""The scaled topology on one machine: `bazaar up`, `down`, `status`, `logs`, `restart`."""
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bazaar.cli import app, console
+
+
+def _up_failed(error: Exception) -> typer.Exit:
+    console.print(f"[red]{error}[/red]")
+    return typer.Exit(1)
+
+
+@app.command()
+def up(
+    instances: Annotated[
+        str | None, typer.Option(help="Instances per service, e.g. catalog=4,orders=2 (2 each).")
+    ] = None,
+    replicas: Annotated[int, typer.Option(help="PostgreSQL streaming replicas.")] = 1,
+    shards: Annotated[int, typer.Option(help="Order shard databases (fixed once made).")] = 2,
+    port: Annotated[int, typer.Option(help="HAProxy's port: the whole API.")] = 8000,
+    stats_port: Annotated[int, typer.Option(help="HAProxy's stats page (/stats).")] = 8404,
+    detach: Annotated[bool, typer.Option(help="Return once up; `bazaar down` stops.")] = False,
+) -> None:
+    """The scaled topology on one machine: HAProxy in front of N instances of every service,
+    a worker per service, PostgreSQL primary + replicas + shards, Redis, RabbitMQ (named by
+    BAZAAR_BROKER_URL) and a mail sink, all under supervisord. Ctrl-C stops everything."""
+    import signal
+    import time
+
+    from bazaar.runtime import up as scaled
+    from bazaar.runtime.topology import Topology, TopologyError, parse_instances
+
+    say = console.print
+    try:
+        topology = Topology(parse_instances(instances), replicas, shards, port, stats_port)
+        scaled.up(topology, os.environ, say)
+    except (TopologyError, scaled.UpError) as error:
+        raise _up_failed(error) from None
+    console.print(
+        f"[green]Bazaar is up[/green] on http://127.0.0.1:{port}  (stats"
+        f" http://127.0.0.1:{stats_port}/stats; `bazaar status`, `bazaar logs SERVICE`)"
+    )
+    if detach:
+        return
+    stopping: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, _frame: stopping.append(number))
+    console.print("Ctrl-C stops everything.")
+    while not stopping:
+        time.sleep(0.5)
+    scaled.down(os.environ, say)
+    console.print("[green]Stopped.[/green]")
+
+
+@app.command()
+def down() -> None:
+    """Stop everything `bazaar up` started (the data stays for the next `up`)."""
+    from bazaar.runtime import up as scaled
+
+    pids = scaled.down(os.environ, console.print)
+    console.print(f"[green]Down[/green]: {len(pids)} process(es) stopped, none left.")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """Every process (state, pid, uptime, restarts, readiness), HAProxy's view of each
+    backend, replica lag, queue depths and dead letters, emails in the mail sink."""
+    import json
+
+    from bazaar.runtime.status import gather, render
+
+    report = gather(os.environ)
+    typer.echo(json.dumps(report, indent=2) if as_json else render(report))
+    if not report["up"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    target: Annotated[str, typer.Argument(help="A service, or catalog-0, haproxy, redis...")],
+    lines: Annotated[int, typer.Option("-n", help="Lines from the end.")] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing.")] = False,
+) -> None:
+    """Tail the logs of a service's processes under `bazaar up`."""
+    from bazaar.runtime.control import log_files, tail
+    from bazaar.runtime.up import UpError
+
+    try:
+        files = log_files(target, os.environ)
+    except UpError as error:
+        raise _up_failed(error) from None
+    raise typer.Exit(tail(files, lines, follow))
+
+
+@app.command()
+def restart(service: Annotated[str, typer.Argument(help="identity, catalog, orders, ...")]) -> None:
+    """Rolling restart: one instance at a time, each back and ready before the next."""
+    from bazaar.runtime.control import restart as rolling
+    from bazaar.runtime.up import UpError
+
+    try:
+        rolling(service, os.environ, console.print)
+    except UpError as error:
+        raise _up_failed(error) from None
+    console.print(f"[green]{service} restarted[/green]")
+
+
+@app.command(hidden=True)
+def mailsink(
+    port: Annotated[int, typer.Option(help="SMTP port on 127.0.0.1.")],
+    folder: Annotated[Path, typer.Option(help="Where each message becomes an .eml file.")],
+) -> None:
+    """The local SMTP sink `bazaar up` runs."""
+    from bazaar.runtime.mailsink import run_mail_sink
+
+    run_mail_sink(folder, port)
