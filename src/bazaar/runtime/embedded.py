@@ -98,7 +98,8 @@ class Runtime:
         if self.kind is not ProcessKind.SERVE or self._subscribed:
             await self.platform.bus.start()
             self._bus_started = True
-        loops = [*self.platform.replica_monitors()]  # every kind reads
+        # every kind reads, each from its own services' databases only
+        loops = self.platform.replica_monitors(self.databases)
         if self.kind is not ProcessKind.SERVE:
             poll = self.settings.process.relay_poll_interval
             loops += [

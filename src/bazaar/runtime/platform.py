@@ -1,7 +1,7 @@
 """The platform's adapters chosen by the settings: embedded (SQLite, in-process cache and bus)
 unless a server is named."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from cashews import Cache
@@ -51,9 +51,10 @@ class Platform:
         shared = self.cache if isinstance(self.cache, RedisCache) else None
         self.idempotency = Idempotency(shared)
 
-    def replica_monitors(self) -> list[Callable[[], Awaitable[None]]]:
-        """The loops that watch each database's replicas (lag, health)."""
-        return [db.replicas.monitor for db in self.all_databases() if db.replicas is not None]
+    @staticmethod
+    def replica_monitors(databases: Iterable[Database]) -> list[Callable[[], Awaitable[None]]]:
+        """The loops that watch the replicas (lag, health) of the `databases` a process uses."""
+        return [db.replicas.monitor for db in databases if db.replicas is not None]
 
     def all_databases(self) -> list[Database]:
         return [*self.databases.values(), *self.orders.shards]
