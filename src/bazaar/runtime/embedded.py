@@ -23,6 +23,7 @@ from bazaar.platform.web import create_app
 from bazaar.runtime.assemble import SERVICES, assemble
 from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import ProcessKind, Settings
+from bazaar.runtime.lifetime import die_with_parent
 from bazaar.runtime.platform import Platform, build_platform, require_servers
 
 CATALOG_URL_NEEDED = (
@@ -171,6 +172,7 @@ class Runtime:
 
 def create_embedded_app() -> ASGIApp:
     """The ASGI app of `bazaar dev`, built from the environment (a granian factory)."""
+    die_with_parent()
     settings = Settings.from_env()
     configure_logging(settings.platform.log_level, json=settings.platform.log_json)
     return Runtime(settings).app()

@@ -19,6 +19,7 @@ from bazaar.platform.settings import SettingsError
 from bazaar.runtime.assemble import SERVICES
 from bazaar.runtime.config import ProcessKind, Settings
 from bazaar.runtime.embedded import CATALOG_URL_NEEDED, Runtime
+from bazaar.runtime.lifetime import die_with_parent
 
 STOP_BOUND = 15.0
 """The longest a worker takes to stop after SIGTERM before it gives up waiting on itself."""
@@ -51,6 +52,7 @@ def settings_for(kind: ProcessKind, service: str) -> Settings:
 
 def service_app(kind: ProcessKind, service: str) -> ASGIApp:
     """The ASGI app of one service's process: its API (serve) or its health port (worker)."""
+    die_with_parent()
     settings = settings_for(kind, service)
     configure_logging(settings.platform.log_level, json=settings.platform.log_json)
     return Runtime(settings, services=[service]).app()
