@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from bazaar.platform import sqlite_inline
+from bazaar.platform import pg_notify, sqlite_inline
 from bazaar.platform.errors import NotFound
 from bazaar.platform.replicas import UNKNOWN, ReplicaSet
 
@@ -97,11 +97,19 @@ class Database:
         async with self._writer() as session:
             async with session.begin():
                 yield session
+                for signal in self._signals_for_other_processes(session):
+                    await pg_notify.notify(session, signal)
             if self.replicas is not None:
                 await self.replicas.remember_commit(await session.connection())
         for signal in session.info.get("signals", ()):
             for wake in self.listeners.get(signal, ()):
                 wake()
+
+    def _signals_for_other_processes(self, session: WriteSession) -> list[str]:
+        """The signals of this transaction that no loop of this process listens to."""
+        if self.dialect != "postgresql":
+            return []
+        return [s for s in session.info.get("signals", ()) if s not in self.listeners]
 
     @asynccontextmanager
     async def read(self, *, fresh: bool = False) -> AsyncIterator[ReadSession]:

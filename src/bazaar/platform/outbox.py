@@ -7,12 +7,14 @@ a crash, which idempotent consumers absorb.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import registry
 
+from bazaar.platform import pg_notify
 from bazaar.platform.bus import EventBus
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession, signal_after_commit
@@ -59,6 +61,17 @@ class OutboxRelay:
     async def _relay(self, db: Database, poll_interval: float) -> None:
         waker = Waker(poll_interval)
         db.listen("outbox", waker.wake)
+        if db.dialect == "postgresql":  # rows written by other processes (the API's)
+            listener = asyncio.create_task(pg_notify.listen(db.primary.url, "outbox", waker.wake))
+        try:
+            await self._publish_while_woken(db, waker)
+        finally:
+            if db.dialect == "postgresql":
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _publish_while_woken(self, db: Database, waker: Waker) -> None:
         while True:
             try:
                 published = await self.publish_pending(db)

@@ -28,8 +28,9 @@ class KindDefaults:
     pool: PoolSettings
     consumer_concurrency: int
     relay_poll_interval: float
-    """Seconds between the relay's looks at the outbox when no commit in its process woke it:
-    a worker's outbox rows are mostly written by API processes, which cannot wake it."""
+    """Seconds between the relay's looks at the outbox when no commit woke it: commits in its
+    process wake it directly, commits in other processes (the API's) through PostgreSQL's
+    NOTIFY (platform/pg_notify.py), so polling is only the fallback."""
 
 
 DEFAULTS = {
@@ -39,7 +40,7 @@ DEFAULTS = {
     ProcessKind.SERVE: KindDefaults(PoolSettings(size=10, overflow=10, timeout=1.0), 4, 1.0),
     # No request waits on a worker: a handler may wait longer for a connection than a
     # request would, rather than fail and be redelivered.
-    ProcessKind.WORKER: KindDefaults(PoolSettings(size=5, overflow=5, timeout=5.0), 8, 0.2),
+    ProcessKind.WORKER: KindDefaults(PoolSettings(size=5, overflow=5, timeout=5.0), 8, 1.0),
 }
 
 

@@ -1,0 +1,67 @@
+"""Commits that wake a loop in another process: PostgreSQL's NOTIFY and LISTEN.
+
+An API process writes outbox rows that the service's worker publishes. Without a word from
+the writer the worker's relay finds them only at its next poll; with one it starts at once and
+can poll rarely. A commit that raised a signal (`db.signal_after_commit`) which no loop of the
+same process listens to also sends `NOTIFY bazaar_<signal>` in its transaction (delivered on
+commit, dropped on rollback); the relay LISTENs on a connection of its own. Polling stays, as
+the fallback for a notification lost while that connection was down (or behind a pooler in
+transaction mode, where LISTEN cannot work).
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bazaar.platform.observability import log
+
+RECONNECT_SECONDS = 1.0
+CHECK_SECONDS = 15.0
+"""How often the listening connection proves it is alive (a dead peer sends no close)."""
+
+
+def channel(signal: str) -> str:
+    return f"bazaar_{signal}"
+
+
+async def notify(session: AsyncSession, signal: str) -> None:
+    """Send `signal` to the listeners of the session's database when the transaction commits."""
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel(signal)})
+
+
+async def listen(url: URL, signal: str, wake: Callable[[], None]) -> None:
+    """Until cancelled, call `wake` whenever a commit on the database at `url` sends
+    `signal`; reconnects after a failure (and wakes then, for what it may have missed)."""
+    while True:
+        try:
+            connection = await asyncpg.connect(
+                host=url.host or "localhost",
+                port=url.port or 5432,
+                user=url.username,
+                password=url.password,
+                database=url.database,
+                timeout=5,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+            log.warning("listen_connect_failed", signal=signal, error=type(error).__name__)
+            await asyncio.sleep(RECONNECT_SECONDS)
+            continue
+        try:
+            await connection.add_listener(channel(signal), lambda *_: wake())
+            wake()
+            while True:
+                await asyncio.sleep(CHECK_SECONDS)
+                async with asyncio.timeout(5):
+                    await connection.fetchval("SELECT 1")
+        except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+            log.warning("listen_connection_lost", signal=signal, error=type(error).__name__)
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await connection.close()
+        await asyncio.sleep(RECONNECT_SECONDS)
