@@ -145,10 +145,7 @@ async def test_concurrent_checkouts_share_few_server_connections(
     assert len(orders) == 24
     async with asyncio.timeout(60):
         settled_orders = await asyncio.gather(
-            *(
-                settled(client, buyers[n // 3], order.json()["id"])
-                for n, order in enumerate(orders)
-            )
+            *(settled(client, buyers[n // 3], order.json()["id"]) for n, order in enumerate(orders))
         )
     assert {order["status"] for order in settled_orders} == {"confirmed"}
     assert sum([await stock_of(client, p["id"]) for p in products]) == 4 * 100 - 24
