@@ -24,6 +24,9 @@ def up(
     port: Annotated[int, typer.Option(help="HAProxy's port: the whole API.")] = 8000,
     stats_port: Annotated[int, typer.Option(help="HAProxy's stats page (/stats).")] = 8404,
     detach: Annotated[bool, typer.Option(help="Return once up; `bazaar down` stops.")] = False,
+    pgbouncer: Annotated[
+        bool, typer.Option(help="PgBouncer (transaction pooling) before each PostgreSQL server.")
+    ] = False,
 ) -> None:
     """The scaled topology on one machine: HAProxy in front of N instances of every service,
     a worker per service, PostgreSQL primary + replicas + shards, Redis, RabbitMQ (named by
@@ -36,7 +39,9 @@ def up(
 
     say = console.print
     try:
-        topology = Topology(parse_instances(instances), replicas, shards, port, stats_port)
+        topology = Topology(
+            parse_instances(instances), replicas, shards, port, stats_port, pgbouncer
+        )
         scaled.up(topology, os.environ, say)
     except (TopologyError, scaled.UpError) as error:
         raise _up_failed(error) from None

@@ -3,6 +3,7 @@ URL, and the creation of databases that do not exist yet."""
 
 import contextlib
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,8 +41,44 @@ class PoolSettings:
         return self.size + self.overflow
 
 
+def lock_timeout_setting() -> str:
+    """`LOCK_TIMEOUT` as PostgreSQL's `lock_timeout` value (milliseconds)."""
+    return str(int(LOCK_TIMEOUT * 1000))
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def connect_args(pooler: str | None, command_timeout: float) -> dict:
+    """asyncpg's arguments for a connection to the server itself, or (`pooler` "pgbouncer")
+    to a PgBouncer in transaction pooling.
+
+    Through PgBouncer each transaction may run on another server connection, and PgBouncer
+    1.18 does not carry prepared statements along: asyncpg's and SQLAlchemy's statement
+    caches are off and every statement SQLAlchemy prepares gets a name of its own, so none
+    collides with one another client left on that server connection (SQLAlchemy's asyncpg
+    dialect documents this). PgBouncer refuses startup parameters it does not know, so
+    `lock_timeout` is not sent: PgBouncer sets it on each server connection instead
+    (`connect_query`, see runtime/pgbouncer.py).
+    """
+    args: dict = {"timeout": 5, "command_timeout": command_timeout}
+    if pooler == "pgbouncer":
+        return args | {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
+    # a wait for a row lock ends too: the request answers 503, a handler retries
+    return args | {"server_settings": {"lock_timeout": lock_timeout_setting()}}
+
+
 def postgres_engine(
-    url: str, pool: PoolSettings | None = None, *, command_timeout: float = 30
+    url: str,
+    pool: PoolSettings | None = None,
+    *,
+    command_timeout: float = 30,
+    pooler: str | None = None,
 ) -> AsyncEngine:
     """An engine whose every wait is bounded: past capacity a caller fails fast (503)."""
     pool = pool or PoolSettings()
@@ -51,12 +88,7 @@ def postgres_engine(
         max_overflow=pool.overflow,
         pool_timeout=pool.timeout,
         pool_recycle=1800,
-        connect_args={
-            "timeout": 5,
-            "command_timeout": command_timeout,
-            # a wait for a row lock ends too: the request answers 503, a handler retries
-            "server_settings": {"lock_timeout": str(int(LOCK_TIMEOUT * 1000))},
-        },
+        connect_args=connect_args(pooler, command_timeout),
     )
 
 
@@ -68,14 +100,18 @@ def postgres_database(
     *,
     max_lag: float = 0.5,
     positions: WritePositions | None = None,
+    pooler: str | None = None,
 ) -> Database:
     """A database on its primary, reading from `replica_urls` (the same database on each
-    streaming replica) when there are any."""
-    primary = postgres_engine(url, pool)
+    streaming replica) when there are any; `pooler` says what the URLs name (`connect_args`)."""
+    primary = postgres_engine(url, pool, pooler=pooler)
     if not replica_urls:
         return Database(name=name, primary=primary)
     replicas = [
-        Replica(name=_server(replica), engine=postgres_engine(replica, pool, command_timeout=5))
+        Replica(
+            name=_server(replica),
+            engine=postgres_engine(replica, pool, command_timeout=5, pooler=pooler),
+        )
         for replica in replica_urls
     ]
     replica_set = ReplicaSet(
@@ -118,6 +154,8 @@ async def _maintenance_connection(url: URL) -> asyncpg.Connection:
         password=url.password,
         database="postgres",
         timeout=5,
+        # no statement kept on the server: also right through a PgBouncer in transaction mode
+        statement_cache_size=0,
     )
 
 

@@ -113,8 +113,11 @@ def _database_unavailable(
     A connection that could not be opened in time (or was refused) reaches here unwrapped:
     SQLAlchemy wraps only the driver's own errors, not asyncpg's connect timeout.
     """
+    state = _sqlstate(error) if isinstance(error, DBAPIError) else None
     if isinstance(error, DBAPIError) and not (
-        isinstance(error, OperationalError) or _sqlstate(error) in _BUSY_STATES
+        isinstance(error, OperationalError)
+        or state in _BUSY_STATES
+        or (state or "").startswith("08")  # connection exception, e.g. PgBouncer's wait ended
     ):
         return _unexpected_error(request, error)
     log.warning("database_unavailable", path=request.url.path, error_type=type(error).__name__)

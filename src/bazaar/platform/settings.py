@@ -116,6 +116,10 @@ class PlatformSettings:
 
     data_dir: Path
     database_url: str | None
+    database_pooler: str | None
+    """`pgbouncer` when the database URLs name a PgBouncer in transaction pooling (the
+    engines then use no server-side prepared statement twice), None when they name the
+    servers themselves."""
     replica_urls: tuple[str, ...]
     replica_max_lag: float
     order_shard_urls: tuple[str, ...]
@@ -142,6 +146,7 @@ class PlatformSettings:
         return cls(
             data_dir=Path(env.text("DATA_DIR", ".bazaar")).resolve(),
             database_url=env.url("DATABASE_URL", ("postgresql",)),
+            database_pooler=_database_pooler(env),
             replica_urls=env.urls("REPLICA_URLS", ("postgresql",)),
             replica_max_lag=env.number("REPLICA_MAX_LAG", 0.5),
             order_shard_urls=shard_urls,
@@ -170,6 +175,18 @@ def _shard_map(env: Env, databases: int) -> ShardMap:
             "BAZAAR_ORDER_SHARD_URLS" if env.raw("ORDER_SHARD_URLS") else "BAZAAR_ORDER_SHARDS"
         )
         raise SettingsError("ORDER_SHARD_MAP", f"{error}; {counted} gives {databases}") from None
+
+
+DATABASE_POOLERS = ("pgbouncer",)
+
+
+def _database_pooler(env: Env) -> str | None:
+    pooler = env.raw("DATABASE_POOLER")
+    if pooler is None or pooler.lower() == "none":
+        return None
+    if pooler.lower() not in DATABASE_POOLERS:
+        raise SettingsError("DATABASE_POOLER", f"expected none or pgbouncer, got {pooler!r}")
+    return pooler.lower()
 
 
 def _broker_prefix(prefix: str) -> str:

@@ -135,7 +135,13 @@ def _postgres_databases(
             if same_server(url, primary)
         ]
         return postgres_database(
-            name, url, pool, replicas, max_lag=settings.replica_max_lag, positions=positions
+            name,
+            url,
+            pool,
+            replicas,
+            max_lag=settings.replica_max_lag,
+            positions=positions,
+            pooler=settings.database_pooler,
         )
 
     databases = {name: database(name, url) for name, url in urls.items()}

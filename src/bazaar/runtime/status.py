@@ -105,7 +105,7 @@ async def _replica_lag(database_url: str) -> list[dict] | str:
         async with asyncio.timeout(ASK_TIMEOUT):
             connection = await asyncpg.connect(
                 host=url.host, port=url.port or 5432, user=url.username,
-                password=url.password, database="postgres",
+                password=url.password, database="postgres", statement_cache_size=0,
             )  # fmt: skip
             try:
                 rows = await connection.fetch(

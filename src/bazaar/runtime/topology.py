@@ -73,6 +73,8 @@ class Topology:
     shards: int = DEFAULT_SHARDS
     port: int = 8000
     stats_port: int = 8404
+    pgbouncer: bool = False
+    """A PgBouncer in transaction pooling in front of each PostgreSQL server."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.replicas <= 8:

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bazaar.platform.auth import load_or_create_key
-from bazaar.runtime import haproxy
+from bazaar.runtime import haproxy, pgbouncer
 from bazaar.runtime import supervisor as supervisor_config
-from bazaar.runtime.budget import Budget, plan_budget
+from bazaar.runtime.budget import Budget, plan_budget, plan_pooled_budget
 from bazaar.runtime.mailsink import count_messages
+from bazaar.runtime.pgbouncer import PgBouncerError
 from bazaar.runtime.pgcluster import ClusterError
 from bazaar.runtime.servers import (
     BROKER_NEEDED,
@@ -125,7 +126,7 @@ def up(topology: Topology, environ: Mapping[str, str], say: Say) -> dict:
     except BaseException as error:
         say("Start failed or interrupted: stopping what started")
         down(environ, say)
-        if isinstance(error, ServersError | ClusterError | SupervisorError):
+        if isinstance(error, ServersError | ClusterError | SupervisorError | PgBouncerError):
             raise UpError(str(error)) from None
         raise
 
@@ -150,11 +151,14 @@ def _start(
         postgres = OwnPostgres(folder.root / "postgres", state, topology.replicas)
         say(f"PostgreSQL: primary on {state.primary_port}, {topology.replicas} replica(s)")
         postgres.ensure()
+    planner = plan_pooled_budget if topology.pgbouncer else plan_budget
     try:
-        budget = plan_budget(processes, topology.shards, _max_connections(environ, state))
+        budget = planner(processes, topology.shards, _max_connections(environ, state))
     except TopologyError as error:
         raise UpError(str(error)) from None
-    environment = _environment(environ, folder, state, topology, postgres)
+    direct = _environment(environ, folder, state, topology, postgres)  # for `bazaar migrate`
+    bouncers = pgbouncer.plan(direct, folder.root / "pgbouncer", ports, budget.server)
+    environment = pgbouncer.through(direct, bouncers)
     load_or_create_key(folder.data_dir / "jwt-ed25519.pem")
     folder.env_file.write_text(
         "".join(f"{key}='{value}'\n" for key, value in sorted(environment.items()))
@@ -164,6 +168,7 @@ def _start(
     folder.haproxy_config.write_text(haproxy.render(balancer, processes))
     _check_haproxy(folder.haproxy_config)
     programs = _programs(folder, state, processes, budget, environ)
+    programs += [pgbouncer.program(bouncer) for bouncer in bouncers]
     folder.layout.config.write_text(supervisor_config.render(folder.layout, programs, environment))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
     supervisor_pid = supervisor.launch(clean)
@@ -176,18 +181,22 @@ def _start(
             "stats_port": topology.stats_port,
         },
         "processes": [p.__dict__ for p in processes],
-        "budget": {"max_connections": budget.max_connections, "total": budget.total},
+        "budget": {
+            "max_connections": budget.max_connections,
+            "total": budget.total,
+            "pgbouncer": [bouncer.port for bouncer in bouncers],
+        },
         "supervisord_pid": supervisor_pid,
         "pids": [],
     }
     folder.run.write_text(json.dumps(run, indent=2))
     if "servers" in {p.group for p in programs}:
-        say("Redis and the mail sink")
+        say("Redis and the mail sink" + (", PgBouncer" if bouncers else ""))
         supervisor.start_group("servers")
     if not environ.get("BAZAAR_REDIS_URL"):
         wait_for_redis(environment["BAZAAR_REDIS_URL"])
     say("Migrating every database (bazaar migrate)")
-    _migrate(environment)
+    _migrate(direct)
     for service in SERVICES:
         say(f"{service}: {topology.instances[service]} instance(s) and a worker")
         supervisor.start_group(service)
