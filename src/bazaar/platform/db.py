@@ -75,6 +75,8 @@ class Database:
     primary: AsyncEngine
     reader: AsyncEngine | None = None
     replicas: ReplicaSet | None = None
+    can_listen: bool = True
+    """Whether LISTEN works at `primary`'s URL: not behind a pooler in transaction mode."""
     listeners: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

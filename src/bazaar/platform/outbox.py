@@ -61,12 +61,13 @@ class OutboxRelay:
     async def _relay(self, db: Database, poll_interval: float) -> None:
         waker = Waker(poll_interval)
         db.listen("outbox", waker.wake)
-        if db.dialect == "postgresql":  # rows written by other processes (the API's)
+        listening = db.dialect == "postgresql" and db.can_listen
+        if listening:  # rows written by other processes (the API's)
             listener = asyncio.create_task(pg_notify.listen(db.primary.url, "outbox", waker.wake))
         try:
             await self._publish_while_woken(db, waker)
         finally:
-            if db.dialect == "postgresql":
+            if listening:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener

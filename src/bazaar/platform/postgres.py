@@ -105,8 +105,9 @@ def postgres_database(
     """A database on its primary, reading from `replica_urls` (the same database on each
     streaming replica) when there are any; `pooler` says what the URLs name (`connect_args`)."""
     primary = postgres_engine(url, pool, pooler=pooler)
+    can_listen = pooler != "pgbouncer"  # transaction pooling hands LISTEN's connection on
     if not replica_urls:
-        return Database(name=name, primary=primary)
+        return Database(name=name, primary=primary, can_listen=can_listen)
     replicas = [
         Replica(
             name=_server(replica),
@@ -121,7 +122,7 @@ def postgres_database(
         positions=positions or LocalWritePositions(),
         max_lag=max_lag,
     )
-    return Database(name=name, primary=primary, replicas=replica_set)
+    return Database(name=name, primary=primary, replicas=replica_set, can_listen=can_listen)
 
 
 def replica_url(replica_server: str, database_url: str) -> str:

@@ -141,6 +141,8 @@ def through(environment: Mapping[str, str], bouncers: list[Bouncer]) -> dict[str
     if replicas:
         pooled["BAZAAR_REPLICA_URLS"] = ",".join(r.url(r.server_url) for r in replicas)
     pooled["BAZAAR_DATABASE_POOLER"] = "pgbouncer"
+    # no LISTEN through transaction pooling: the relays find API processes' rows by polling
+    pooled.setdefault("BAZAAR_RELAY_POLL_INTERVAL", "0.2")
     return pooled
 
 
