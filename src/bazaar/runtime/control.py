@@ -12,9 +12,10 @@ import time
 from collections.abc import Mapping
 
 from bazaar.runtime import haproxy
+from bazaar.runtime.readiness import NotReady, wait_url
 from bazaar.runtime.supervisor import Supervisor
 from bazaar.runtime.topology import SERVICES
-from bazaar.runtime.up import READY_TIMEOUT, Folder, Say, UpError, folder_from, wait_url
+from bazaar.runtime.up import READY_TIMEOUT, Folder, Say, UpError, folder_from
 
 DRAIN_TIMEOUT = 30.0
 
@@ -42,7 +43,10 @@ def restart(service: str, environ: Mapping[str, str], say: Say) -> None:
             _wait_drained(folder, service, name)
         supervisor.stop(f"{service}:{name}")
         supervisor.start(f"{service}:{name}")
-        wait_url(f"http://127.0.0.1:{port}/readyz", READY_TIMEOUT, what=name)
+        try:
+            wait_url(f"http://127.0.0.1:{port}/readyz", READY_TIMEOUT, what=name)
+        except NotReady as error:
+            raise UpError(str(error)) from None
         if serving:
             haproxy.set_state(folder.haproxy_socket, service, name, "ready")
             _wait_up(folder, service, name)

@@ -23,7 +23,7 @@ from bazaar.platform.web import create_app
 from bazaar.runtime.assemble import SERVICES, assemble
 from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import ProcessKind, Settings
-from bazaar.runtime.lifetime import die_with_parent
+from bazaar.runtime.lifetime import Drain, die_with_parent
 from bazaar.runtime.platform import Platform, build_platform, require_servers
 
 CATALOG_URL_NEEDED = (
@@ -128,17 +128,19 @@ class Runtime:
         await self.platform.close()
         log.info("bazaar_stopped", kind=self.kind.value, services=list(self.services))
 
-    def app(self) -> ASGIApp:
+    def app(self, drain: Drain | None = None) -> ASGIApp:
         """The process's HTTP app: its services' routes (none for a worker), with health,
-        readiness and metrics; starting and stopping with the server."""
+        readiness and metrics; starting and stopping with the server. With `drain` (granian's
+        worker of `bazaar serve`), SIGTERM fails readiness for a while before the stop."""
         routers = [] if self.kind is ProcessKind.WORKER else [p.router for p in self.parts]
         title = "Bazaar" if len(self.services) > 1 else f"Bazaar {self.services[0]}"
+        readiness = [self._databases_answer, self._redis_answers, self._broker_answers]
         return create_app(
             title=title,
             routers=routers,
             verifier=self.platform.verifier,
-            readiness=[self._databases_answer, self._redis_answers, self._broker_answers],
-            on_startup=[self.start],
+            readiness=[drain.problem, *readiness] if drain else readiness,
+            on_startup=[self.start, drain.arm] if drain else [self.start],
             on_shutdown=[self.stop],
             response_cache=self.platform.response_cache,
         )

@@ -1,16 +1,25 @@
-"""A granian worker's lifetime tied to its parent's.
+"""A granian worker's lifetime: tied to its parent's, and a drain before it stops.
 
 granian forks its workers. When the parent dies without stopping them (`kill -9`, an OOM
 kill), a worker would live on as an orphan still bound to the port, so the process manager's
 restart of the instance could not listen there. On Linux the kernel can signal a process when
 its parent dies (`prctl(PR_SET_PDEATHSIG)`): each worker asks for SIGTERM, and stops as it
 would on a graceful shutdown.
+
+On SIGTERM granian stops accepting at once and lets the requests in flight finish. A load
+balancer learns of it only from refused connections; one that health-checks `/readyz` should
+rather see the instance fail its check first, while it still serves, and stop sending it
+requests. `Drain` does that: SIGTERM turns readiness to 503 for a while, then the worker stops
+as granian stops on SIGINT (the requests in flight still finish).
 """
 
+import asyncio
 import ctypes
 import os
 import signal
 import sys
+
+from bazaar.platform.observability import log
 
 PR_SET_PDEATHSIG = 1
 
@@ -24,3 +33,29 @@ def die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # it died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Drain:
+    """SIGTERM fails readiness for `seconds` (long enough for the balancer's checks to take
+    the instance out of rotation), then stops the server; SIGINT still stops it at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.draining = False
+
+    async def arm(self) -> None:
+        """Take SIGTERM over (a startup hook: it runs on granian's worker loop, after granian
+        set its own handlers, and leaves granian's SIGINT handler to stop the server)."""
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.begin)
+
+    def begin(self) -> None:
+        if self.draining:  # granian's parent passes SIGTERM on: once is enough
+            return
+        self.draining = True
+        log.info("draining", seconds=self.seconds)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.seconds, os.kill, os.getpid(), signal.SIGINT)
+
+    async def problem(self) -> str | None:
+        """A readiness check: what is wrong while draining."""
+        return "shutting down" if self.draining else None

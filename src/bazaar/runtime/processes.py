@@ -19,8 +19,11 @@ from bazaar.platform.settings import SettingsError
 from bazaar.runtime.assemble import SERVICES
 from bazaar.runtime.config import ProcessKind, Settings
 from bazaar.runtime.embedded import CATALOG_URL_NEEDED, Runtime
-from bazaar.runtime.lifetime import die_with_parent
+from bazaar.runtime.lifetime import Drain, die_with_parent
 
+DRAIN_SECONDS = 2.0
+"""How long `bazaar serve` fails its readiness after SIGTERM before it stops: longer than
+`bazaar up`'s HAProxy takes to count two failed checks 500 ms apart, with a margin."""
 STOP_BOUND = 15.0
 """The longest a worker takes to stop after SIGTERM before it gives up waiting on itself."""
 
@@ -55,7 +58,8 @@ def service_app(kind: ProcessKind, service: str) -> ASGIApp:
     die_with_parent()
     settings = settings_for(kind, service)
     configure_logging(settings.platform.log_level, json=settings.platform.log_json)
-    return Runtime(settings, services=[service]).app()
+    drain = Drain(DRAIN_SECONDS) if kind is ProcessKind.SERVE else None
+    return Runtime(settings, services=[service]).app(drain)
 
 
 def __getattr__(name: str) -> Callable[[], ASGIApp]:

@@ -9,7 +9,6 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 import httpx
 
@@ -38,7 +37,7 @@ def gather(environ: Mapping[str, str]) -> dict:
     run = json.loads(folder.run.read_text())
     environment = running_environment(folder)
     ports = {p["name"]: p["port"] for p in run["processes"]}
-    restarts = _restarts(folder.layout.logs / "supervisord.log")
+    restarts = supervisor.exits()
     now = time.time()
     programs = [
         {
@@ -69,22 +68,6 @@ def gather(environ: Mapping[str, str]) -> dict:
         "queues": asyncio.run(_queues(environment)),
         "emails": count_messages(folder.mail),
     }
-
-
-def _restarts(log: Path) -> dict[str, int]:
-    """How often each program exited since supervisord last started (supervisord's log)."""
-    counts: dict[str, int] = {}
-    try:
-        lines = log.read_text().splitlines()
-    except OSError:
-        return counts
-    for line in lines:
-        if "supervisord started with pid" in line:
-            counts.clear()
-        elif " exited: " in line:
-            name = line.split(" exited: ", 1)[1].split(" ", 1)[0]
-            counts[name] = counts.get(name, 0) + 1
-    return counts
 
 
 def _ready(port: int | None) -> bool | None:

@@ -224,6 +224,29 @@ class Supervisor:
             for info in self.rpc.getAllProcessInfo()
         ]
 
+    def exits(self) -> dict[str, int]:
+        """How often each program exited since supervisord started (its own log says)."""
+        counts: dict[str, int] = {}
+        try:
+            lines = (self.layout.logs / "supervisord.log").read_text().splitlines()
+        except OSError:
+            return counts
+        for line in lines:
+            if "supervisord started with pid" in line:
+                counts.clear()
+            elif " exited: " in line:
+                name = line.split(" exited: ", 1)[1].split(" ", 1)[0]
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def last_lines(self, program: str, count: int = 15) -> str:
+        """The end of a program's log (stdout and stderr)."""
+        try:
+            lines = self.layout.log_of(program).read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-count:])
+
     def start_group(self, group: str) -> None:
         try:
             results = self.rpc.startProcessGroup(group, True)

@@ -25,6 +25,7 @@ from bazaar.runtime.budget import Budget, plan_budget, plan_pooled_budget
 from bazaar.runtime.mailsink import count_messages
 from bazaar.runtime.pgbouncer import PgBouncerError
 from bazaar.runtime.pgcluster import ClusterError
+from bazaar.runtime.readiness import NotReady, wait_ready, wait_url
 from bazaar.runtime.servers import (
     BROKER_NEEDED,
     OwnPostgres,
@@ -126,7 +127,9 @@ def up(topology: Topology, environ: Mapping[str, str], say: Say) -> dict:
     except BaseException as error:
         say("Start failed or interrupted: stopping what started")
         down(environ, say)
-        if isinstance(error, ServersError | ClusterError | SupervisorError | PgBouncerError):
+        if isinstance(
+            error, ServersError | ClusterError | SupervisorError | PgBouncerError | NotReady
+        ):
             raise UpError(str(error)) from None
         raise
 
@@ -200,7 +203,7 @@ def _start(
     for service in SERVICES:
         say(f"{service}: {topology.instances[service]} instance(s) and a worker")
         supervisor.start_group(service)
-    wait_ready(processes, READY_TIMEOUT)
+    wait_ready(processes, READY_TIMEOUT, supervisor)
     supervisor.start_group("edge")
     wait_url(f"http://127.0.0.1:{topology.port}/readyz", READY_TIMEOUT)
     run["pids"] = sorted({*descendants(supervisor_pid), *(postgres.pids() if postgres else [])})
@@ -315,29 +318,6 @@ def _migrate(environment: Mapping[str, str]) -> None:
     )
     if done.returncode != 0:
         raise UpError(f"bazaar migrate failed:\n{done.stderr.strip() or done.stdout}")
-
-
-def wait_ready(processes: list[Process], timeout: float) -> None:
-    """Wait until every process answers /readyz with 200 on its own port."""
-    for process in processes:
-        wait_url(f"http://127.0.0.1:{process.port}/readyz", timeout, what=process.name)
-
-
-def wait_url(url: str, timeout: float, what: str | None = None) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            answer = httpx.get(url, timeout=1.0)
-            if answer.status_code == 200:
-                return
-            last = f"{answer.status_code} {answer.text[:200]}"
-        except httpx.HTTPError as error:
-            last = type(error).__name__
-        time.sleep(0.2)
-    raise UpError(f"{what or url} not ready after {timeout:.0f} s ({last})")
 
 
 def down(environ: Mapping[str, str], say: Say) -> list[int]:

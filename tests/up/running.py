@@ -1,0 +1,166 @@
+"""A `bazaar up --detach` of the tests' own: its folder, its commands, and what the tests
+watch it with (a stream of reads through HAProxy, bounded waits)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from bazaar.runtime import haproxy
+from bazaar.runtime.pgcluster import ClusterError, binaries
+from bazaar.runtime.status import running_environment
+from bazaar.runtime.supervisor import Layout, Supervisor
+from bazaar.runtime.topology import free_port
+from bazaar.runtime.up import Folder
+from tests.scaled import BROKER_URL, _rabbitmqctl, _unavailable
+
+BAZAAR = str(Path(sys.executable).parent / "bazaar")
+UP_TIMEOUT = 300
+T = TypeVar("T")
+
+
+@dataclass
+class Running:
+    data_dir: Path
+    environ: dict[str, str]
+    base: str
+    recorded: list[int] = field(default_factory=list)
+
+    @property
+    def up_folder(self) -> Path:
+        return self.data_dir / "up"
+
+    def bazaar(
+        self, *arguments: str, environ: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [BAZAAR, *arguments],
+            env={**self.environ, **(environ or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def settings(self) -> dict[str, str]:
+        """The processes' settings as `up` wrote them (for `seed`, `admin create`...)."""
+        return running_environment(Folder(self.data_dir))
+
+    def run(self) -> dict:
+        return json.loads((self.up_folder / "run.json").read_text())
+
+    def port_of(self, name: str) -> int:
+        return next(p["port"] for p in self.run()["processes"] if p["name"] == name)
+
+    def supervisor(self) -> Supervisor:
+        return Supervisor(Layout(self.up_folder), timeout=60)
+
+    def haproxy_sees(self, server: str) -> str:
+        views = haproxy.server_views(self.up_folder / "haproxy.sock")
+        return next(view.status for view in views if view.server == server)
+
+
+def require_packages() -> None:
+    missing = [b for b in ("haproxy", "supervisord", "redis-server") if not shutil.which(b)]
+    try:
+        binaries()
+    except ClusterError:
+        missing.append("postgresql")
+    if missing:
+        _unavailable(f"`bazaar up` needs {', '.join(missing)} (see the README)")
+
+
+@contextmanager
+def prepared(extra: dict[str, str] | None = None) -> Iterator[Running]:
+    """A data folder and a RabbitMQ virtual host of their own, removed afterwards (with a
+    `bazaar down` first, whatever ran there)."""
+    require_packages()
+    vhost = f"bazaar-test-up-{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    data_dir = Path(tempfile.mkdtemp(prefix="bazaar-test-up-"))
+    data_dir.chmod(0o755)  # PostgreSQL runs as `postgres` under it
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")},
+        "BAZAAR_DATA_DIR": str(data_dir),
+        "BAZAAR_BROKER_URL": BROKER_URL.rstrip("/") + "/" + vhost,
+        "BAZAAR_LOG_LEVEL": "warning",
+        **(extra or {}),
+    }
+    up = Running(data_dir, environ, f"http://127.0.0.1:{free_port()}")
+    try:
+        yield up
+    finally:
+        up.bazaar("down", timeout=180)
+        _rabbitmqctl("delete_vhost", vhost)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def start(up: Running, instances: str, replicas: int, shards: int) -> subprocess.CompletedProcess:
+    """`bazaar up --detach` on the prepared folder, timed (figure in the report)."""
+    port = up.base.rsplit(":", 1)[1]
+    began = time.monotonic()
+    started = up.bazaar(
+        "up", "--detach", "--replicas", str(replicas), "--shards", str(shards),
+        "--instances", instances, "--port", port, "--stats-port", str(free_port()),
+        timeout=UP_TIMEOUT,
+    )  # fmt: skip
+    print(f"bazaar up took {time.monotonic() - began:.1f} s")
+    return started
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def status_of(url: str) -> int:
+    """The status of a GET, 0 when nothing answered."""
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+class ReadStream:
+    """Product reads through HAProxy, one after another, until stopped; every answer kept."""
+
+    def __init__(self, base: str, ids: list[str]) -> None:
+        self.base, self.ids = base, ids
+        self.statuses: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=5) as client:
+            while not self._stop.is_set():
+                product = self.ids[len(self.statuses) % len(self.ids)]
+                try:
+                    self.statuses.append(client.get(f"/v1/products/{product}").status_code)
+                except httpx.HTTPError as error:
+                    self.statuses.append(-1)
+                    print("read failed:", error)
+
+    def __enter__(self) -> "ReadStream":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

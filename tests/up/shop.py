@@ -1,0 +1,163 @@
+"""A storefront's steps through HAProxy, synchronous (the topology runs in other processes):
+customers, an admin, products, orders; and a stream of idempotent checkouts."""
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+
+from tests.e2e.checkout import ADDRESS
+from tests.up.running import Running, wait_for
+
+PASSWORD = "correct horse"
+RETRIED = {503, 409, -1}
+"""Sent again with the same Idempotency-Key: a dependency or instance unavailable, the first
+request with that key still in flight, no answer at all (-1)."""
+KEY_BOUND = 30.0
+"""The longest one checkout is retried before the stream counts it failed."""
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    email: str
+    headers: dict[str, str]
+
+
+def customer(client: httpx.Client, name: str = "Ada") -> Customer:
+    """A new customer, logged in."""
+    email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+    registered = client.post(
+        "/v1/auth/register", json={"email": email, "password": PASSWORD, "name": name}
+    )
+    assert registered.status_code == 201, registered.text
+    return Customer(registered.json()["id"], email, _login(client, email, PASSWORD))
+
+
+def admin(up: Running, client: httpx.Client) -> dict[str, str]:
+    """`bazaar admin create` in the running topology's databases, then logged in."""
+    email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    created = up.bazaar(
+        "admin", "create", "--email", email, "--password", PASSWORD, environ=up.settings()
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    return _login(client, email, PASSWORD)
+
+
+def _login(client: httpx.Client, email: str, password: str) -> dict[str, str]:
+    login = client.post("/v1/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    return {"authorization": f"Bearer {login.json()['access_token']}"}
+
+
+def create_product(client: httpx.Client, admin: dict[str, str], stock: int, amount: int) -> dict:
+    body = {
+        "sku": f"UP-{uuid.uuid4().hex[:10]}",
+        "name": "Difference Engine",
+        "description": "Tabulates polynomials.",
+        "category": "machines",
+        "price": {"amount": amount, "currency": "USD"},
+        "stock": stock,
+    }
+    created = client.post("/v1/products", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def order_body(product_id: str | None, payment_method: str, quantity: int = 1) -> dict:
+    body: dict = {"payment_method": payment_method, "shipping_address": ADDRESS}
+    if product_id is not None:
+        body["items"] = [{"product_id": product_id, "quantity": quantity}]
+    return body
+
+
+def settled(client: httpx.Client, headers: dict[str, str], order_id: str, within: float) -> dict:
+    """The order once the saga moved it out of `pending`."""
+
+    def moved() -> dict | None:
+        answer = client.get(f"/v1/orders/{order_id}", headers=headers)
+        assert answer.status_code == 200, answer.text
+        return answer.json() if answer.json()["status"] != "pending" else None
+
+    return wait_for(moved, within, f"order {order_id} settled")
+
+
+def stock_of(client: httpx.Client, product_id: str) -> int:
+    answer = client.get(f"/v1/products/{product_id}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()["stock"]
+
+
+@dataclass
+class Shopper:
+    customer: Customer
+    placed: dict[str, str] = field(default_factory=dict)
+    """Idempotency-Key -> the id of the order it placed."""
+    declined: set[str] = field(default_factory=set)
+    """The keys paid with a card the sandbox declines."""
+
+
+class Checkouts:
+    """Shoppers placing one-unit orders of a product through HAProxy, each one after another
+    until stopped; every fourth paid with a declined card. Each order has its own
+    Idempotency-Key and is sent again with it after a RETRIED answer until it is accepted
+    (202, or 200/202 replayed). Every answer is counted; any other is a failure."""
+
+    def __init__(self, base: str, shoppers: list[Shopper], product_id: str) -> None:
+        self.base, self.shoppers, self.product_id = base, shoppers, product_id
+        self.answers: dict[int, int] = {}
+        self.failures: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._shop, args=(shopper,), daemon=True)
+            for shopper in shoppers
+        ]
+
+    def _count(self, status: int) -> None:
+        with self._lock:
+            self.answers[status] = self.answers.get(status, 0) + 1
+
+    def _shop(self, shopper: Shopper) -> None:
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            while not self._stop.is_set():
+                key = uuid.uuid4().hex
+                method = "pm_card_declined" if len(shopper.placed) % 4 == 3 else "pm_card_visa"
+                if method == "pm_card_declined":
+                    shopper.declined.add(key)
+                order_id = self._place(client, shopper, key, order_body(self.product_id, method))
+                if order_id is None:
+                    return
+                shopper.placed[key] = order_id
+
+    def _place(self, client: httpx.Client, shopper: Shopper, key: str, body: dict) -> str | None:
+        headers = {**shopper.customer.headers, "Idempotency-Key": key}
+        deadline = time.monotonic() + KEY_BOUND
+        while time.monotonic() < deadline:
+            try:
+                answer = client.post("/v1/orders", json=body, headers=headers)
+                status = answer.status_code
+            except httpx.HTTPError as error:
+                status = -1
+                print("checkout attempt failed:", type(error).__name__, error)
+            self._count(status)
+            if status in (200, 202):
+                return answer.json()["id"]
+            if status not in RETRIED:
+                self.failures.append(f"{key}: {status} {answer.text[:300]}")
+                return None
+            time.sleep(0.1)
+        self.failures.append(f"{key}: not accepted within {KEY_BOUND} s")
+        return None
+
+    def __enter__(self) -> "Checkouts":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=KEY_BOUND + 15)
