@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: an embedded runtime on fresh SQLite files, a client."""
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -107,3 +108,12 @@ def replicated_postgres() -> Iterator[ReplicatedServer]:
 def scaled_servers(replicated_postgres: ReplicatedServer) -> Iterator[ScaledServers]:
     """Every real server at once (tests/scaled.py)."""
     yield from start_scaled_servers(replicated_postgres)
+
+
+async def readiness_once_checked_again(client: httpx.AsyncClient) -> httpx.Response:
+    """/readyz after its background checks have run again (at most every 0.5 s)."""
+    await client.get("/readyz")  # starts a new round if the last one is old
+    await asyncio.sleep(0.7)
+    await client.get("/readyz")
+    await asyncio.sleep(0.7)
+    return await client.get("/readyz")

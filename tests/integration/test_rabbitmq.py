@@ -26,7 +26,7 @@ from bazaar.platform.outbox import OutboxRelay
 from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import settings_for
+from tests.conftest import readiness_once_checked_again, settings_for
 from tests.e2e.checkout import eventually
 from tests.e2e.test_checkout import test_happy_path_confirms_charges_notifies
 from tests.postgres import drop_databases, fresh_database_url, require_server
@@ -306,6 +306,6 @@ async def test_readiness_says_when_the_broker_is_gone(
 ) -> None:
     assert (await client.get("/readyz")).status_code == 200
     await runtime.platform.bus.stop()  # as a lost connection leaves it
-    ready = await client.get("/readyz")
+    ready = await readiness_once_checked_again(client)
     assert ready.status_code == 503
     assert "broker" in ready.text

@@ -1,8 +1,12 @@
 """The HTTP edge: problem+json errors, request ids, body checks, health, metrics, docs."""
 
+import asyncio
+import time
+
 import httpx
 from sqlalchemy import text
 
+from bazaar.platform.web import BackgroundCheck
 from bazaar.runtime.embedded import Runtime
 
 
@@ -131,3 +135,27 @@ async def test_a_body_of_the_wrong_json_type_is_422_at_the_body(
     response = await client.post("/v1/auth/register", json=[1, 2])
     assert response.status_code == 422
     assert [error["loc"] for error in response.json()["errors"]] == [["body"]]
+
+
+async def test_readiness_checks_run_in_the_background_at_most_every_max_age() -> None:
+    calls = 0
+    problem: str | None = None
+
+    async def check() -> str | None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.2)  # a database busy serving requests
+        return problem
+
+    ready = BackgroundCheck([check], max_age=0.3)
+    assert await ready() is None and calls == 1  # only the first answer waits
+    problem = "database catalog: down"
+    started = time.monotonic()
+    answers = [await ready() for _ in range(20)]
+    assert time.monotonic() - started < 0.1  # answered from the last result meanwhile
+    assert answers == [None] * 20
+    await asyncio.sleep(0.5)
+    await ready()  # a new round started after max_age ...
+    await asyncio.sleep(0.3)
+    assert await ready() == "database catalog: down"  # ... and its result is the answer
+    assert calls == 2

@@ -2,6 +2,7 @@
 and body-size checks, the current user. Errors are in `problems`, their documentation in
 `openapi`."""
 
+import asyncio
 import re
 import time
 import uuid
@@ -40,6 +41,45 @@ CurrentUser = NamedDependency[Principal]
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns None when its dependency answers, else what is wrong."""
+
+
+class BackgroundCheck:
+    """Readiness checks of the servers, answered from their last result and run again in the
+    background at most every `max_age` seconds (bounded by `timeout`).
+
+    A load balancer asks every half second; under load, checks that waited in line for pool
+    connections behind the requests would time out and take a busy instance out of rotation,
+    which only moves its load to the others. Only the very first answer waits for the checks.
+    """
+
+    def __init__(
+        self, checks: Sequence[ReadinessCheck], max_age: float = 0.5, timeout: float = 2.0
+    ) -> None:
+        self.checks = list(checks)
+        self.max_age = max_age
+        self.timeout = timeout
+        self._answer: str | None = None
+        self._checked_at: float | None = None
+        self._running: asyncio.Task | None = None
+
+    async def __call__(self) -> str | None:
+        stale = self._checked_at is None or time.monotonic() - self._checked_at >= self.max_age
+        if stale and self._running is None:
+            self._running = asyncio.create_task(self._check())
+        if self._checked_at is None and self._running is not None:
+            await asyncio.shield(self._running)
+        return self._answer
+
+    async def _check(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                problems = [problem for check in self.checks if (problem := await check())]
+        except TimeoutError:
+            problems = [f"the readiness checks took more than {self.timeout:g} s"]
+        finally:
+            self._running = None
+        self._answer = "; ".join(problems) if problems else None
+        self._checked_at = time.monotonic()
 
 
 async def _check_media_type(request: Request) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Collection, Iterator
 
 from litestar.types import ASGIApp
 from sqlalchemy import text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bazaar.orders.catalog_http import HttpCatalogPrices
 from bazaar.orders.prices import CatalogPrices
@@ -19,7 +20,7 @@ from bazaar.platform.outbox import OutboxRelay
 from bazaar.platform.postgres import ensure_database
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.settings import SettingsError
-from bazaar.platform.web import create_app
+from bazaar.platform.web import BackgroundCheck, create_app
 from bazaar.runtime.assemble import SERVICES, assemble
 from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import ProcessKind, Settings
@@ -134,7 +135,9 @@ class Runtime:
         worker of `bazaar serve`), SIGTERM fails readiness for a while before the stop."""
         routers = [] if self.kind is ProcessKind.WORKER else [p.router for p in self.parts]
         title = "Bazaar" if len(self.services) > 1 else f"Bazaar {self.services[0]}"
-        readiness = [self._databases_answer, self._redis_answers, self._broker_answers]
+        readiness = [
+            BackgroundCheck([self._databases_answer, self._redis_answers, self._broker_answers])
+        ]
         return create_app(
             title=title,
             routers=routers,
@@ -167,6 +170,8 @@ class Runtime:
             try:
                 async with db.read(fresh=True) as session:  # replicas may be down: not fatal
                     await session.execute(text("SELECT 1"))
+            except PoolTimeout:
+                continue  # every connection busy serving: busy is not broken
             except Exception as error:
                 return f"database {db.name}: {type(error).__name__}"
         return None
