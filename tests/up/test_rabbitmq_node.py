@@ -21,6 +21,7 @@ from bazaar.runtime.rabbitmq_node import (
     RabbitNode,
     wait_for_node,
 )
+from bazaar.runtime.servers import State
 from bazaar.runtime.supervisor import Layout, Supervisor, descendants, is_alive
 from bazaar.runtime.topology import PortSource
 from tests.scaled import _unavailable
@@ -130,3 +131,34 @@ def test_own_node_carries_messages_stops_cleanly_and_keeps_its_data(tmp_path: Pa
     with running(node, tmp_path, second):
         assert asyncio.run(_take_kept(node.url)) == b"kept"
     assert second["left"] == []
+
+
+def test_the_node_shares_nothing_with_the_machines_node(tmp_path: Path) -> None:
+    node = RabbitNode(tmp_path, port=41001, dist_port=41002, epmd_port=41003)
+    environment = node.environment()
+    assert node.name == "bazaar-41001@localhost"
+    assert environment["RABBITMQ_NODENAME"] == node.name
+    assert environment["RABBITMQ_DIST_PORT"] == "41002"
+    assert environment["ERL_EPMD_PORT"] == "41003"
+    assert "-start_epmd false" in environment["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    paths = [value for key, value in environment.items() if value.startswith("/")]
+    assert len(paths) >= 8 and all(Path(p).is_relative_to(tmp_path) for p in paths)
+    lines = node.configuration().splitlines()
+    assert [line for line in lines if line.startswith("listeners.")] == [
+        "listeners.tcp.1 = 127.0.0.1:41001"
+    ]
+    assert "loopback_users.guest = true" in lines
+    epmd, server = node.programs()
+    assert epmd.command[1:] == ["-port", "41003", "-address", "127.0.0.1"]
+    assert (epmd.group, server.group) == (EPMD_GROUP, NODE_GROUP)
+
+
+def test_the_kept_state_keeps_the_nodes_ports(tmp_path: Path) -> None:
+    state = State()
+    state.claim_ports(replicas=0, shards=1, ports=PortSource())
+    state.save(tmp_path / "state.json")
+    again = State.load(tmp_path / "state.json")
+    again.claim_ports(replicas=0, shards=1, ports=PortSource())
+    assert again.rabbit_node(tmp_path) == state.rabbit_node(tmp_path)
+    ports = {state.broker_port, state.broker_dist_port, state.epmd_port}
+    assert len(ports) == 3 and not ports & {state.redis_port, state.smtp_port}
