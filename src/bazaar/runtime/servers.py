@@ -8,9 +8,8 @@ of its own under the `up` folder, on a port chosen once and kept in `state.json`
 - Redis: `BAZAAR_REDIS_URL`, else `redis-server` on a port of its own (append-only file under
   the folder), run by supervisord.
 - SMTP: `BAZAAR_SMTP_URL`, else the mail sink (mailsink.py), run by supervisord.
-- RabbitMQ: `BAZAAR_BROKER_URL` is required. A node of our own would need its own Erlang node
-  name, distribution port and cookie beside the machine's node; the machine's server, in a
-  virtual host of its own, gives the same isolation.
+- RabbitMQ: `BAZAAR_BROKER_URL`, else a node of its own (rabbitmq_node.py: its own node name,
+  AMQP, distribution and epmd ports, cookie and data), run by supervisord.
 """
 
 import json
@@ -24,14 +23,11 @@ from pathlib import Path
 import redis
 
 from bazaar.runtime.pgcluster import SERVER_USER, LocalPostgres, prepare_folder
+from bazaar.runtime.rabbitmq_node import RabbitNode
 from bazaar.runtime.topology import PortSource
 
 MAX_CONNECTIONS = 200
 """`max_connections` of the primary `bazaar up` makes (its replicas copy it)."""
-BROKER_NEEDED = (
-    "BAZAAR_BROKER_URL is required: `bazaar up` uses the machine's RabbitMQ"
-    " (Debian's rabbitmq-server), e.g. amqp://guest:guest@127.0.0.1:5672/"
-)
 
 
 class ServersError(RuntimeError):
@@ -46,6 +42,9 @@ class State:
     replica_ports: list[int] = field(default_factory=list)
     redis_port: int = 0
     smtp_port: int = 0
+    broker_port: int = 0
+    broker_dist_port: int = 0
+    epmd_port: int = 0
     shards: int = 0
     max_connections: int = MAX_CONNECTIONS
 
@@ -72,6 +71,13 @@ class State:
             self.replica_ports.append(ports.take())
         self.redis_port = self.redis_port or ports.take()
         self.smtp_port = self.smtp_port or ports.take()
+        self.broker_port = self.broker_port or ports.take()
+        self.broker_dist_port = self.broker_dist_port or ports.take()
+        self.epmd_port = self.epmd_port or ports.take()
+
+    def rabbit_node(self, folder: Path) -> RabbitNode:
+        """The node of our own under `folder` (its name follows its AMQP port, kept here)."""
+        return RabbitNode(folder, self.broker_port, self.broker_dist_port, self.epmd_port)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -39,6 +40,7 @@ def gather(environ: Mapping[str, str]) -> dict:
     ports = {p["name"]: p["port"] for p in run["processes"]}
     restarts = supervisor.exits()
     now = time.time()
+    states = supervisor.programs()
     programs = [
         {
             "name": program.name,
@@ -50,7 +52,7 @@ def gather(environ: Mapping[str, str]) -> dict:
             "port": ports.get(program.name),
             "ready": _ready(ports.get(program.name)) if program.state == "RUNNING" else None,
         }
-        for program in supervisor.programs()
+        for program in states
     ]
     try:
         backends = [view.__dict__ for view in haproxy.server_views(folder.haproxy_socket)]
@@ -62,12 +64,22 @@ def gather(environ: Mapping[str, str]) -> dict:
         "url": f"http://127.0.0.1:{run['topology']['port']}",
         "stats": f"http://127.0.0.1:{run['topology']['stats_port']}/stats",
         "budget": run["budget"],
+        "broker": _broker(
+            environment["BAZAAR_BROKER_URL"], any(p.name == "rabbitmq" for p in states)
+        ),
         "programs": programs,
         "backends": backends,
         "replicas": asyncio.run(_replica_lag(environment["BAZAAR_DATABASE_URL"])),
         "queues": asyncio.run(_queues(environment)),
         "emails": count_messages(folder.mail),
     }
+
+
+def _broker(url: str, own: bool) -> str:
+    """Where the events go, without the password; whether the node is `up`'s own."""
+    parts = urlsplit(url)
+    where = f"{parts.scheme}://{parts.hostname}:{parts.port or 5672}{parts.path or '/'}"
+    return f"{where} ({'a node of its own' if own else 'BAZAAR_BROKER_URL'})"
 
 
 def _ready(port: int | None) -> bool | None:
@@ -187,7 +199,7 @@ def render(report: dict) -> str:
                 f"  replica {index}: {r['state']}, lag {r['lag_seconds']:.3f} s,"
                 f" {r['bytes_behind']} bytes behind"
             )
-    lines += ["", "Queues (ready / dead-lettered):"]
+    lines += ["", f"Queues on {report['broker']} (ready / dead-lettered):"]
     queues = report["queues"]
     if isinstance(queues, str):
         lines.append(f"  {queues}")

@@ -1,7 +1,8 @@
 """`bazaar up` and `bazaar down`: the scaled topology on one machine.
 
 `up` writes every configuration under `<data dir>/up/`, starts (or reuses) the servers,
-migrates once, then has supervisord start, in order: Redis and the mail sink; every
+has supervisord start Redis, the mail sink and a RabbitMQ node (those the environment does not
+name), migrates once, then has supervisord start, in order: every
 `bazaar serve` instance and one `bazaar worker` per service; HAProxy in front. `down` stops
 them in the reverse order, then PostgreSQL, and checks that no process it started is left.
 """
@@ -25,9 +26,9 @@ from bazaar.runtime.budget import Budget, plan_budget, plan_pooled_budget
 from bazaar.runtime.mailsink import count_messages
 from bazaar.runtime.pgbouncer import PgBouncerError
 from bazaar.runtime.pgcluster import ClusterError
+from bazaar.runtime.rabbitmq_node import NodeError, wait_for_node
 from bazaar.runtime.readiness import NotReady, wait_ready, wait_url
 from bazaar.runtime.servers import (
-    BROKER_NEEDED,
     OwnPostgres,
     ServersError,
     State,
@@ -90,6 +91,10 @@ class Folder:
         return self.root / "mail"
 
     @property
+    def rabbitmq(self) -> Path:
+        return self.root / "rabbitmq"
+
+    @property
     def env_file(self) -> Path:
         """The environment of the processes, for `set -a; . env` before another command."""
         return self.root / "env"
@@ -117,8 +122,6 @@ def up(topology: Topology, environ: Mapping[str, str], say: Say) -> dict:
     supervisor = Supervisor(folder.layout)
     if supervisor.answers():
         raise UpError(f"already up (supervisord on {folder.layout.socket}): `bazaar down` first")
-    if not environ.get("BAZAAR_BROKER_URL"):
-        raise UpError(BROKER_NEEDED)
     for binary, package in (("haproxy", "haproxy"), ("supervisord", "supervisor")):
         if shutil.which(binary) is None:
             raise UpError(f"{binary} is not installed (Debian package `{package}`)")
@@ -128,7 +131,8 @@ def up(topology: Topology, environ: Mapping[str, str], say: Say) -> dict:
         say("Start failed or interrupted: stopping what started")
         down(environ, say)
         if isinstance(
-            error, ServersError | ClusterError | SupervisorError | PgBouncerError | NotReady
+            error,
+            ServersError | ClusterError | SupervisorError | PgBouncerError | NotReady | NodeError,
         ):
             raise UpError(str(error)) from None
         raise
@@ -196,8 +200,14 @@ def _start(
     if "servers" in {p.group for p in programs}:
         say("Redis and the mail sink" + (", PgBouncer" if bouncers else ""))
         supervisor.start_group("servers")
+    node = None if environ.get("BAZAAR_BROKER_URL") else state.rabbit_node(folder.rabbitmq)
+    if node is not None:
+        say(f"RabbitMQ: node {node.name} on {node.port}")
+        supervisor.start_group("broker")
     if not environ.get("BAZAAR_REDIS_URL"):
         wait_for_redis(environment["BAZAAR_REDIS_URL"])
+    if node is not None:
+        wait_for_node(node, lambda: supervisor.last_lines("rabbitmq"))
     say("Migrating every database (bazaar migrate)")
     _migrate(direct)
     for service in SERVICES:
@@ -263,6 +273,7 @@ def _environment(
     environment.pop("BAZAAR_ORDER_SHARD_URLS", None)
     environment.setdefault("BAZAAR_REDIS_URL", f"redis://127.0.0.1:{state.redis_port}/0")
     environment.setdefault("BAZAAR_SMTP_URL", f"smtp://127.0.0.1:{state.smtp_port}")
+    environment.setdefault("BAZAAR_BROKER_URL", state.rabbit_node(folder.rabbitmq).url)
     return environment
 
 
@@ -288,6 +299,10 @@ def _programs(
             str(folder.mail),
         ]
         programs.append(Program("mailsink", command, "servers", priority=10))
+    if not environ.get("BAZAAR_BROKER_URL"):
+        node = state.rabbit_node(folder.rabbitmq)
+        node.prepare()
+        programs += node.programs()
     for process in processes:
         command = [*bazaar, process.kind, process.service, "--port", str(process.port)]
         priority = 100 if process.kind == "serve" else 110
@@ -330,7 +345,7 @@ def down(environ: Mapping[str, str], say: Say) -> list[int]:
         recorded |= {supervisor_pid, *descendants(supervisor_pid)}
         # a program's child whose parent was killed (kill -9) left the tree, not its group
         recorded |= set(group_members({p.pid for p in supervisor.programs() if p.pid}))
-        say("Stopping HAProxy, the services, Redis and the mail sink")
+        say("Stopping HAProxy, the services, RabbitMQ, Redis and the mail sink")
         try:
             supervisor.shutdown()
         except SupervisorError as error:
