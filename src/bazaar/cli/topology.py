@@ -37,6 +37,13 @@ def up(
     from bazaar.runtime import up as scaled
     from bazaar.runtime.topology import Topology, TopologyError, parse_instances
 
+    def interrupt(_number: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Installed first, so that asyncio.run (waiting for a server) keeps it instead of turning
+    # Ctrl-C into a cancellation that a client library may swallow.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
     say = console.print
     try:
         topology = Topology(
@@ -45,6 +52,9 @@ def up(
         scaled.up(topology, os.environ, say)
     except (TopologyError, scaled.UpError) as error:
         raise _up_failed(error) from None
+    except KeyboardInterrupt:  # `up` has stopped what it started
+        console.print("[yellow]Interrupted[/yellow]: stopped.")
+        raise typer.Exit(130) from None
     console.print(
         f"[green]Bazaar is up[/green] on http://127.0.0.1:{port}  (stats"
         f" http://127.0.0.1:{stats_port}/stats; `bazaar status`, `bazaar logs SERVICE`)"

@@ -257,7 +257,8 @@ def _environment(
     postgres: OwnPostgres | None,
 ) -> dict[str, str]:
     """Every process's settings: the caller's `BAZAAR_*` over which the servers are named."""
-    environment = {k: v for k, v in environ.items() if k.startswith("BAZAAR_")}
+    # an empty variable is an unset one, as the settings read it
+    environment = {k: v for k, v in environ.items() if k.startswith("BAZAAR_") and v.strip()}
     environment |= {
         "BAZAAR_DATA_DIR": str(folder.data_dir),
         "BAZAAR_ORDER_SHARDS": str(topology.shards),
