@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bazaar.runtime.pgcluster import ClusterError, LocalPostgres, binaries, prepare_folder
+from bazaar.runtime.cluster.pgcluster import ClusterError, LocalPostgres, binaries, prepare_folder
 
 
 def free_port() -> int:

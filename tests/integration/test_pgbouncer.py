@@ -21,11 +21,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bazaar.platform.postgres import LOCK_TIMEOUT, drop_database
-from bazaar.runtime import pgbouncer
-from bazaar.runtime.budget import ServerPools
+from bazaar.runtime.cluster import pgbouncer
+from bazaar.runtime.cluster.budget import ServerPools
+from bazaar.runtime.cluster.pgcluster import SERVER_USER
+from bazaar.runtime.cluster.topology import free_port
 from bazaar.runtime.embedded import Runtime
-from bazaar.runtime.pgcluster import SERVER_USER
-from bazaar.runtime.topology import free_port
 from tests.conftest import admin, customer, settings_for
 from tests.e2e.checkout import create_product, place_order, settled, stock_of
 from tests.postgres import SERVER_URL, fresh_database_url, require_server

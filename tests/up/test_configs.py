@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bazaar.runtime import haproxy, supervisor
-from bazaar.runtime.budget import RESERVED, TOOLS, plan_budget
-from bazaar.runtime.servers import ServersError, State
-from bazaar.runtime.topology import (
+from bazaar.runtime.cluster import haproxy, supervisor
+from bazaar.runtime.cluster.budget import RESERVED, TOOLS, plan_budget
+from bazaar.runtime.cluster.servers import ServersError, State
+from bazaar.runtime.cluster.topology import (
     SERVICES,
     PortSource,
     Process,

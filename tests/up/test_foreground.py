@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from bazaar.runtime.supervisor import is_alive
-from bazaar.runtime.topology import free_port
+from bazaar.runtime.cluster.supervisor import is_alive
+from bazaar.runtime.cluster.topology import free_port
 from tests.up.running import BAZAAR, UP_TIMEOUT, Running, prepared, status_of, wait_for
 
 INSTANCES = "identity=1,catalog=1,orders=1,payments=1,notifications=1"

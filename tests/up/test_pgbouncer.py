@@ -9,9 +9,9 @@ import pytest
 
 from bazaar.platform.postgres import connect_args
 from bazaar.platform.settings import Env, PlatformSettings, SettingsError
-from bazaar.runtime import pgbouncer
-from bazaar.runtime.budget import KIND_CAPACITY, RESERVED, TOOLS, plan_pooled_budget
-from bazaar.runtime.topology import PortSource, Topology, TopologyError, parse_instances
+from bazaar.runtime.cluster import pgbouncer
+from bazaar.runtime.cluster.budget import KIND_CAPACITY, RESERVED, TOOLS, plan_pooled_budget
+from bazaar.runtime.cluster.topology import PortSource, Topology, TopologyError, parse_instances
 from tests.up.test_configs import CountingPorts
 
 ENVIRONMENT = {

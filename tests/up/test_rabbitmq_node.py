@@ -13,17 +13,17 @@ from pathlib import Path
 
 import aio_pika
 
-from bazaar.runtime import supervisor as supervisor_config
-from bazaar.runtime.rabbitmq_node import (
+from bazaar.runtime.cluster import supervisor as supervisor_config
+from bazaar.runtime.cluster.rabbitmq_node import (
     CONTROL_SCRIPT,
     EPMD_GROUP,
     NODE_GROUP,
     RabbitNode,
     wait_for_node,
 )
-from bazaar.runtime.servers import State
-from bazaar.runtime.supervisor import Layout, Supervisor, descendants, is_alive
-from bazaar.runtime.topology import PortSource
+from bazaar.runtime.cluster.servers import State
+from bazaar.runtime.cluster.supervisor import Layout, Supervisor, descendants, is_alive
+from bazaar.runtime.cluster.topology import PortSource
 from tests.scaled import _unavailable
 
 KEPT = "bazaar.test.kept"

@@ -5,9 +5,9 @@ nothing running."""
 import re
 import time
 
-from bazaar.runtime.supervisor import is_alive
-from bazaar.runtime.topology import free_port
-from bazaar.runtime.up import READY_TIMEOUT
+from bazaar.runtime.cluster.supervisor import is_alive
+from bazaar.runtime.cluster.topology import free_port
+from bazaar.runtime.cluster.up import READY_TIMEOUT
 from tests.up.running import prepared, start
 
 

@@ -18,8 +18,8 @@ from email import message_from_bytes
 import httpx
 import pytest
 
+from bazaar.runtime.cluster.supervisor import descendants, is_alive
 from bazaar.runtime.processes import DRAIN_SECONDS
-from bazaar.runtime.supervisor import descendants, is_alive
 from tests.up import shop
 from tests.up.running import ReadStream, Running, prepared, start, status_of, wait_for
 

@@ -34,8 +34,8 @@ def up(
     import signal
     import time
 
-    from bazaar.runtime import up as scaled
-    from bazaar.runtime.topology import Topology, TopologyError, parse_instances
+    from bazaar.runtime.cluster import up as scaled
+    from bazaar.runtime.cluster.topology import Topology, TopologyError, parse_instances
 
     def interrupt(_number: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -74,7 +74,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop everything `bazaar up` started (the data stays for the next `up`)."""
-    from bazaar.runtime import up as scaled
+    from bazaar.runtime.cluster import up as scaled
 
     pids = scaled.down(os.environ, console.print)
     console.print(f"[green]Down[/green]: {len(pids)} process(es) stopped, none left.")
@@ -88,7 +88,7 @@ def status(
     backend, replica lag, queue depths and dead letters, emails in the mail sink."""
     import json
 
-    from bazaar.runtime.status import gather, render
+    from bazaar.runtime.cluster.status import gather, render
 
     report = gather(os.environ)
     typer.echo(json.dumps(report, indent=2) if as_json else render(report))
@@ -103,8 +103,8 @@ def logs(
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing.")] = False,
 ) -> None:
     """Tail the logs of a service's processes under `bazaar up`."""
-    from bazaar.runtime.control import log_files, tail
-    from bazaar.runtime.up import UpError
+    from bazaar.runtime.cluster.control import log_files, tail
+    from bazaar.runtime.cluster.up import UpError
 
     try:
         files = log_files(target, os.environ)
@@ -116,8 +116,8 @@ def logs(
 @app.command()
 def restart(service: Annotated[str, typer.Argument(help="identity, catalog, orders, ...")]) -> None:
     """Rolling restart: one instance at a time, each back and ready before the next."""
-    from bazaar.runtime.control import restart as rolling
-    from bazaar.runtime.up import UpError
+    from bazaar.runtime.cluster.control import restart as rolling
+    from bazaar.runtime.cluster.up import UpError
 
     try:
         rolling(service, os.environ, console.print)
@@ -132,6 +132,6 @@ def mailsink(
     folder: Annotated[Path, typer.Option(help="Where each message becomes an .eml file.")],
 ) -> None:
     """The local SMTP sink `bazaar up` runs."""
-    from bazaar.runtime.mailsink import run_mail_sink
+    from bazaar.runtime.cluster.mailsink import run_mail_sink
 
     run_mail_sink(folder, port)

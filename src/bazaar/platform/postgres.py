@@ -60,7 +60,7 @@ def connect_args(pooler: str | None, command_timeout: float) -> dict:
     collides with one another client left on that server connection (SQLAlchemy's asyncpg
     dialect documents this). PgBouncer refuses startup parameters it does not know, so
     `lock_timeout` is not sent: PgBouncer sets it on each server connection instead
-    (`connect_query`, see runtime/pgbouncer.py).
+    (`connect_query`, see runtime/cluster/pgbouncer.py).
     """
     args: dict = {"timeout": 5, "command_timeout": command_timeout}
     if pooler == "pgbouncer":

@@ -30,10 +30,10 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from bazaar.platform.postgres import lock_timeout_setting
-from bazaar.runtime.budget import ServerPools
-from bazaar.runtime.pgcluster import SERVER_USER
-from bazaar.runtime.supervisor import Program
-from bazaar.runtime.topology import PortSource
+from bazaar.runtime.cluster.budget import ServerPools
+from bazaar.runtime.cluster.pgcluster import SERVER_USER
+from bazaar.runtime.cluster.supervisor import Program
+from bazaar.runtime.cluster.topology import PortSource
 
 QUERY_WAIT_TIMEOUT = 5
 """Seconds a client's transaction may wait for a server connection before PgBouncer refuses

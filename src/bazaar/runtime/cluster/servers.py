@@ -22,9 +22,9 @@ from pathlib import Path
 
 import redis
 
-from bazaar.runtime.pgcluster import SERVER_USER, LocalPostgres, prepare_folder
-from bazaar.runtime.rabbitmq_node import RabbitNode
-from bazaar.runtime.topology import PortSource
+from bazaar.runtime.cluster.pgcluster import SERVER_USER, LocalPostgres, prepare_folder
+from bazaar.runtime.cluster.rabbitmq_node import RabbitNode
+from bazaar.runtime.cluster.topology import PortSource
 
 MAX_CONNECTIONS = 200
 """`max_connections` of the primary `bazaar up` makes (its replicas copy it)."""

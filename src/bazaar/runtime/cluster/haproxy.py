@@ -16,7 +16,7 @@ process's metrics are on its own port) and any path no service owns (404, proble
 from dataclasses import dataclass
 from pathlib import Path
 
-from bazaar.runtime.topology import ROUTES, SERVICES, Process
+from bazaar.runtime.cluster.topology import ROUTES, SERVICES, Process
 
 CHECK_INTERVAL_MS = 500
 FALL = 2

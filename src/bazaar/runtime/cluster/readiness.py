@@ -6,8 +6,8 @@ import time
 
 import httpx
 
-from bazaar.runtime.supervisor import Supervisor
-from bazaar.runtime.topology import Process
+from bazaar.runtime.cluster.supervisor import Supervisor
+from bazaar.runtime.cluster.topology import Process
 
 START_FAILURES = 3
 """A program that exits this many times before it is ready has a fault that retrying will not

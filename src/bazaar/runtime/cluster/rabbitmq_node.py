@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aio_pika
 
-from bazaar.runtime.supervisor import Program
+from bazaar.runtime.cluster.supervisor import Program
 
 SERVER_SCRIPT = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 """Debian's script without its wrapper (/usr/sbin/rabbitmq-server), which would switch to the

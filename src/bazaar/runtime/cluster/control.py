@@ -11,11 +11,11 @@ import subprocess
 import time
 from collections.abc import Mapping
 
-from bazaar.runtime import haproxy
-from bazaar.runtime.readiness import NotReady, wait_url
-from bazaar.runtime.supervisor import Supervisor
-from bazaar.runtime.topology import SERVICES
-from bazaar.runtime.up import READY_TIMEOUT, Folder, Say, UpError, folder_from
+from bazaar.runtime.cluster import haproxy
+from bazaar.runtime.cluster.readiness import NotReady, wait_url
+from bazaar.runtime.cluster.supervisor import Supervisor
+from bazaar.runtime.cluster.topology import SERVICES
+from bazaar.runtime.cluster.up import READY_TIMEOUT, Folder, Say, UpError, folder_from
 
 DRAIN_TIMEOUT = 30.0
 

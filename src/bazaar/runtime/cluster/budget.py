@@ -15,7 +15,7 @@ process keeps the full client pools of its kind (PgBouncer multiplexes them).
 import math
 from dataclasses import dataclass
 
-from bazaar.runtime.topology import SERVICES, Process, TopologyError
+from bazaar.runtime.cluster.topology import SERVICES, Process, TopologyError
 
 RESERVED = 3
 """PostgreSQL's `superuser_reserved_connections` default."""

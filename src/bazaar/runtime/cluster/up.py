@@ -20,22 +20,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bazaar.platform.auth import load_or_create_key
-from bazaar.runtime import haproxy, pgbouncer
-from bazaar.runtime import supervisor as supervisor_config
-from bazaar.runtime.budget import Budget, plan_budget, plan_pooled_budget
-from bazaar.runtime.mailsink import count_messages
-from bazaar.runtime.pgbouncer import PgBouncerError
-from bazaar.runtime.pgcluster import ClusterError
-from bazaar.runtime.rabbitmq_node import NodeError, wait_for_node
-from bazaar.runtime.readiness import NotReady, wait_ready, wait_url
-from bazaar.runtime.servers import (
+from bazaar.runtime.cluster import haproxy, pgbouncer
+from bazaar.runtime.cluster import supervisor as supervisor_config
+from bazaar.runtime.cluster.budget import Budget, plan_budget, plan_pooled_budget
+from bazaar.runtime.cluster.mailsink import count_messages
+from bazaar.runtime.cluster.pgbouncer import PgBouncerError
+from bazaar.runtime.cluster.pgcluster import ClusterError
+from bazaar.runtime.cluster.rabbitmq_node import NodeError, wait_for_node
+from bazaar.runtime.cluster.readiness import NotReady, wait_ready, wait_url
+from bazaar.runtime.cluster.servers import (
     OwnPostgres,
     ServersError,
     State,
     redis_command,
     wait_for_redis,
 )
-from bazaar.runtime.supervisor import (
+from bazaar.runtime.cluster.supervisor import (
     Layout,
     Program,
     Supervisor,
@@ -44,7 +44,7 @@ from bazaar.runtime.supervisor import (
     group_members,
     is_alive,
 )
-from bazaar.runtime.topology import SERVICES, PortSource, Process, Topology, TopologyError
+from bazaar.runtime.cluster.topology import SERVICES, PortSource, Process, Topology, TopologyError
 
 MIGRATE_TIMEOUT = 300
 READY_TIMEOUT = 120
