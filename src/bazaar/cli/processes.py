@@ -16,21 +16,27 @@ def dev(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Every service in one process, on the embedded default: no server to install."""
-    from granian.constants import Interfaces
-    from granian.server import Server
-
     settings = settings_or_exit()
     console.print(
         f"Bazaar on http://{host}:{port}  (docs: /docs, data: {settings.platform.data_dir})"
     )
+    _run_granian("bazaar.runtime.embedded:create_embedded_app", host, port)
+
+
+def _run_granian(factory: str, host: str, port: int, workers: int = 1) -> None:
+    """Serve the ASGI app `factory` builds ("module:function") with granian until stopped."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
     Server(
-        "bazaar.runtime.embedded:create_embedded_app",
+        factory,
         address=host,
         port=port,
         interface=Interfaces.ASGI,
-        workers=1,
+        workers=workers,
         factory=True,
         log_access=False,
+        workers_kill_timeout=STOP_SECONDS,
     ).serve()
 
 
@@ -65,22 +71,10 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (granian).")] = 1,
 ) -> None:
     """One service's HTTP API, on the real servers (no relay, no consumers: see `worker`)."""
-    from granian.constants import Interfaces
-    from granian.server import Server
-
     service = Service(service).value
     _scaled_settings("serve", service)
     console.print(f"Bazaar {service} on http://{host}:{port}  (docs: /docs)")
-    Server(
-        f"bazaar.runtime.processes:serve_{service}",
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=workers,
-        factory=True,
-        log_access=False,
-        workers_kill_timeout=STOP_SECONDS,
-    ).serve()
+    _run_granian(f"bazaar.runtime.processes:serve_{service}", host, port, workers)
 
 
 @app.command()
@@ -104,20 +98,8 @@ def worker(
         console.print(f"Bazaar {service} worker started")
         asyncio.run(run_worker(service))
         return
-    from granian.constants import Interfaces
-    from granian.server import Server
-
     console.print(f"Bazaar {service} worker, health on http://{host}:{port}/healthz")
-    Server(
-        f"bazaar.runtime.processes:worker_{service}",
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=1,
-        factory=True,
-        log_access=False,
-        workers_kill_timeout=STOP_SECONDS,
-    ).serve()
+    _run_granian(f"bazaar.runtime.processes:worker_{service}", host, port)
 
 
 @app.command()

@@ -110,7 +110,7 @@ def postgres_database(
         return Database(name=name, primary=primary, can_listen=can_listen)
     replicas = [
         Replica(
-            name=_server(replica),
+            name=server_of(replica),
             engine=postgres_engine(replica, pool, command_timeout=5, pooler=pooler),
         )
         for replica in replica_urls
@@ -131,11 +131,8 @@ def replica_url(replica_server: str, database_url: str) -> str:
     return make_url(replica_server).set(database=name).render_as_string(hide_password=False)
 
 
-def same_server(url: str, other: str) -> bool:
-    return _server(url) == _server(other)
-
-
-def _server(url: str) -> str:
+def server_of(url: str | URL) -> str:
+    """`host:port` of the server a URL names: databases on one server share its replicas."""
     parts = make_url(url)
     return f"{parts.host or 'localhost'}:{parts.port or 5432}"
 
@@ -147,7 +144,10 @@ def database_name(url: URL) -> str:
     return name
 
 
-async def _maintenance_connection(url: URL) -> asyncpg.Connection:
+async def maintenance_connection(url: str | URL) -> asyncpg.Connection:
+    """A connection to the `postgres` database of the server `url` names (creating and
+    dropping databases, asking the server itself)."""
+    url = make_url(url)
     return await asyncpg.connect(
         host=url.host or "localhost",
         port=url.port or 5432,
@@ -164,7 +164,7 @@ async def server_problem(url: str | URL) -> str | None:
     """Why the server of `url` cannot be reached (within 5 s), or None when it answers."""
     parts = make_url(url) if isinstance(url, str) else url
     try:
-        connection = await _maintenance_connection(parts)
+        connection = await maintenance_connection(parts)
     except (OSError, TimeoutError, asyncpg.PostgresError) as error:
         return (
             f"{parts.host}:{parts.port or 5432} does not answer ({type(error).__name__}: {error})"
@@ -176,7 +176,7 @@ async def server_problem(url: str | URL) -> str | None:
 async def ensure_database(url: URL) -> None:
     """Create the database `url` names unless it exists; safe to run from two processes."""
     name = database_name(url)
-    connection = await _maintenance_connection(url)
+    connection = await maintenance_connection(url)
     try:
         if await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             return
@@ -189,7 +189,7 @@ async def ensure_database(url: URL) -> None:
 
 async def drop_database(url: URL) -> None:
     """Drop the database `url` names, disconnecting its sessions (tests clean up with it)."""
-    connection = await _maintenance_connection(url)
+    connection = await maintenance_connection(url)
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')
     finally:

@@ -167,7 +167,6 @@ class Replica:
     replayed: int = 0
     lag_seconds: float = 0.0
     answering: bool = True
-    checked_at: float = 0.0
 
 
 @dataclass
@@ -333,7 +332,6 @@ class ReplicaSet:
         replayed = parse_lsn(replayed_text) if replayed_text is not None else written
         replica.replayed = max(replica.replayed, replayed)
         replica.lag_seconds = self.lag_of(replica.replayed)
-        replica.checked_at = time.monotonic()
         if not replica.answering:
             log.info("replica_back", database=self.database, replica=replica.name)
         replica.answering = True

@@ -101,7 +101,7 @@ class Runtime:
             await self.platform.bus.start()
             self._bus_started = True
         # every kind reads, each from its own services' databases only
-        loops = self.platform.replica_monitors(self.databases)
+        loops = [db.replicas.monitor for db in self.databases if db.replicas is not None]
         if self.kind is not ProcessKind.SERVE:
             poll = self.settings.process.relay_poll_interval
             loops += [

@@ -1,12 +1,10 @@
 """The platform's adapters chosen by the settings: embedded (SQLite, in-process cache and bus)
 unless a server is named."""
 
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from cashews import Cache
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy.engine import URL
 
 from bazaar.platform.auth import TokenVerifier, load_or_create_key, parse_private_key
 from bazaar.platform.bus import EventBus, InProcessBus
@@ -18,7 +16,7 @@ from bazaar.platform.postgres import (
     PoolSettings,
     postgres_database,
     replica_url,
-    same_server,
+    server_of,
     server_problem,
     service_url,
 )
@@ -50,11 +48,6 @@ class Platform:
         # database answers as fast, and the in-process cache stays for catalog pages.
         shared = self.cache if isinstance(self.cache, RedisCache) else None
         self.idempotency = Idempotency(shared)
-
-    @staticmethod
-    def replica_monitors(databases: Iterable[Database]) -> list[Callable[[], Awaitable[None]]]:
-        """The loops that watch the replicas (lag, health) of the `databases` a process uses."""
-        return [db.replicas.monitor for db in databases if db.replicas is not None]
 
     def all_databases(self) -> list[Database]:
         return [*self.databases.values(), *self.orders.shards]
@@ -132,7 +125,7 @@ def _postgres_databases(
         replicas = [
             replica_url(replica, url)
             for replica in settings.replica_urls
-            if same_server(url, primary)
+            if server_of(url) == server_of(primary)
         ]
         return postgres_database(
             name,
@@ -157,18 +150,14 @@ async def require_servers(platform: Platform) -> None:
         return
     named: dict[str, str] = {}
     for db in platform.databases.values():
-        named.setdefault(_server_of(db.primary.url), "DATABASE_URL")
+        named.setdefault(server_of(db.primary.url), "DATABASE_URL")
     shards = "ORDER_SHARD_URLS" if settings.order_shard_urls else "DATABASE_URL"
     for db in platform.orders.shards:
-        named.setdefault(_server_of(db.primary.url), shards)
-    servers = {_server_of(db.primary.url): db.primary.url for db in platform.all_databases()}
+        named.setdefault(server_of(db.primary.url), shards)
+    servers = {server_of(db.primary.url): db.primary.url for db in platform.all_databases()}
     for server, variable in named.items():
         if (problem := await server_problem(servers[server])) is not None:
             raise SettingsError(variable, problem)
     for replica in settings.replica_urls:
         if (problem := await server_problem(replica)) is not None:
             raise SettingsError("REPLICA_URLS", problem)
-
-
-def _server_of(url: URL) -> str:
-    return f"{url.host}:{url.port or 5432}"

@@ -93,15 +93,12 @@ def _ready(port: int | None) -> bool | None:
 
 async def _replica_lag(database_url: str) -> list[dict] | str:
     import asyncpg
-    from sqlalchemy.engine import make_url
 
-    url = make_url(database_url)
+    from bazaar.platform.postgres import maintenance_connection
+
     try:
         async with asyncio.timeout(ASK_TIMEOUT):
-            connection = await asyncpg.connect(
-                host=url.host, port=url.port or 5432, user=url.username,
-                password=url.password, database="postgres", statement_cache_size=0,
-            )  # fmt: skip
+            connection = await maintenance_connection(database_url)
             try:
                 rows = await connection.fetch(
                     "SELECT client_port, state, extract(epoch FROM replay_lag) AS lag,"

@@ -227,20 +227,10 @@ def _max_connections(environ: Mapping[str, str], state: State) -> int:
         return state.max_connections
     import asyncio
 
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    parts = make_url(url)
+    from bazaar.platform.postgres import maintenance_connection
 
     async def ask() -> int:
-        connection = await asyncpg.connect(
-            host=parts.host or "localhost",
-            port=parts.port or 5432,
-            user=parts.username,
-            password=parts.password,
-            database="postgres",
-            timeout=5,
-        )
+        connection = await maintenance_connection(url)
         try:
             return int(await connection.fetchval("SHOW max_connections"))
         finally:
