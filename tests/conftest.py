@@ -3,14 +3,15 @@
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bazaar.platform.postgres import drop_database
 from bazaar.runtime.config import Settings
 from bazaar.runtime.embedded import Runtime
+from tests.postgres import drop_databases
 from tests.replication import ReplicatedServer, start_replicated_server
 from tests.scaled import ScaledServers, start_scaled_servers
 
@@ -31,21 +32,30 @@ bus) or `scaled` (every real server at once: tests/scaled.py). `make test` runs 
 once more on `scaled`."""
 
 
+@asynccontextmanager
+async def started(
+    data_dir: Path, *, on_servers: bool = False, **extra: str
+) -> AsyncIterator[Runtime]:
+    """A runtime on `extra`'s settings, started and, afterwards, stopped; `on_servers` drops
+    the PostgreSQL databases it made as well."""
+    runtime = Runtime(settings_for(data_dir, **extra))
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+        if on_servers:
+            await drop_databases(runtime)
+
+
 @pytest.fixture
 async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Runtime]:
     extra: dict[str, str] = {}
     if BACKEND == "scaled":
         servers: ScaledServers = request.getfixturevalue("scaled_servers")
         extra = servers.environment()
-    runtime = Runtime(settings_for(tmp_path / "data", **extra))
-    await runtime.start()
-    try:
+    async with started(tmp_path / "data", on_servers=BACKEND == "scaled", **extra) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
-        if BACKEND == "scaled":
-            for db in runtime.platform.all_databases():
-                await drop_database(db.primary.url)
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import settings_for
-from tests.postgres import drop_databases, fresh_database_url, require_server
+from tests.conftest import started
+from tests.postgres import fresh_database_url, require_server
 from tests.scaled import ScaledServers
 
 
@@ -22,11 +22,5 @@ async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     if request.param == "scaled":
         servers: ScaledServers = request.getfixturevalue("scaled_servers")
         extra = servers.environment()
-    runtime = Runtime(settings_for(tmp_path / "data", **extra))
-    await runtime.start()
-    try:
+    async with started(tmp_path / "data", on_servers=request.param != "sqlite", **extra) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
-        if request.param != "sqlite":
-            await drop_databases(runtime)

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from bazaar.platform.cache import create_cache
 from bazaar.platform.db import WriteSession
@@ -25,6 +23,7 @@ from bazaar.runtime.embedded import Runtime
 from tests.conftest import admin, customer
 from tests.integration.test_redis import RedisServer, running
 from tests.orders.test_api import keyed, order_body, product
+from tests.statements import statements_where
 
 REQUEST_TABLES = ("idempotency_record", "cart_item", "customer_order", "FROM product")
 
@@ -32,17 +31,8 @@ REQUEST_TABLES = ("idempotency_record", "cart_item", "customer_order", "FROM pro
 @pytest.fixture
 def statements() -> Iterator[list[str]]:
     """Every statement that touches what an order request reads or writes, on any engine."""
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement: str, _parameters, _context, _many) -> None:
-        if any(table in statement for table in REQUEST_TABLES):
-            seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
+    with statements_where(lambda sql: any(table in sql for table in REQUEST_TABLES)) as seen:
         yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 async def an_order(runtime: Runtime, client: httpx.AsyncClient) -> tuple[dict, dict]:

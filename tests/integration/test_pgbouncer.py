@@ -28,6 +28,7 @@ from bazaar.runtime.cluster.topology import free_port
 from bazaar.runtime.embedded import Runtime
 from tests.conftest import admin, customer, settings_for
 from tests.e2e.checkout import create_product, place_order, settled, stock_of
+from tests.integration.row_locks import patch_while_held
 from tests.postgres import SERVER_URL, fresh_database_url, require_server
 from tests.scaled import _unavailable
 
@@ -171,23 +172,9 @@ async def test_a_row_lock_still_ends_after_the_lock_timeout_with_503(
     assert timeout == f"{int(LOCK_TIMEOUT)}s"
     headers = await admin(runtime, client)
     product = await create_product(client, headers, stock=5)
-    server = make_url(SERVER_URL)
-    holder = await asyncpg.connect(  # on the server itself, beside PgBouncer
-        host=server.host,
-        port=server.port or 5432,
-        user=server.username,
-        database=catalog.primary.url.database,
-    )
-    try:
-        async with holder.transaction():
-            await holder.execute("SELECT 1 FROM product WHERE id = $1 FOR UPDATE", product["id"])
-            started = time.monotonic()
-            patched = await client.patch(
-                f"/v1/products/{product['id']}", json={"stock": 6}, headers=headers
-            )
-            waited = time.monotonic() - started
-    finally:
-        await holder.close()
+    server = make_url(SERVER_URL).set(database=catalog.primary.url.database)
+    # on the server itself, beside PgBouncer
+    patched, waited = await patch_while_held(client, headers, product["id"], server)
 
     assert patched.status_code == 503, patched.text
     assert patched.headers["retry-after"] == "1"

@@ -20,12 +20,12 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from cashews import Cache
-from sqlalchemy import event
 
 from bazaar.catalog.pages import ProductPages
 from bazaar.platform.cache import create_cache
 from bazaar.runtime.embedded import Runtime
 from tests.conftest import admin, readiness_once_checked_again, register, settings_for
+from tests.statements import statements_where
 
 REDIS_URL = os.environ.get("BAZAAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PRODUCT = {
@@ -123,19 +123,12 @@ async def own_redis() -> AsyncIterator[RedisServer]:
 @pytest.fixture
 def product_reads() -> Iterator[list[str]]:
     """Every statement that reads a product row, on any engine, while the test runs."""
-    reads: list[str] = []
 
-    def record(_conn, _cursor, statement: str, parameters, _context, _many) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM product" in statement:
-            reads.append(statement)
+    def reads_a_product(statement: str) -> bool:
+        return statement.lstrip().upper().startswith("SELECT") and "FROM product" in statement
 
-    from sqlalchemy.engine import Engine
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
+    with statements_where(reads_a_product) as reads:
         yield reads
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 async def warm(cache: Cache) -> None:
