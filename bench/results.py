@@ -1,0 +1,190 @@
+"""What one run of `bazaar bench` found: the shape of `results.json`, the report's only input.
+
+Everything a report shows is here, so `bazaar bench report` can redraw an old run, and the
+next run can set its figures beside this one's (a regression shows as a ratio below 1).
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = 1
+
+
+@dataclass
+class Latency:
+    """Milliseconds, as the load generator saw them (a request's whole round trip)."""
+
+    p50: float = 0.0
+    p95: float = 0.0
+    p99: float = 0.0
+    max: float = 0.0
+
+
+@dataclass
+class Observed:
+    """What the servers' own /metrics said over one measurement (differences of counters)."""
+
+    cache_hit_ratio: float | None = None
+    """Hits / look-ups of every cache (edge response cache and Redis) over the measurement."""
+    queries_per_request: float | None = None
+    """SQL statements run by every process / HTTP requests answered by the API instances."""
+    replica_share: float | None = None
+    """Read transactions that ran on a replica / all read transactions."""
+    settle_ms: Latency | None = None
+    """From order placed to order confirmed or cancelled, from the orders workers' histogram."""
+    outbox_backlog_max: int | None = None
+    """The largest outbox backlog (rows not yet published) sampled during the measurement."""
+    orders_settled: int | None = None
+
+
+@dataclass
+class Measurement:
+    """One workload at one load on one configuration."""
+
+    workload: str
+    """`hello`, `browse`, `product` (cached product page only), `checkout` or `mixed`."""
+    tool: str
+    """`wrk` or `locust`."""
+    seconds: float
+    requests: int
+    rps: float
+    """Requests per second; for `checkout`, orders placed per second is `orders_per_s`."""
+    errors: int
+    latency: Latency
+    instances: int = 1
+    """Instances of the service under test (1 in embedded mode)."""
+    offered_rps: float | None = None
+    """The fixed rate asked of the load generator, when not as fast as it can."""
+    connections: int | None = None
+    orders_per_s: float | None = None
+    settled: int | None = None
+    """Orders the load generator saw settle (confirmed or cancelled) before it stopped."""
+    unsettled: int | None = None
+    """Orders placed that had not settled when the load generator gave up waiting."""
+    settle_ms: Latency | None = None
+    """Placed to settled, as the load generator saw it by polling."""
+    loadgen_cpu: float = 0.0
+    """Cores the load generator itself used (near 1.0 for one thread: it is the bottleneck)."""
+    cpu: dict[str, float] = field(default_factory=dict)
+    """Cores used by each process of the system under test (`catalog-0`, `orders-worker`...)."""
+    observed: Observed = field(default_factory=Observed)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass
+class Scaling:
+    """The same workload at 1, 2, 4, 8 instances of one service, each under the same quota."""
+
+    service: str
+    """`catalog` (workload `product`) or `orders` (workload `checkout`)."""
+    workload: str
+    points: list[Measurement]
+
+    def efficiency(self, point: Measurement) -> float:
+        """throughput(N) / (N x throughput(1))."""
+        one = next((p for p in self.points if p.instances == 1), None)
+        if one is None or not self.throughput(one) or not point.instances:
+            return 0.0
+        return self.throughput(point) / (point.instances * self.throughput(one))
+
+    @staticmethod
+    def throughput(point: Measurement) -> float:
+        return point.orders_per_s if point.orders_per_s is not None else point.rps
+
+
+@dataclass
+class Target:
+    """One target of the issue, as this run measured it."""
+
+    name: str
+    value: float | None
+    bound: float
+    unit: str
+    met: bool
+    detail: str = ""
+
+
+@dataclass
+class ModeResult:
+    """Everything measured in one mode: `embedded` (`bazaar dev`) or `scaled` (`bazaar up`)."""
+
+    mode: str
+    quota_cores: float | None
+    """The CPU quota of each instance under test (and of the hello-world baseline)."""
+    hello: Measurement | None = None
+    workloads: dict[str, Measurement] = field(default_factory=dict)
+    """Peak (closed loop) of every workload: product, browse, checkout, mixed."""
+    latency_vs_load: list[Measurement] = field(default_factory=list)
+    """Cached product pages at fixed rates, fractions of the peak."""
+    scaling: list[Scaling] = field(default_factory=list)
+    profile: str | None = None
+    """A py-spy profile (file name in the run folder) where a target was missed."""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    started_at: str
+    finished_at: str
+    machine: dict[str, Any]
+    """cores, cpu model, kernel, python, git commit, load average before the run."""
+    settings: dict[str, Any]
+    """quick, seconds per measurement, products, instance counts, quota."""
+    modes: dict[str, ModeResult] = field(default_factory=dict)
+    targets: list[Target] = field(default_factory=list)
+    format: int = FORMAT
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "Run":
+        return run_from_dict(json.loads(path.read_text()))
+
+
+def _latency(data: dict | None) -> Latency | None:
+    return Latency(**data) if data else None
+
+
+def _measurement(data: dict) -> Measurement:
+    data = dict(data)
+    data["latency"] = _latency(data["latency"]) or Latency()
+    data["settle_ms"] = _latency(data.get("settle_ms"))
+    observed = dict(data.get("observed") or {})
+    observed["settle_ms"] = _latency(observed.get("settle_ms"))
+    data["observed"] = Observed(**observed)
+    return Measurement(**data)
+
+
+def _mode(data: dict) -> ModeResult:
+    return ModeResult(
+        mode=data["mode"],
+        quota_cores=data.get("quota_cores"),
+        hello=_measurement(data["hello"]) if data.get("hello") else None,
+        workloads={k: _measurement(v) for k, v in data.get("workloads", {}).items()},
+        latency_vs_load=[_measurement(m) for m in data.get("latency_vs_load", [])],
+        scaling=[
+            Scaling(s["service"], s["workload"], [_measurement(p) for p in s["points"]])
+            for s in data.get("scaling", [])
+        ],
+        profile=data.get("profile"),
+        notes=list(data.get("notes", [])),
+    )
+
+
+def run_from_dict(data: dict) -> Run:
+    if data.get("format") != FORMAT:
+        raise ValueError(f"results format {data.get('format')!r}, expected {FORMAT}")
+    return Run(
+        started_at=data["started_at"],
+        finished_at=data["finished_at"],
+        machine=data["machine"],
+        settings=data["settings"],
+        modes={name: _mode(mode) for name, mode in data.get("modes", {}).items()},
+        targets=[Target(**t) for t in data.get("targets", [])],
+    )
