@@ -1,0 +1,192 @@
+"""The measurements of one run, in order: for each mode, the hello-world baseline, the peak of
+every workload, latency against load, and (scaled) the scaling of catalog reads and of
+checkout over 1, 2, 4 and 8 instances, each instance under the same CPU quota.
+"""
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench import loadgen
+from bench.loadgen import Catalog
+from bench.observe import Watch
+from bench.results import Measurement, ModeResult, Scaling
+from bench.systems import Embedded, Hello, Scaled, prepare_catalog
+
+Step = Callable[[str], None]
+"""Told what the run does next (the progress bar)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    modes: tuple[str, ...] = ("embedded", "scaled")
+    seconds: float = 10.0
+    """Each request-rate measurement (wrk)."""
+    journey_seconds: float = 20.0
+    """Each journey measurement (Locust)."""
+    products: int = 10_000
+    instances: tuple[int, ...] = (1, 2, 4, 8)
+    embedded_quota: float = 1.0
+    catalog_quota: float = 0.1
+    orders_quota: float = 0.05
+    fractions: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+    connections: int = 64
+    checkout_users_per_instance: int = 6
+    mixed_users: int = 40
+    warm_seconds: float = 2.0
+
+    @classmethod
+    def quick(cls) -> "Plan":
+        """About a minute: every workload once on `bazaar dev`, short."""
+        return cls(
+            modes=("embedded",),
+            seconds=3.0,
+            journey_seconds=6.0,
+            products=500,
+            fractions=(0.7,),
+            checkout_users_per_instance=4,
+            mixed_users=10,
+            warm_seconds=1.0,
+        )
+
+    def steps(self) -> int:
+        """How many steps `run_mode` reports, for the progress bar."""
+        rates = 3 + len(self.fractions)  # hello, product, browse, fractions
+        journeys = 3  # checkout, checkout at half the peak, mixed
+        count = 0
+        if "embedded" in self.modes:
+            count += 1 + rates + journeys
+        if "scaled" in self.modes:  # checkout's peak is its scaling's best point
+            count += 1 + rates + journeys - 1 + 2 * len(self.instances)
+        return count
+
+
+@contextlib.contextmanager
+def _watching(system: Embedded | Scaled) -> Iterator[list]:
+    watch = Watch(system.metrics_urls, system.processes)
+    watch.start()
+    found: list = []
+    try:
+        yield found
+    finally:
+        found += watch.stop()
+
+
+def _measure(system: Embedded | Scaled, run: Callable[[], Measurement]) -> Measurement:
+    with _watching(system) as seen:
+        measurement = run()
+    measurement.observed, measurement.cpu = seen
+    return measurement
+
+
+def run_mode(mode: str, plan: Plan, folder: Path, groups, step: Step) -> ModeResult:
+    folder.mkdir(parents=True, exist_ok=True)
+    if mode == "embedded":
+        system: Embedded | Scaled = Embedded(folder, plan.embedded_quota, groups)
+        quota = plan.embedded_quota
+    else:
+        quotas = {"catalog": plan.catalog_quota, "orders": plan.orders_quota}
+        system = Scaled(folder, quotas, max(plan.instances))
+        quota = plan.catalog_quota
+    result = ModeResult(mode=mode, quota_cores=quota)
+    hello = Hello(folder, quota, groups)
+    step(f"{mode}: starting (seeding {plan.products:,} products)")
+    try:
+        system.start(plan.products)
+        hello.start()
+        catalog, _admin = prepare_catalog(system.url, folder)
+        _rates(result, plan, system, hello, catalog, step)
+        if isinstance(system, Scaled):
+            _scale_catalog(result, plan, system, catalog, step)
+        _journeys(result, plan, system, catalog, step)
+    finally:
+        hello.stop()
+        system.stop()
+    return result
+
+
+def _rates(
+    result: ModeResult,
+    plan: Plan,
+    system: Embedded | Scaled,
+    hello: Hello,
+    catalog: Catalog,
+    step: Step,
+) -> None:
+    def wrk(url: str, mix: str, seconds: float, rate: float = 0.0) -> Measurement:
+        return loadgen.wrk(url, mix, catalog, seconds, plan.connections, rate)
+
+    step(f"{result.mode}: hello-world baseline")
+    wrk(hello.url, "hello", plan.warm_seconds)
+    result.hello = wrk(hello.url, "hello", plan.seconds)
+    result.hello.cpu = {"hello": 0.0}
+    hello.stop()
+    if isinstance(system, Scaled):
+        system.scale("catalog", 1)
+    step(f"{result.mode}: cached product pages, as fast as they are answered")
+    wrk(system.url, "product", plan.warm_seconds)
+    peak = _measure(system, lambda: wrk(system.url, "product", plan.seconds))
+    result.workloads["product"] = peak
+    for fraction in plan.fractions:
+        step(f"{result.mode}: product pages at {fraction:.0%} of the peak")
+        rate = round(peak.rps * fraction, 1)
+        point = _measure(system, lambda rate=rate: wrk(system.url, "product", plan.seconds, rate))
+        result.latency_vs_load.append(point)
+    if isinstance(system, Scaled):
+        system.scale("catalog", max(plan.instances))
+    step(f"{result.mode}: browsing (pages, listings, searches)")
+    wrk(system.url, "browse", plan.warm_seconds)
+    result.workloads["browse"] = _measure(system, lambda: wrk(system.url, "browse", plan.seconds))
+
+
+def _scale_catalog(
+    result: ModeResult, plan: Plan, system: Scaled, catalog: Catalog, step: Step
+) -> None:
+    points = []
+    for count in plan.instances:
+        step(f"scaled: catalog reads on {count} instance(s)")
+        system.scale("catalog", count)
+        loadgen.wrk(system.url, "product", catalog, plan.warm_seconds, plan.connections)
+        point = _measure(
+            system,
+            lambda: loadgen.wrk(system.url, "product", catalog, plan.seconds, plan.connections),
+        )
+        points.append(replace(point, instances=count))
+    result.scaling.append(Scaling("catalog", "product", points))
+    system.scale("catalog", max(plan.instances))
+
+
+def _journeys(
+    result: ModeResult, plan: Plan, system: Embedded | Scaled, catalog: Catalog, step: Step
+) -> None:
+    def checkout(users: int, rate: float = 0.0) -> Measurement:
+        return _measure(
+            system,
+            lambda: loadgen.locust(
+                system.url, "checkout", catalog, plan.journey_seconds, users, rate=rate
+            ),
+        )
+
+    per_instance = plan.checkout_users_per_instance
+    if isinstance(system, Scaled):
+        points = []
+        for count in plan.instances:
+            step(f"scaled: checkout on {count} orders instance(s)")
+            system.scale("orders", count)
+            points.append(replace(checkout(per_instance * count), instances=count))
+        result.scaling.append(Scaling("orders", "checkout", points))
+        system.scale("orders", max(plan.instances))
+        peak = max(points, key=lambda p: p.orders_per_s or 0.0)
+        result.workloads["checkout"] = peak
+    else:
+        step("embedded: checkout, as fast as orders settle")
+        peak = result.workloads["checkout"] = checkout(per_instance * 2)
+    step(f"{result.mode}: checkout at half of its peak")
+    half = round((peak.orders_per_s or 1.0) / 2, 2)
+    result.workloads["checkout-half"] = checkout(peak.connections or per_instance, rate=half)
+    step(f"{result.mode}: a storefront's day (mixed)")
+    users, seconds = plan.mixed_users, plan.journey_seconds
+    result.workloads["mixed"] = _measure(
+        system, lambda: loadgen.locust(system.url, "mixed", catalog, seconds, users)
+    )

@@ -1,0 +1,281 @@
+"""The systems a benchmark runs against, each started in a folder of the run's own and stopped
+afterwards: one `bazaar dev` process (embedded), the whole `bazaar up` topology (scaled), and
+the hello-world baseline, each instance under test held to a CPU quota.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bazaar.runtime.cluster.cpulimit import CpuGroups
+from bazaar.runtime.cluster.servers import OwnPostgres, State
+from bazaar.runtime.cluster.supervisor import Layout, Supervisor, descendants
+from bazaar.runtime.cluster.topology import free_port
+from bench.loadgen import Catalog
+
+ADMIN = ("bench-admin@example.com", "bench-admin-password")
+STOCKED_PRODUCTS = 200
+"""Products with stock for any run, spread so orders seldom wait on one row's lock."""
+READY_TIMEOUT = 120.0
+
+
+class SystemError_(RuntimeError):
+    """The system under test would not start."""
+
+
+def _bazaar() -> list[str]:
+    beside = Path(sys.executable).parent / "bazaar"
+    return [str(beside)] if beside.exists() else ["bazaar"]
+
+
+def _clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
+    return base | {"BAZAAR_LOG_LEVEL": "warning"} | dict(extra)
+
+
+def _check(command: list[str], environment: Mapping[str, str], timeout: float = 600) -> str:
+    done = subprocess.run(
+        command, env=dict(environment), capture_output=True, text=True, timeout=timeout
+    )
+    if done.returncode != 0:
+        raise SystemError_(f"{' '.join(command[-3:])} failed: {done.stderr[-3000:] or done.stdout}")
+    return done.stdout
+
+
+def wait_ready(url: str, timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemError_(f"{url} was not ready within {timeout:.0f} s")
+
+
+def _tree(pid: int) -> list[int]:
+    return [pid, *descendants(pid)]
+
+
+@dataclass
+class Process:
+    """A program the bench started itself, in a process group of its own."""
+
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+
+
+def start_process(
+    name: str, command: list[str], environment: Mapping[str, str], folder: Path
+) -> Process:
+    log = folder / f"{name}.log"
+    popen = subprocess.Popen(
+        command,
+        env=dict(environment),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Process(name, popen, log)
+
+
+@dataclass
+class Hello:
+    """The ceiling of the stack: a hello-world Litestar app, one granian worker, under the same
+    quota as an instance under test."""
+
+    folder: Path
+    cores: float | None
+    groups: CpuGroups
+    port: int = field(default_factory=free_port)
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        granian = Path(sys.executable).parent / "granian"
+        command = [str(granian), "--interface", "asgi", "--workers", "1", "--port"]
+        command += [str(self.port), "--no-access-log", "bench.hello:app"]
+        if self.cores:
+            command = self.groups.make("hello", self.cores).wrap(command)
+        root = Path(__file__).resolve().parent.parent
+        environment = _clean_environment({"PYTHONPATH": str(root)})
+        self.process = start_process("hello", command, environment, self.folder)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url, timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise SystemError_(f"the hello-world app did not answer: see {self.process.log}")
+
+    def processes(self) -> dict[str, list[int]]:
+        return {"hello": _tree(self.process.popen.pid)} if self.process else {}
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+def prepare_catalog(url: str, folder: Path) -> tuple[Catalog, str]:
+    """Sign the admin in, add the stocked products, and write the id files the workloads read.
+    Returns them and an admin token."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        answer = client.post("/v1/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]})
+        answer.raise_for_status()
+        headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        stocked = []
+        run = os.urandom(3).hex().upper()
+        for number in range(STOCKED_PRODUCTS):
+            product = {
+                "sku": f"BENCH-{run}-{number:04d}",
+                "name": f"Bench stock {number}",
+                "description": "Stock enough for any benchmark.",
+                "category": "bench",
+                "price": {"amount": 1000 + number, "currency": "USD"},
+                "stock": 100_000_000,
+            }
+            answer = client.post("/v1/products", json=product, headers=headers)
+            answer.raise_for_status()
+            stocked.append(answer.json()["id"])
+        products: list[str] = []
+        cursor = None
+        while len(products) < 2000:
+            params = {"limit": 100} | ({"cursor": cursor} if cursor else {})
+            page = client.get("/v1/products", params=params).json()
+            products += [item["id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        categories = [c["name"] for c in client.get("/v1/categories").json()["items"]]
+    catalog = Catalog(folder / "products.txt", folder / "stocked.txt", folder / "categories.txt")
+    catalog.products.write_text("\n".join(products) + "\n")
+    catalog.stocked.write_text("\n".join(stocked) + "\n")
+    catalog.categories.write_text("\n".join(categories) + "\n")
+    return catalog, headers["Authorization"]
+
+
+def _seed(environment: Mapping[str, str], products: int) -> None:
+    _check([*_bazaar(), "seed", "--products", str(products)], environment)
+    email, password = ADMIN
+    _check([*_bazaar(), "admin", "create", "--email", email, "--password", password], environment)
+
+
+@dataclass
+class Embedded:
+    """Every service in one `bazaar dev` process on SQLite, under `cores` of CPU."""
+
+    folder: Path
+    cores: float | None
+    groups: CpuGroups
+    port: int = field(default_factory=free_port)
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return _clean_environment({"BAZAAR_DATA_DIR": str(self.folder / "data")})
+
+    def start(self, products: int) -> None:
+        _seed(self.environment, products)
+        command = [*_bazaar(), "dev", "--port", str(self.port)]
+        if self.cores:
+            command = self.groups.make("bazaar-dev", self.cores).wrap(command)
+        self.process = start_process("bazaar-dev", command, self.environment, self.folder)
+        wait_ready(self.url)
+
+    def metrics_urls(self) -> list[str]:
+        return [self.url]
+
+    def processes(self) -> dict[str, list[int]]:
+        return {"bazaar-dev": _tree(self.process.popen.pid)} if self.process else {}
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@dataclass
+class Scaled:
+    """`bazaar up`: HAProxy in front of `most` instances of catalog and of orders (each under
+    its quota; `scale` chooses how many serve), one of the other services, a worker per
+    service, PostgreSQL primary + replica + 2 shards, Redis, RabbitMQ, all on this machine."""
+
+    folder: Path
+    quotas: dict[str, float]
+    most: int
+    port: int = field(default_factory=free_port)
+    stats_port: int = field(default_factory=free_port)
+    run: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return _clean_environment({"BAZAAR_DATA_DIR": str(self.data_dir)})
+
+    def start(self, products: int) -> None:
+        instances = f"catalog={self.most},orders={self.most},identity=1,payments=1,notifications=1"
+        quota = ",".join(f"{service}={cores}" for service, cores in self.quotas.items())
+        command = [*_bazaar(), "up", "--detach", "--instances", instances, "--cpu-quota", quota]
+        command += ["--port", str(self.port), "--stats-port", str(self.stats_port)]
+        _check(command, self.environment)
+        up = self.data_dir / "up"
+        self.run = json.loads((up / "run.json").read_text())
+        servers = dict(
+            line.split("=", 1) for line in (up / "env").read_text().splitlines() if "=" in line
+        )
+        servers = {key: value.strip("'") for key, value in servers.items()}
+        _seed(_clean_environment(servers), products)
+
+    def scale(self, service: str, count: int) -> None:
+        _check([*_bazaar(), "scale", service, str(count)], self.environment, timeout=180)
+
+    def metrics_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p['port']}" for p in self.run.get("processes", [])]
+
+    def processes(self) -> dict[str, list[int]]:
+        up = self.data_dir / "up"
+        found: dict[str, list[int]] = {}
+        supervisor = Supervisor(Layout(up))
+        for program in supervisor.programs():
+            if program.pid:
+                found[program.name] = _tree(program.pid)
+        state = State.load(up / "state.json")
+        postgres = OwnPostgres(up / "postgres", state, len(state.replica_ports))
+        found["postgresql"] = [pid for root in postgres.pids() for pid in _tree(root)]
+        return found
+
+    def stop(self) -> None:
+        subprocess.run([*_bazaar(), "down"], env=self.environment, capture_output=True, timeout=300)

@@ -1,0 +1,139 @@
+"""`bazaar bench`: the load generator, the scaling experiment and the capacity report.
+
+The benchmark itself lives in the repository's `bench/` package (workloads, experiment,
+report); this module only reads the options and shows progress.
+"""
+
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bazaar.cli import app, console
+
+bench = typer.Typer(
+    help="The load generator, the scaling experiment and the capacity report.",
+    invoke_without_command=True,
+)
+app.add_typer(bench, name="bench")
+PUBLISHED = Path("docs/capacity")
+"""Where the report of record is committed; a run's figures are set beside its."""
+
+
+def _runs_root() -> Path:
+    return Path(os.environ.get("BAZAAR_DATA_DIR") or ".bazaar").resolve() / "bench"
+
+
+def _import_bench():
+    try:
+        import bench.report
+        import bench.runner  # noqa: F401
+    except ImportError as error:
+        console.print(
+            f"[red]The benchmark cannot load[/red] ({error}): run from the repository, with"
+            " `pip install -e '.[bench]'` (the Makefile does)."
+        )
+        raise typer.Exit(2) from None
+
+
+@bench.callback()
+def run(
+    context: typer.Context,
+    quick: Annotated[
+        bool, typer.Option(help="A one-minute smoke of every workload; fails on any error.")
+    ] = False,
+    mode: Annotated[
+        str, typer.Option(help="embedded (bazaar dev), scaled (bazaar up) or both.")
+    ] = "both",
+    seconds: Annotated[float | None, typer.Option(help="Seconds per wrk measurement.")] = None,
+    products: Annotated[int | None, typer.Option(help="Products to seed.")] = None,
+    instances: Annotated[
+        str | None, typer.Option(help="Instance counts of the scaling experiment, e.g. 1,2,4,8.")
+    ] = None,
+    publish: Annotated[
+        bool, typer.Option(help=f"Copy the report to {PUBLISHED}/ (the figures of record).")
+    ] = False,
+) -> None:
+    """Run the benchmark: every workload in each mode, the scaling experiment, the report."""
+    if context.invoked_subcommand is not None:
+        return
+    _import_bench()
+    from dataclasses import replace
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from bench import report, runner
+    from bench.experiment import Plan
+
+    plan = Plan.quick() if quick else Plan()
+    if mode != "both" or quick:
+        if mode not in ("embedded", "scaled", "both"):
+            raise typer.BadParameter("embedded, scaled or both", param_hint="--mode")
+        plan = replace(plan, modes=plan.modes if mode == "both" else (mode,))
+    if seconds:
+        plan = replace(plan, seconds=seconds, journey_seconds=2 * seconds)
+    if products:
+        plan = replace(plan, products=products)
+    if instances:
+        plan = replace(plan, instances=tuple(int(n) for n in instances.split(",")))
+    folder = runner.new_folder(_runs_root())
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("Starting", total=plan.steps())
+        started = [False]
+
+        def step(what: str) -> None:
+            if started[0]:
+                progress.advance(task)
+            started[0] = True
+            progress.update(task, description=what)
+
+        result = runner.run(plan, folder, step, quick)
+        progress.update(task, completed=plan.steps(), description="Done")
+    previous = report.previous_run(_runs_root(), folder, PUBLISHED / "results.json")
+    written = report.write_report(result, folder, previous)
+    for target in result.targets:
+        mark = "[green]met[/green]" if target.met else "[yellow]missed[/yellow]"
+        console.print(f"  {mark}  {target.name}: {target.value} (bound {target.bound})")
+    console.print(f"Report: {written}")
+    if publish:
+        PUBLISHED.mkdir(parents=True, exist_ok=True)
+        for path in folder.iterdir():
+            if path.suffix in (".md", ".png", ".json", ".svg", ".txt") and path.is_file():
+                shutil.copy2(path, PUBLISHED / path.name)
+        console.print(f"Published to {PUBLISHED}/")
+    if quick:
+        failures = runner.smoke_failures(result)
+        for failure in failures:
+            console.print(f"[red]FAILED[/red] {failure}")
+        if failures:
+            raise typer.Exit(1)
+        console.print("[green]Smoke passed[/green]: no error, every order settled, bounds held.")
+
+
+@bench.command("report")
+def report_command(
+    folder: Annotated[
+        Path | None, typer.Argument(help="A run's folder (the newest run when left out).")
+    ] = None,
+) -> None:
+    """Write a run's Markdown report and plots again from its results.json."""
+    _import_bench()
+    from bench import report
+
+    root = _runs_root()
+    if folder is None:
+        runs = sorted(p for p in root.glob("*") if (p / "results.json").exists())
+        if not runs:
+            console.print(f"[red]No run[/red] under {root}: `bazaar bench` first.")
+            raise typer.Exit(1)
+        folder = runs[-1]
+    written = report.redraw(folder, root, PUBLISHED / "results.json")
+    console.print(f"Report: {written}")
