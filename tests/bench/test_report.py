@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("matplotlib", reason="the bench extra draws the report's plots")
-
 from bench.report import previous_run, redraw, write_report
 from bench.results import (
     Latency,
