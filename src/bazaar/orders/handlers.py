@@ -12,39 +12,47 @@ from bazaar.orders import service
 from bazaar.orders.models import OUT_OF_STOCK, PAYMENT_DECLINED, PAYMENT_FAILED, Order
 from bazaar.payments.events import PaymentDeclined, PaymentFailed, PaymentSucceeded
 from bazaar.platform.bus import Subscription, subscribe
-from bazaar.platform.db import Database, WriteSession
+from bazaar.platform.clock import utcnow
+from bazaar.platform.db import Database, WriteSession, after_commit
 from bazaar.platform.events import Envelope
-from bazaar.platform.observability import SAGA_OUTCOMES, log
+from bazaar.platform.observability import SAGA_OUTCOMES, SETTLE_TIME, log
 from bazaar.platform.shards import ShardedDatabase
 
 CONSUMER = "orders"
 
 
-def _settled(order: Order | None, order_id: str, outcome: str) -> None:
+def _settled(session: WriteSession, order: Order | None, order_id: str, outcome: str) -> None:
+    """Count a settled order and time it from its placing, once its new state has committed."""
     if order is None:
         log.info("order_not_pending", order_id=order_id, outcome=outcome)
         return
-    SAGA_OUTCOMES.labels(outcome).inc()
+    status, placed_at = order.status, order.created_at
+
+    def record() -> None:
+        SAGA_OUTCOMES.labels(outcome).inc()
+        SETTLE_TIME.labels(status).observe((utcnow() - placed_at).total_seconds())
+
+    after_commit(session, record)
 
 
 async def on_stock_rejected(session: WriteSession, event: StockRejected) -> None:
     order = await service.abandon_order(session, event.order_id, OUT_OF_STOCK)
-    _settled(order, event.order_id, OUT_OF_STOCK)
+    _settled(session, order, event.order_id, OUT_OF_STOCK)
 
 
 async def on_payment_succeeded(session: WriteSession, event: PaymentSucceeded) -> None:
     order = await service.confirm_order(session, event.order_id, event.payment_id)
-    _settled(order, event.order_id, "confirmed")
+    _settled(session, order, event.order_id, "confirmed")
 
 
 async def on_payment_declined(session: WriteSession, event: PaymentDeclined) -> None:
     order = await service.abandon_order(session, event.order_id, PAYMENT_DECLINED, event.payment_id)
-    _settled(order, event.order_id, PAYMENT_DECLINED)
+    _settled(session, order, event.order_id, PAYMENT_DECLINED)
 
 
 async def on_payment_failed(session: WriteSession, event: PaymentFailed) -> None:
     order = await service.abandon_order(session, event.order_id, PAYMENT_FAILED, event.payment_id)
-    _settled(order, event.order_id, PAYMENT_FAILED)
+    _settled(session, order, event.order_id, PAYMENT_FAILED)
 
 
 def subscriptions(orders: ShardedDatabase) -> Sequence[Subscription]:

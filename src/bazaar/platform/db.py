@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 
 from bazaar.platform import pg_notify, sqlite_inline
 from bazaar.platform.errors import NotFound
+from bazaar.platform.observability import DB_STATEMENTS
 from bazaar.platform.replicas import UNKNOWN, ReplicaSet
 
 T = TypeVar("T")
@@ -62,6 +63,25 @@ def signal_after_commit(session: WriteSession, name: str) -> None:
     session.info.setdefault("signals", set()).add(name)
 
 
+def after_commit(session: WriteSession, call: Callable[[], None]) -> None:
+    """Call `call` once the transaction has committed: a metric then counts what really
+    happened, once, however often a rolled-back attempt is retried."""
+    session.info.setdefault("after_commit", []).append(call)
+
+
+def _count_statements(engine: AsyncEngine, database: str) -> None:
+    """Count every statement `engine` sends as one of `database`'s (bazaar_db_statements_total).
+
+    The listener runs before every statement: it only increments a counter kept at hand.
+    """
+    increment = DB_STATEMENTS.labels(database).inc
+
+    def count(*_: Any) -> None:
+        increment()
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+
+
 @dataclass
 class Database:
     """One logical database: a primary for writes and locking reads, and where reads go.
@@ -84,6 +104,10 @@ class Database:
         self._reader = async_sessionmaker(
             self.reader or self.primary, class_=ReadSession, expire_on_commit=False
         )
+        replicas = self.replicas.replicas if self.replicas is not None else ()
+        for engine in (self.primary, self.reader, *(r.engine for r in replicas)):
+            if engine is not None:
+                _count_statements(engine, self.name)
 
     def listen(self, signal: str, wake: Callable[[], None]) -> None:
         """Call `wake` after every commit that raised `signal` (see signal_after_commit)."""
@@ -106,6 +130,8 @@ class Database:
         for signal in session.info.get("signals", ()):
             for wake in self.listeners.get(signal, ()):
                 wake()
+        for call in session.info.get("after_commit", ()):
+            call()
 
     def _signals_for_other_processes(self, session: WriteSession) -> list[str]:
         """The signals of this transaction that no loop of this process listens to."""

@@ -36,6 +36,17 @@ CONSUMER_LAG = Gauge(
 SAGA_OUTCOMES = Counter(
     "bazaar_checkout_outcomes_total", "Orders settled, by outcome.", ["outcome"]
 )
+SETTLE_TIME = Histogram(
+    "bazaar_order_settle_seconds",
+    "Time from placing an order to its confirmation or cancellation by the checkout saga.",
+    ["outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
+)
+DB_STATEMENTS = Counter(
+    "bazaar_db_statements_total",
+    "SQL statements sent, by database (on SQLite the BEGIN of each transaction as well).",
+    ["database"],
+)
 
 
 _CACHE_HITS: dict[str, object] = {}

@@ -1,0 +1,75 @@
+"""Every SQL statement a process sends is counted under the logical database it belongs to, on
+SQLite and PostgreSQL, on the primary, the reader and every replica."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bazaar.platform.db import sqlite_database
+from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
+from tests.postgres import fresh_database_url, require_server
+
+
+def statements(database: str) -> float:
+    sample = REGISTRY.get_sample_value("bazaar_db_statements_total", {"database": database})
+    return sample or 0.0
+
+
+async def test_a_request_that_reads_the_catalog_counts_catalog_statements(
+    client: httpx.AsyncClient,
+) -> None:
+    before = statements("catalog")
+    response = await client.get("/v1/products")
+    assert response.status_code == 200
+    assert statements("catalog") > before
+
+
+async def test_sqlite_counts_each_statement_and_the_begin_bazaar_sends(tmp_path: Path) -> None:
+    db = sqlite_database("counted_sqlite", tmp_path / "counted.db")
+    try:
+        before = statements("counted_sqlite")
+        async with db.write() as session:
+            await session.execute(text("CREATE TABLE thing (id INTEGER PRIMARY KEY)"))
+            await session.execute(text("INSERT INTO thing (id) VALUES (1)"))
+        assert statements("counted_sqlite") == before + 3  # BEGIN IMMEDIATE, CREATE, INSERT
+        async with db.read() as session:
+            assert (await session.execute(text("SELECT count(*) FROM thing"))).scalar() == 1
+        assert statements("counted_sqlite") == before + 5  # BEGIN, SELECT on the reader
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+async def url():
+    await require_server()
+    url = fresh_database_url()
+    await ensure_database(make_url(url))
+    yield url
+    await drop_database(make_url(url))
+
+
+async def test_postgresql_counts_statements_on_the_primary_and_on_each_replica(url: str) -> None:
+    # the primary named as its own replica: only where the statements run matters here
+    db = postgres_database("counted_pg", url, replica_urls=[url])
+    assert db.replicas is not None
+    [replica] = db.replicas.replicas
+    try:
+        for engine in (db.primary, replica.engine):  # the first connection asks the server
+            async with engine.connect() as connection:  # about itself: counted, not measured
+                await connection.execute(text("SELECT 1"))
+        before = statements("counted_pg")
+        async with db.write() as session:
+            await session.execute(text("SELECT 1"))
+            await session.execute(text("SELECT 2"))
+        # asyncpg sends BEGIN and COMMIT itself, uncounted; after the commit, where the WAL
+        # ends is asked (read-your-writes with replicas)
+        assert statements("counted_pg") == before + 3
+        async with replica.engine.connect() as connection:
+            await connection.execute(text("SELECT 3"))
+        assert statements("counted_pg") == before + 4
+    finally:
+        await db.dispose()
