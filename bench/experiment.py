@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import loadgen
+from bench import loadgen, profile
 from bench.loadgen import Catalog
 from bench.observe import Watch
 from bench.results import Measurement, ModeResult, Scaling
@@ -32,9 +32,15 @@ class Plan:
     orders_quota: float = 0.05
     fractions: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
     connections: int = 64
+    paced_connections: int = 256
+    """Connections for a fixed rate: each waits a random pause between its requests, so more
+    connections keep the server's latency a small part of each one's cycle and the rate
+    achieved near the rate offered."""
     checkout_users_per_instance: int = 6
     mixed_users: int = 40
     warm_seconds: float = 2.0
+    profile: bool = True
+    """Sample every Bazaar process with py-spy under the product and checkout workloads."""
 
     @classmethod
     def quick(cls) -> "Plan":
@@ -48,6 +54,7 @@ class Plan:
             checkout_users_per_instance=4,
             mixed_users=10,
             warm_seconds=1.0,
+            profile=False,
         )
 
     def steps(self) -> int:
@@ -59,7 +66,7 @@ class Plan:
             count += 1 + rates + journeys
         if "scaled" in self.modes:  # checkout's peak is its scaling's best point
             count += 1 + rates + journeys - 1 + 2 * len(self.instances)
-        return count
+        return count + (2 * len(self.modes) if self.profile else 0)
 
 
 @contextlib.contextmanager
@@ -100,6 +107,8 @@ def run_mode(mode: str, plan: Plan, folder: Path, groups, step: Step) -> ModeRes
         if isinstance(system, Scaled):
             _scale_catalog(result, plan, system, catalog, step)
         _journeys(result, plan, system, catalog, step)
+        if plan.profile:
+            _profile(result, plan, system, catalog, folder, step)
     finally:
         hello.stop()
         system.stop()
@@ -115,7 +124,8 @@ def _rates(
     step: Step,
 ) -> None:
     def wrk(url: str, mix: str, seconds: float, rate: float = 0.0) -> Measurement:
-        return loadgen.wrk(url, mix, catalog, seconds, plan.connections, rate)
+        connections = plan.paced_connections if rate else plan.connections
+        return loadgen.wrk(url, mix, catalog, seconds, connections, rate)
 
     step(f"{result.mode}: hello-world baseline")
     wrk(hello.url, "hello", plan.warm_seconds)
@@ -190,3 +200,41 @@ def _journeys(
     result.workloads["mixed"] = _measure(
         system, lambda: loadgen.locust(system.url, "mixed", catalog, seconds, users)
     )
+
+
+def _profile(
+    result: ModeResult,
+    plan: Plan,
+    system: Embedded | Scaled,
+    catalog: Catalog,
+    folder: Path,
+    step: Step,
+) -> None:
+    """Where the time goes, under the cached product page and under checkout at its peak."""
+    seconds = min(plan.journey_seconds, 15.0)
+    checkout = result.workloads["checkout"]
+    loads: dict[str, Callable[[], object]] = {
+        "product": lambda: loadgen.wrk(system.url, "product", catalog, seconds, plan.connections),
+        "checkout": lambda: loadgen.locust(
+            system.url, "checkout", catalog, seconds, checkout.connections or 8
+        ),
+    }
+    for workload, load in loads.items():
+        step(f"{result.mode}: profiling {workload} (py-spy)")
+        bazaar = {
+            name: pids[0]
+            for name, pids in system.processes().items()
+            if pids and name.split("-")[0] in _PROFILED
+        }
+        samples = folder / f"profile-{workload}"
+        spies = profile.start(bazaar, seconds, samples)
+        load()
+        stacks = folder.parent / f"profile-{result.mode}-{workload}.txt"  # the run's folder
+        found = profile.finish(spies, samples, stacks)
+        result.notes += [f"{workload}: {line}" for line in found.lines()]
+        if workload == "checkout":
+            result.profile = found.stacks
+
+
+_PROFILED = {"bazaar", "identity", "catalog", "orders", "payments", "notifications"}
+"""The Bazaar programs (`bazaar-dev`, `catalog-0`, `orders-worker`...), not the servers."""

@@ -42,7 +42,8 @@ def _cached_page(mode: ModeResult) -> list[Target]:
                 P99_MS_AT_70,
                 "ms",
                 near.latency.p99 < P99_MS_AT_70 and near.errors == 0,
-                f"offered {near.offered_rps:,.0f} req/s, achieved {near.rps:,.0f}",
+                f"{near.rps:,.0f} req/s achieved ({near.rps / product.rps:.0%} of peak),"
+                f" {near.offered_rps or 0:,.0f} offered",
             )
         )
     return found
@@ -51,7 +52,7 @@ def _cached_page(mode: ModeResult) -> list[Target]:
 def _nearest(points: list[Measurement], fraction: float, peak: Measurement | None):
     if not points or peak is None or not peak.rps:
         return None
-    return min(points, key=lambda p: abs((p.offered_rps or 0) / peak.rps - fraction))
+    return min(points, key=lambda p: abs(p.rps / peak.rps - fraction))
 
 
 def _at(scaling: Scaling) -> Measurement | None:
