@@ -191,7 +191,7 @@ def _journeys(
         result.workloads["checkout"] = peak
     else:
         step("embedded: checkout, as fast as orders settle")
-        peak = result.workloads["checkout"] = checkout(per_instance * 2)
+        peak = result.workloads["checkout"] = checkout(per_instance * 4)
     step(f"{result.mode}: checkout at half of its peak")
     half = round((peak.orders_per_s or 1.0) / 2, 2)
     result.workloads["checkout-half"] = checkout(peak.connections or per_instance, rate=half)
