@@ -1,9 +1,15 @@
-"""`bazaar restart SERVICE` and `bazaar logs SERVICE` on a running `bazaar up`.
+"""`bazaar restart SERVICE`, `bazaar scale SERVICE COUNT` and `bazaar logs SERVICE` on a
+running `bazaar up`.
 
 A rolling restart takes one instance at a time out of HAProxy's rotation (`drain`: no new
 request, those in flight finish), waits until it holds no request, stops it (SIGTERM: it
 drains itself too), starts it, waits for its /readyz, puts it back and waits until HAProxy
-sees it UP, and only then goes on to the next. The service's worker goes last.
+sees it UP, and only then goes on to the next. The service's worker goes last. An instance
+that `scale` took out stays out.
+
+`scale` keeps the first COUNT of the instances `up` started in service and the others stopped:
+an instance taken out is drained, stopped (it uses no CPU) and put in maintenance in HAProxy;
+one brought back is started, waited for and put back in rotation.
 """
 
 import json
@@ -33,7 +39,12 @@ def restart(service: str, environ: Mapping[str, str], say: Say) -> None:
     folder = folder_from(environ)
     supervisor = _running(folder)
     run = json.loads(folder.run.read_text())
-    processes = [p for p in run["processes"] if p["service"] == service]
+    stopped = {p.name for p in supervisor.programs() if p.state == "STOPPED"}
+    processes = [
+        p
+        for p in run["processes"]
+        if p["service"] == service and not (p["kind"] == "serve" and p["name"] in stopped)
+    ]
     for process in sorted(processes, key=lambda p: p["kind"] == "worker"):
         name, port = process["name"], process["port"]
         serving = process["kind"] == "serve"
@@ -43,14 +54,67 @@ def restart(service: str, environ: Mapping[str, str], say: Say) -> None:
             _wait_drained(folder, service, name)
         supervisor.stop(f"{service}:{name}")
         supervisor.start(f"{service}:{name}")
-        try:
-            wait_url(f"http://127.0.0.1:{port}/readyz", READY_TIMEOUT, what=name)
-        except NotReady as error:
-            raise UpError(str(error)) from None
+        _wait_ready(name, port)
         if serving:
             haproxy.set_state(folder.haproxy_socket, service, name, "ready")
             _wait_up(folder, service, name)
         say(f"{name} is back and ready")
+
+
+def set_in_service(service: str, count: int, environ: Mapping[str, str], say: Say) -> list[str]:
+    """Keep the first `count` API instances `up` started for `service` running and in
+    HAProxy's rotation, and the others stopped; return the names in service once HAProxy
+    sees exactly those UP. Instances are brought back before others are taken out."""
+    if service not in SERVICES:
+        raise UpError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
+    folder = folder_from(environ)
+    supervisor = _running(folder)
+    run = json.loads(folder.run.read_text())
+    instances = [p for p in run["processes"] if p["service"] == service and p["kind"] == "serve"]
+    if not 1 <= count <= len(instances):
+        raise UpError(
+            f"{service}: 1 to {len(instances)} instances in service (`bazaar up` started"
+            f" {len(instances)}), got {count}"
+        )
+    states = {p.name: p.state for p in supervisor.programs()}
+    kept = [p["name"] for p in instances[:count]]
+    for process in instances[:count]:
+        name = process["name"]
+        if states[name] in ("STOPPED", "EXITED", "FATAL"):
+            say(f"starting {name}")
+            supervisor.start(f"{service}:{name}")
+        _wait_ready(name, process["port"])
+        haproxy.set_state(folder.haproxy_socket, service, name, "ready")
+    for process in instances[count:]:
+        name = process["name"]
+        if states[name] not in ("STOPPED", "EXITED", "FATAL"):
+            say(f"taking {name} out")
+            haproxy.set_state(folder.haproxy_socket, service, name, "drain")
+            _wait_drained(folder, service, name)
+            supervisor.stop(f"{service}:{name}")
+        haproxy.set_state(folder.haproxy_socket, service, name, "maint")
+    _wait_serving(folder, service, kept)
+    return kept
+
+
+def _wait_ready(name: str, port: int) -> None:
+    try:
+        wait_url(f"http://127.0.0.1:{port}/readyz", READY_TIMEOUT, what=name)
+    except NotReady as error:
+        raise UpError(str(error)) from None
+
+
+def _wait_serving(folder: Folder, service: str, names: list[str]) -> None:
+    """Until HAProxy sees `names` UP and no other server of the backend UP."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        views = [v for v in haproxy.server_views(folder.haproxy_socket) if v.backend == service]
+        if {v.server for v in views if v.status == "UP"} == set(names):
+            return
+        if time.monotonic() > deadline:
+            seen = ", ".join(f"{v.server} {v.status}" for v in views)
+            raise UpError(f"HAProxy does not see exactly {', '.join(names)} UP: {seen}")
+        time.sleep(0.1)
 
 
 def _view(folder: Folder, service: str, name: str) -> haproxy.ServerView:
