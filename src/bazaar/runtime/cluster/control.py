@@ -19,11 +19,13 @@ from collections.abc import Mapping
 
 from bazaar.runtime.cluster import haproxy
 from bazaar.runtime.cluster.readiness import NotReady, wait_url
-from bazaar.runtime.cluster.supervisor import Supervisor
+from bazaar.runtime.cluster.supervisor import STOP_WAIT_SECONDS, Supervisor
 from bazaar.runtime.cluster.topology import SERVICES
 from bazaar.runtime.cluster.up import READY_TIMEOUT, Folder, Say, UpError, folder_from
 
 DRAIN_TIMEOUT = 30.0
+STOP_TIMEOUT = STOP_WAIT_SECONDS + 10.0
+DOWN_STATES = ("STOPPED", "EXITED", "FATAL")
 
 
 def _running(folder: Folder) -> Supervisor:
@@ -64,7 +66,8 @@ def restart(service: str, environ: Mapping[str, str], say: Say) -> None:
 def set_in_service(service: str, count: int, environ: Mapping[str, str], say: Say) -> list[str]:
     """Keep the first `count` API instances `up` started for `service` running and in
     HAProxy's rotation, and the others stopped; return the names in service once HAProxy
-    sees exactly those UP. Instances are brought back before others are taken out."""
+    sees exactly those UP. Instances are brought back before others are taken out; those
+    that start, and those that stop, do so together."""
     if service not in SERVICES:
         raise UpError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
     folder = folder_from(environ)
@@ -78,20 +81,23 @@ def set_in_service(service: str, count: int, environ: Mapping[str, str], say: Sa
         )
     states = {p.name: p.state for p in supervisor.programs()}
     kept = [p["name"] for p in instances[:count]]
-    for process in instances[:count]:
-        name = process["name"]
-        if states[name] in ("STOPPED", "EXITED", "FATAL"):
+    for name in kept:
+        if states[name] in DOWN_STATES:
             say(f"starting {name}")
-            supervisor.start(f"{service}:{name}")
-        _wait_ready(name, process["port"])
-        haproxy.set_state(folder.haproxy_socket, service, name, "ready")
-    for process in instances[count:]:
-        name = process["name"]
-        if states[name] not in ("STOPPED", "EXITED", "FATAL"):
-            say(f"taking {name} out")
-            haproxy.set_state(folder.haproxy_socket, service, name, "drain")
-            _wait_drained(folder, service, name)
-            supervisor.stop(f"{service}:{name}")
+            supervisor.start(f"{service}:{name}", wait=False)
+    for process in instances[:count]:
+        _wait_ready(process["name"], process["port"])
+        haproxy.set_state(folder.haproxy_socket, service, process["name"], "ready")
+    out = [p["name"] for p in instances[count:]]
+    leaving = [name for name in out if states[name] not in DOWN_STATES]
+    for name in leaving:
+        say(f"taking {name} out")
+        haproxy.set_state(folder.haproxy_socket, service, name, "drain")
+    for name in leaving:
+        _wait_drained(folder, service, name)
+        supervisor.stop(f"{service}:{name}", wait=False)
+    _wait_stopped(supervisor, leaving)
+    for name in out:
         haproxy.set_state(folder.haproxy_socket, service, name, "maint")
     _wait_serving(folder, service, kept)
     return kept
@@ -102,6 +108,18 @@ def _wait_ready(name: str, port: int) -> None:
         wait_url(f"http://127.0.0.1:{port}/readyz", READY_TIMEOUT, what=name)
     except NotReady as error:
         raise UpError(str(error)) from None
+
+
+def _wait_stopped(supervisor: Supervisor, names: list[str]) -> None:
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while True:
+        states = supervisor.programs()
+        running = [p.name for p in states if p.name in names and p.state not in DOWN_STATES]
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise UpError(f"{', '.join(running)} did not stop in {STOP_TIMEOUT:.0f} s")
+        time.sleep(0.1)
 
 
 def _wait_serving(folder: Folder, service: str, names: list[str]) -> None:

@@ -165,6 +165,12 @@ def _start(
         raise UpError(str(error)) from None
     state.save(folder.state)
     processes = topology.processes(ports)
+    # first: without a writable cgroup, `up` fails before any server starts
+    groups = {
+        p.name: folder.cpu_groups.make(p.name, topology.cpu_quota[p.service])
+        for p in processes
+        if p.kind == "serve" and p.service in topology.cpu_quota
+    }
     postgres = None
     if not environ.get("BAZAAR_DATABASE_URL"):
         postgres = OwnPostgres(folder.root / "postgres", state, topology.replicas)
@@ -186,11 +192,6 @@ def _start(
     balancer = haproxy.Balancer(topology.port, topology.stats_port, folder.haproxy_socket)
     folder.haproxy_config.write_text(haproxy.render(balancer, processes))
     _check_haproxy(folder.haproxy_config)
-    groups = {
-        p.name: folder.cpu_groups.make(p.name, topology.cpu_quota[p.service])
-        for p in processes
-        if p.kind == "serve" and p.service in topology.cpu_quota
-    }
     programs = _programs(folder, state, processes, budget, environ, groups)
     programs += [pgbouncer.program(bouncer) for bouncer in bouncers]
     folder.layout.config.write_text(supervisor_config.render(folder.layout, programs, environment))
