@@ -107,13 +107,15 @@ def prepared(extra: dict[str, str] | None = None) -> Iterator[Running]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def start(up: Running, instances: str, replicas: int, shards: int) -> subprocess.CompletedProcess:
+def start(
+    up: Running, instances: str, replicas: int, shards: int, *options: str
+) -> subprocess.CompletedProcess:
     """`bazaar up --detach` on the prepared folder, timed (figure in the report)."""
     port = up.base.rsplit(":", 1)[1]
     began = time.monotonic()
     started = up.bazaar(
         "up", "--detach", "--replicas", str(replicas), "--shards", str(shards),
-        "--instances", instances, "--port", port, "--stats-port", str(free_port()),
+        "--instances", instances, "--port", port, "--stats-port", str(free_port()), *options,
         timeout=UP_TIMEOUT,
     )  # fmt: skip
     print(f"bazaar up took {time.monotonic() - began:.1f} s")

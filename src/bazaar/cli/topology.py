@@ -1,4 +1,5 @@
-"""The scaled topology on one machine: `bazaar up`, `down`, `status`, `logs`, `restart`."""
+"""The scaled topology on one machine: `bazaar up`, `down`, `status`, `logs`, `restart`,
+`scale`."""
 
 import os
 from pathlib import Path
@@ -27,6 +28,13 @@ def up(
     pgbouncer: Annotated[
         bool, typer.Option(help="PgBouncer (transaction pooling) before each PostgreSQL server.")
     ] = False,
+    cpu_quota: Annotated[
+        str | None,
+        typer.Option(
+            help="CPUs each API instance of a service may use, e.g. catalog=0.25,orders=0.5"
+            " (a cgroup per instance; none by default)."
+        ),
+    ] = None,
 ) -> None:
     """The scaled topology on one machine: HAProxy in front of N instances of every service,
     a worker per service, PostgreSQL primary + replicas + shards, Redis, RabbitMQ (named by
@@ -35,7 +43,12 @@ def up(
     import time
 
     from bazaar.runtime.cluster import up as scaled
-    from bazaar.runtime.cluster.topology import Topology, TopologyError, parse_instances
+    from bazaar.runtime.cluster.topology import (
+        Topology,
+        TopologyError,
+        parse_cpu_quota,
+        parse_instances,
+    )
 
     def interrupt(_number: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -47,7 +60,13 @@ def up(
     say = console.print
     try:
         topology = Topology(
-            parse_instances(instances), replicas, shards, port, stats_port, pgbouncer
+            parse_instances(instances),
+            replicas,
+            shards,
+            port,
+            stats_port,
+            pgbouncer,
+            parse_cpu_quota(cpu_quota),
         )
         scaled.up(topology, os.environ, say)
     except (TopologyError, scaled.UpError) as error:
@@ -124,6 +143,23 @@ def restart(service: Annotated[str, typer.Argument(help="identity, catalog, orde
     except UpError as error:
         raise _up_failed(error) from None
     console.print(f"[green]{service} restarted[/green]")
+
+
+@app.command()
+def scale(
+    service: Annotated[str, typer.Argument(help="identity, catalog, orders, ...")],
+    count: Annotated[int, typer.Argument(help="Instances in service: 1 to those `up` started.")],
+) -> None:
+    """Keep COUNT of the service's instances running and in HAProxy's rotation, and stop the
+    others (drained first); raising COUNT starts them again."""
+    from bazaar.runtime.cluster.control import set_in_service
+    from bazaar.runtime.cluster.up import UpError
+
+    try:
+        serving = set_in_service(service, count, os.environ, console.print)
+    except UpError as error:
+        raise _up_failed(error) from None
+    console.print(f"[green]{service}[/green]: {', '.join(serving)} in service")
 
 
 @app.command(hidden=True)

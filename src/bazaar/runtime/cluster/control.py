@@ -1,9 +1,15 @@
-"""`bazaar restart SERVICE` and `bazaar logs SERVICE` on a running `bazaar up`.
+"""`bazaar restart SERVICE`, `bazaar scale SERVICE COUNT` and `bazaar logs SERVICE` on a
+running `bazaar up`.
 
 A rolling restart takes one instance at a time out of HAProxy's rotation (`drain`: no new
 request, those in flight finish), waits until it holds no request, stops it (SIGTERM: it
 drains itself too), starts it, waits for its /readyz, puts it back and waits until HAProxy
-sees it UP, and only then goes on to the next. The service's worker goes last.
+sees it UP, and only then goes on to the next. The service's worker goes last. An instance
+that `scale` took out stays out.
+
+`scale` keeps the first COUNT of the instances `up` started in service and the others stopped:
+an instance taken out is drained, stopped (it uses no CPU) and put in maintenance in HAProxy;
+one brought back is started, waited for and put back in rotation.
 """
 
 import json
@@ -13,11 +19,13 @@ from collections.abc import Mapping
 
 from bazaar.runtime.cluster import haproxy
 from bazaar.runtime.cluster.readiness import NotReady, wait_url
-from bazaar.runtime.cluster.supervisor import Supervisor
+from bazaar.runtime.cluster.supervisor import STOP_WAIT_SECONDS, Supervisor
 from bazaar.runtime.cluster.topology import SERVICES
 from bazaar.runtime.cluster.up import READY_TIMEOUT, Folder, Say, UpError, folder_from
 
 DRAIN_TIMEOUT = 30.0
+STOP_TIMEOUT = STOP_WAIT_SECONDS + 10.0
+DOWN_STATES = ("STOPPED", "EXITED", "FATAL")
 
 
 def _running(folder: Folder) -> Supervisor:
@@ -33,7 +41,12 @@ def restart(service: str, environ: Mapping[str, str], say: Say) -> None:
     folder = folder_from(environ)
     supervisor = _running(folder)
     run = json.loads(folder.run.read_text())
-    processes = [p for p in run["processes"] if p["service"] == service]
+    stopped = {p.name for p in supervisor.programs() if p.state == "STOPPED"}
+    processes = [
+        p
+        for p in run["processes"]
+        if p["service"] == service and not (p["kind"] == "serve" and p["name"] in stopped)
+    ]
     for process in sorted(processes, key=lambda p: p["kind"] == "worker"):
         name, port = process["name"], process["port"]
         serving = process["kind"] == "serve"
@@ -43,14 +56,83 @@ def restart(service: str, environ: Mapping[str, str], say: Say) -> None:
             _wait_drained(folder, service, name)
         supervisor.stop(f"{service}:{name}")
         supervisor.start(f"{service}:{name}")
-        try:
-            wait_url(f"http://127.0.0.1:{port}/readyz", READY_TIMEOUT, what=name)
-        except NotReady as error:
-            raise UpError(str(error)) from None
+        _wait_ready(name, port)
         if serving:
             haproxy.set_state(folder.haproxy_socket, service, name, "ready")
             _wait_up(folder, service, name)
         say(f"{name} is back and ready")
+
+
+def set_in_service(service: str, count: int, environ: Mapping[str, str], say: Say) -> list[str]:
+    """Keep the first `count` API instances `up` started for `service` running and in
+    HAProxy's rotation, and the others stopped; return the names in service once HAProxy
+    sees exactly those UP. Instances are brought back before others are taken out; those
+    that start, and those that stop, do so together."""
+    if service not in SERVICES:
+        raise UpError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
+    folder = folder_from(environ)
+    supervisor = _running(folder)
+    run = json.loads(folder.run.read_text())
+    instances = [p for p in run["processes"] if p["service"] == service and p["kind"] == "serve"]
+    if not 1 <= count <= len(instances):
+        raise UpError(
+            f"{service}: 1 to {len(instances)} instances in service (`bazaar up` started"
+            f" {len(instances)}), got {count}"
+        )
+    states = {p.name: p.state for p in supervisor.programs()}
+    kept = [p["name"] for p in instances[:count]]
+    for name in kept:
+        if states[name] in DOWN_STATES:
+            say(f"starting {name}")
+            supervisor.start(f"{service}:{name}", wait=False)
+    for process in instances[:count]:
+        _wait_ready(process["name"], process["port"])
+        haproxy.set_state(folder.haproxy_socket, service, process["name"], "ready")
+    out = [p["name"] for p in instances[count:]]
+    leaving = [name for name in out if states[name] not in DOWN_STATES]
+    for name in leaving:
+        say(f"taking {name} out")
+        haproxy.set_state(folder.haproxy_socket, service, name, "drain")
+    for name in leaving:
+        _wait_drained(folder, service, name)
+        supervisor.stop(f"{service}:{name}", wait=False)
+    _wait_stopped(supervisor, leaving)
+    for name in out:
+        haproxy.set_state(folder.haproxy_socket, service, name, "maint")
+    _wait_serving(folder, service, kept)
+    return kept
+
+
+def _wait_ready(name: str, port: int) -> None:
+    try:
+        wait_url(f"http://127.0.0.1:{port}/readyz", READY_TIMEOUT, what=name)
+    except NotReady as error:
+        raise UpError(str(error)) from None
+
+
+def _wait_stopped(supervisor: Supervisor, names: list[str]) -> None:
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while True:
+        states = supervisor.programs()
+        running = [p.name for p in states if p.name in names and p.state not in DOWN_STATES]
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise UpError(f"{', '.join(running)} did not stop in {STOP_TIMEOUT:.0f} s")
+        time.sleep(0.1)
+
+
+def _wait_serving(folder: Folder, service: str, names: list[str]) -> None:
+    """Until HAProxy sees `names` UP and no other server of the backend UP."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        views = [v for v in haproxy.server_views(folder.haproxy_socket) if v.backend == service]
+        if {v.server for v in views if v.status == "UP"} == set(names):
+            return
+        if time.monotonic() > deadline:
+            seen = ", ".join(f"{v.server} {v.status}" for v in views)
+            raise UpError(f"HAProxy does not see exactly {', '.join(names)} UP: {seen}")
+        time.sleep(0.1)
 
 
 def _view(folder: Folder, service: str, name: str) -> haproxy.ServerView:

@@ -256,12 +256,14 @@ class Supervisor:
         if failed:
             raise SupervisorError(f"starting {group}: {failed}")
 
-    def start(self, full_name: str) -> None:
-        self.rpc.startProcess(full_name, True)
+    def start(self, full_name: str, wait: bool = True) -> None:
+        """With `wait`, until it counts as started (START_SECONDS) or failed."""
+        self.rpc.startProcess(full_name, wait)
 
-    def stop(self, full_name: str) -> None:
+    def stop(self, full_name: str, wait: bool = True) -> None:
+        """With `wait`, until it stopped (killed after STOP_WAIT_SECONDS)."""
         try:
-            self.rpc.stopProcess(full_name, True)
+            self.rpc.stopProcess(full_name, wait)
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString:
                 raise

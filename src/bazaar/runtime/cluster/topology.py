@@ -2,13 +2,15 @@
 the ports every process listens on.
 
 The topology comes from the command line (`--instances catalog=4,orders=2 --replicas 1
---shards 2`) over the defaults; the ports of the instances are taken free at each start, the
-ports of the servers that keep data are chosen once and kept in the state file, so a second
-`up` finds its PostgreSQL and Redis where it left them.
+--shards 2 --cpu-quota catalog=0.5`) over the defaults; the ports of the instances are taken
+free at each start, the ports of the servers that keep data are chosen once and kept in the
+state file, so a second `up` finds its PostgreSQL and Redis where it left them.
 """
 
 import socket
 from dataclasses import dataclass, field
+
+from bazaar.runtime.cluster.cpulimit import MAX_CORES, MIN_CORES
 
 SERVICES = ("identity", "catalog", "orders", "payments", "notifications")
 DEFAULT_INSTANCES = 2
@@ -54,6 +56,32 @@ def parse_instances(text: str | None) -> dict[str, int]:
     return counts
 
 
+def parse_cpu_quota(text: str | None) -> dict[str, float]:
+    """`catalog=0.25,orders=0.5`: the CPUs each API instance of a service is held to (a
+    service not named is not held)."""
+    quotas: dict[str, float] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in SERVICES:
+            raise TopologyError(
+                f"--cpu-quota: expected SERVICE=CORES with SERVICE one of {', '.join(SERVICES)},"
+                f" got {item.strip()!r}"
+            )
+        try:
+            cores = float(value)
+        except ValueError:
+            raise TopologyError(f"--cpu-quota: {name}'s cores {value!r} is not a number") from None
+        if not MIN_CORES <= cores <= MAX_CORES:
+            raise TopologyError(
+                f"--cpu-quota: {name} needs {MIN_CORES} to {MAX_CORES:g} cores, got {value.strip()}"
+            )
+        quotas[name] = cores
+    return quotas
+
+
 @dataclass(frozen=True)
 class Process:
     """One program that supervisord runs."""
@@ -75,6 +103,8 @@ class Topology:
     stats_port: int = 8404
     pgbouncer: bool = False
     """A PgBouncer in transaction pooling in front of each PostgreSQL server."""
+    cpu_quota: dict[str, float] = field(default_factory=dict)
+    """The CPUs each API instance of a service is held to (cpulimit.py)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.replicas <= 8:

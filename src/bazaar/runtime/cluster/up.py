@@ -23,6 +23,7 @@ from bazaar.platform.auth import load_or_create_key
 from bazaar.runtime.cluster import haproxy, pgbouncer
 from bazaar.runtime.cluster import supervisor as supervisor_config
 from bazaar.runtime.cluster.budget import Budget, plan_budget, plan_pooled_budget
+from bazaar.runtime.cluster.cpulimit import CpuGroup, CpuGroups, CpuLimitError, root_name
 from bazaar.runtime.cluster.mailsink import count_messages
 from bazaar.runtime.cluster.pgbouncer import PgBouncerError
 from bazaar.runtime.cluster.pgcluster import ClusterError
@@ -95,6 +96,11 @@ class Folder:
         return self.root / "rabbitmq"
 
     @property
+    def cpu_groups(self) -> CpuGroups:
+        """The CPU quota groups of its instances (`--cpu-quota`)."""
+        return CpuGroups(root_name(self.data_dir))
+
+    @property
     def env_file(self) -> Path:
         """The environment of the processes, for `set -a; . env` before another command."""
         return self.root / "env"
@@ -132,7 +138,13 @@ def up(topology: Topology, environ: Mapping[str, str], say: Say) -> dict:
         down(environ, say)
         if isinstance(
             error,
-            ServersError | ClusterError | SupervisorError | PgBouncerError | NotReady | NodeError,
+            ServersError
+            | ClusterError
+            | SupervisorError
+            | PgBouncerError
+            | NotReady
+            | NodeError
+            | CpuLimitError,
         ):
             raise UpError(str(error)) from None
         raise
@@ -153,6 +165,12 @@ def _start(
         raise UpError(str(error)) from None
     state.save(folder.state)
     processes = topology.processes(ports)
+    # first: without a writable cgroup, `up` fails before any server starts
+    groups = {
+        p.name: folder.cpu_groups.make(p.name, topology.cpu_quota[p.service])
+        for p in processes
+        if p.kind == "serve" and p.service in topology.cpu_quota
+    }
     postgres = None
     if not environ.get("BAZAAR_DATABASE_URL"):
         postgres = OwnPostgres(folder.root / "postgres", state, topology.replicas)
@@ -174,7 +192,7 @@ def _start(
     balancer = haproxy.Balancer(topology.port, topology.stats_port, folder.haproxy_socket)
     folder.haproxy_config.write_text(haproxy.render(balancer, processes))
     _check_haproxy(folder.haproxy_config)
-    programs = _programs(folder, state, processes, budget, environ)
+    programs = _programs(folder, state, processes, budget, environ, groups)
     programs += [pgbouncer.program(bouncer) for bouncer in bouncers]
     folder.layout.config.write_text(supervisor_config.render(folder.layout, programs, environment))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
@@ -186,8 +204,16 @@ def _start(
             "shards": topology.shards,
             "port": topology.port,
             "stats_port": topology.stats_port,
+            "cpu_quota": topology.cpu_quota,
         },
-        "processes": [p.__dict__ for p in processes],
+        "processes": [
+            {
+                **p.__dict__,
+                "cpu_quota": topology.cpu_quota[p.service] if p.name in groups else None,
+                "cpu_group": str(groups[p.name].path) if p.name in groups else None,
+            }
+            for p in processes
+        ],
         "budget": {
             "max_connections": budget.max_connections,
             "total": budget.total,
@@ -274,7 +300,9 @@ def _programs(
     processes: list[Process],
     budget: Budget,
     environ: Mapping[str, str],
+    groups: Mapping[str, CpuGroup],
 ) -> list[Program]:
+    """Every program supervisord runs; an instance with a CPU group starts inside it."""
     bazaar = bazaar_command()
     programs = []
     if not environ.get("BAZAAR_REDIS_URL"):
@@ -296,6 +324,8 @@ def _programs(
         programs += node.programs()
     for process in processes:
         command = [*bazaar, process.kind, process.service, "--port", str(process.port)]
+        if process.name in groups:
+            command = groups[process.name].wrap(command)
         priority = 100 if process.kind == "serve" else 110
         environment = budget.pools[process.name].environment()
         programs.append(Program(process.name, command, process.service, environment, priority))
@@ -351,6 +381,8 @@ def down(environ: Mapping[str, str], say: Say) -> list[int]:
     for pid in left:  # ours, and they outlived every bounded stop
         say(f"pid {pid} was left running: killed")
         _kill(pid)
+    for group in folder.cpu_groups.remove_all():
+        say(f"CPU group {group} still holds a process: left")
     folder.run.unlink(missing_ok=True)
     return sorted(recorded)
 
