@@ -9,6 +9,7 @@ import asyncio
 import os
 import random
 import shutil
+import signal
 import socket
 import time
 import uuid
@@ -250,3 +251,29 @@ async def test_reads_answer_while_redis_is_down_and_the_cache_recovers(
         await asyncio.sleep(1.0)  # the edge entry expires: the next read fills Redis again
         assert (await client.get(f"/v1/products/{product_id}")).status_code == 200
         assert await runtime.platform.cache.get(key) is not None
+
+
+async def test_a_redis_that_only_times_out_leaves_the_instance_ready(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """A timeout cannot tell a slow Redis from a process starved of CPU (an instance saturated
+    under its quota): reads go to the database, but readiness stays 200, or every busy
+    instance would be taken out of rotation in turn."""
+    async with running(tmp_path / "data", own_redis.url) as (runtime, client):
+        product_id = (
+            await client.post("/v1/products", json=PRODUCT, headers=await admin(runtime, client))
+        ).json()["id"]
+        assert (await client.get("/readyz")).status_code == 200
+        assert own_redis.process is not None
+        own_redis.process.send_signal(signal.SIGSTOP)  # this test's own server
+        try:
+            await asyncio.sleep(1.0)  # past the edge cache's bound: the read asks Redis
+            began = time.monotonic()
+            page = await client.get(f"/v1/products/{product_id}")
+            assert page.status_code == 200
+            assert time.monotonic() - began < 1.5
+            assert runtime.platform.cache.breaker.is_open
+            ready = await readiness_once_checked_again(client)
+            assert ready.status_code == 200, ready.text
+        finally:
+            own_redis.process.send_signal(signal.SIGCONT)

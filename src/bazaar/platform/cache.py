@@ -4,6 +4,11 @@ Catalog reads are cached for at most `STALENESS_BOUND` seconds and invalidated a
 commit that changes them, so no instance serves a product older than that bound. With Redis a
 circuit breaker sits under every call: when Redis fails, calls answer "miss" at once and skip
 Redis for a while, so reads go to the database instead of waiting on a dead server.
+
+Readiness says 503 when Redis refuses or drops connections, not when a call only timed out: a
+process starved of CPU (a saturated instance under its quota) sees every call time out, and
+taking each busy instance out of rotation in turn would make a slow moment an outage. The
+breaker still sends its reads to the database.
 """
 
 import asyncio
@@ -13,6 +18,7 @@ from typing import Any
 
 from cashews import Cache
 from cashews.commands import Command
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from bazaar.platform.observability import log
 
@@ -46,6 +52,11 @@ def jittered(ttl: float) -> float:
     return ttl * (1.0 - random.random() * JITTER)
 
 
+def _is_timeout(error: BaseException) -> bool:
+    timeouts = (TimeoutError, RedisTimeout, asyncio.CancelledError)
+    return isinstance(error, timeouts) or isinstance(error.__cause__, timeouts)
+
+
 class CircuitBreaker:
     """Open (skip Redis) for `open_seconds` after a failure; then let calls try again."""
 
@@ -53,12 +64,15 @@ class CircuitBreaker:
         self.open_seconds = open_seconds
         self.open_until = 0.0
         self.last_error = ""
+        self.timed_out = False
+        """The last failure was a timeout: Redis slow, or this process starved of CPU."""
 
     @property
     def is_open(self) -> bool:
         return time.monotonic() < self.open_until
 
     def failed(self, error: BaseException) -> None:
+        self.timed_out = _is_timeout(error)
         error = error.__cause__ or error  # cashews wraps redis-py's own, more telling error
         if not self.is_open:
             log.warning("redis_unavailable", error=repr(error), skip_seconds=self.open_seconds)
@@ -118,13 +132,16 @@ class RedisCache(Cache):
             health_check_interval=0,
         )
 
-    async def problem(self) -> str | None:
-        """Why Redis cannot serve now (a readiness check), or None when it answers."""
-        if self.breaker.is_open:
+    async def problem(self, *, slow_is_down: bool = False) -> str | None:
+        """Why Redis cannot serve now (a readiness check), or None when it answers or is only
+        slow to (see the module's docstring) and `slow_is_down` is not asked."""
+        if self.breaker.is_open and (slow_is_down or not self.breaker.timed_out):
             return f"redis: unavailable ({self.breaker.last_error})"
         try:
             await self.ping()
         except Exception as error:
+            if _is_timeout(error) and not slow_is_down:
+                return None
             return f"redis: {type(error).__name__}"
         return None
 
@@ -134,7 +151,7 @@ class RedisCache(Cache):
         deadline = time.monotonic() + within
         while True:
             self.breaker.open_until = 0.0
-            problem = await self.problem()
+            problem = await self.problem(slow_is_down=True)
             if problem is None or time.monotonic() >= deadline:
                 return problem
             await asyncio.sleep(0.1)
