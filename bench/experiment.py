@@ -28,8 +28,8 @@ class Plan:
     products: int = 10_000
     instances: tuple[int, ...] = (1, 2, 4, 8)
     embedded_quota: float = 1.0
-    catalog_quota: float = 0.1
-    orders_quota: float = 0.05
+    catalog_quota: float = 0.25
+    orders_quota: float = 0.1
     fractions: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
     connections: int = 64
     paced_connections: int = 256
@@ -71,7 +71,7 @@ class Plan:
 
 @contextlib.contextmanager
 def _watching(system: Embedded | Scaled) -> Iterator[list]:
-    watch = Watch(system.metrics_urls, system.processes)
+    watch = Watch(system.metrics_urls, system.processes, system.relay_urls)
     watch.start()
     found: list = []
     try:

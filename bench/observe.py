@@ -132,7 +132,10 @@ class Watch:
     metrics_urls: Callable[[], list[str]]
     processes: Callable[[], dict[str, list[int]]]
     """Each process of the system by name, with its pids (a program and its children)."""
-    interval: float = 1.0
+    backlog_urls: Callable[[], list[str]]
+    """The processes that run outbox relays (sampled during the measurement: kept few, since
+    rendering /metrics costs an instance under a small quota a share of it)."""
+    interval: float = 2.0
     _before: Samples = field(default_factory=dict)
     _cpu_before: dict[str, float] = field(default_factory=dict)
     _started: float = 0.0
@@ -151,7 +154,7 @@ class Watch:
 
     def _sample_backlog(self) -> None:
         while not self._stop.wait(self.interval):
-            backlog = total(scrape(self.metrics_urls()), "bazaar_outbox_backlog")
+            backlog = total(scrape(self.backlog_urls()), "bazaar_outbox_backlog")
             self._backlog_max = max(self._backlog_max, int(backlog))
 
     def stop(self) -> tuple[Observed, dict[str, float]]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from bazaar.runtime.cluster.topology import free_port
 from bench.loadgen import Catalog
 
 ADMIN = ("bench-admin@example.com", "bench-admin-password")
-STOCKED_PRODUCTS = 200
+STOCKED_PRODUCTS = 100
 """Products with stock for any run, spread so orders seldom wait on one row's lock."""
 READY_TIMEOUT = 120.0
 
@@ -146,9 +147,9 @@ def prepare_catalog(url: str, folder: Path) -> tuple[Catalog, str]:
         answer = client.post("/v1/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]})
         answer.raise_for_status()
         headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
-        stocked = []
         run = os.urandom(3).hex().upper()
-        for number in range(STOCKED_PRODUCTS):
+
+        def add(number: int) -> str:
             product = {
                 "sku": f"BENCH-{run}-{number:04d}",
                 "name": f"Bench stock {number}",
@@ -159,7 +160,10 @@ def prepare_catalog(url: str, folder: Path) -> tuple[Catalog, str]:
             }
             answer = client.post("/v1/products", json=product, headers=headers)
             answer.raise_for_status()
-            stocked.append(answer.json()["id"])
+            return answer.json()["id"]
+
+        with ThreadPoolExecutor(8) as pool:  # instances under small quotas: ask several
+            stocked = list(pool.map(add, range(STOCKED_PRODUCTS)))
         products: list[str] = []
         cursor = None
         while len(products) < 2000:
@@ -211,6 +215,8 @@ class Embedded:
 
     def metrics_urls(self) -> list[str]:
         return [self.url]
+
+    relay_urls = metrics_urls
 
     def processes(self) -> dict[str, list[int]]:
         return {"bazaar-dev": _tree(self.process.popen.pid)} if self.process else {}
@@ -265,6 +271,11 @@ class Scaled:
     def metrics_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{p['port']}" for p in self.run.get("processes", [])]
 
+    def relay_urls(self) -> list[str]:
+        """The workers: the relays that publish the outbox run there."""
+        processes = self.run.get("processes", [])
+        return [f"http://127.0.0.1:{p['port']}" for p in processes if p["kind"] == "worker"]
+
     def processes(self) -> dict[str, list[int]]:
         up = self.data_dir / "up"
         found: dict[str, list[int]] = {}
@@ -274,7 +285,7 @@ class Scaled:
                 found[program.name] = _tree(program.pid)
         state = State.load(up / "state.json")
         postgres = OwnPostgres(up / "postgres", state, len(state.replica_ports))
-        found["postgresql"] = [pid for root in postgres.pids() for pid in _tree(root)]
+        found["postgresql"] = sorted({pid for root in postgres.pids() for pid in _tree(root)})
         return found
 
     def stop(self) -> None:

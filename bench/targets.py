@@ -99,7 +99,7 @@ def _checkout(mode: ModeResult) -> list[Target]:
                 SETTLE_P99_MS,
                 "ms",
                 half.settle_ms.p99 < SETTLE_P99_MS,
-                f"{half.orders_per_s or 0:.1f} orders/s, polled every 50 ms",
+                f"{half.orders_per_s or 0:.1f} orders/s, polled every 100 ms",
             )
         )
     return found

@@ -19,7 +19,7 @@ import gevent
 from locust import FastHttpUser, events
 
 SETTLED = ("confirmed", "cancelled")
-POLL_SECONDS = float(os.environ.get("BENCH_POLL_SECONDS", "0.05"))
+POLL_SECONDS = float(os.environ.get("BENCH_POLL_SECONDS", "0.1"))
 SETTLE_TIMEOUT = float(os.environ.get("BENCH_SETTLE_TIMEOUT", "10"))
 ADDRESS = {
     "name": "Bench Shopper",
