@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import loadgen, profile
+from bench.customers import Customers
 from bench.loadgen import Catalog
 from bench.observe import Watch
 from bench.results import Measurement, ModeResult, Scaling
@@ -106,9 +107,10 @@ def run_mode(mode: str, plan: Plan, folder: Path, groups, step: Step) -> ModeRes
         _rates(result, plan, system, hello, catalog, step)
         if isinstance(system, Scaled):
             _scale_catalog(result, plan, system, catalog, step)
-        _journeys(result, plan, system, catalog, step)
+        journeys = _Journeys(plan, system, catalog, Customers(system.url, folder), folder)
+        _journeys(result, plan, system, journeys, step)
         if plan.profile:
-            _profile(result, plan, system, catalog, folder, step)
+            _profile(result, plan, system, catalog, journeys, folder, step)
     finally:
         hello.stop()
         system.stop()
@@ -167,16 +169,38 @@ def _scale_catalog(
     system.scale("catalog", max(plan.instances))
 
 
+@dataclass
+class _Journeys:
+    """Locust runs, each with its customers signed in beforehand."""
+
+    plan: Plan
+    system: Embedded | Scaled
+    catalog: Catalog
+    customers: Customers
+    folder: Path
+    runs: int = 0
+
+    def __call__(self, journey: str, users: int, rate: float = 0.0, seconds: float = 0.0):
+        self.runs += 1
+        signed_in = self.customers.signed_in(users)
+        failures = self.folder / f"locust-failures-{self.runs:02d}-{journey}.csv"
+        return loadgen.locust(
+            self.system.url,
+            journey,
+            self.catalog,
+            seconds or self.plan.journey_seconds,
+            users,
+            rate=rate,
+            customers=signed_in,
+            failures=failures,
+        )
+
+
 def _journeys(
-    result: ModeResult, plan: Plan, system: Embedded | Scaled, catalog: Catalog, step: Step
+    result: ModeResult, plan: Plan, system: Embedded | Scaled, run: _Journeys, step: Step
 ) -> None:
     def checkout(users: int, rate: float = 0.0) -> Measurement:
-        return _measure(
-            system,
-            lambda: loadgen.locust(
-                system.url, "checkout", catalog, plan.journey_seconds, users, rate=rate
-            ),
-        )
+        return _measure(system, lambda: run("checkout", users, rate))
 
     per_instance = plan.checkout_users_per_instance
     if isinstance(system, Scaled):
@@ -196,10 +220,7 @@ def _journeys(
     half = round((peak.orders_per_s or 1.0) / 2, 2)
     result.workloads["checkout-half"] = checkout(peak.connections or per_instance, rate=half)
     step(f"{result.mode}: a storefront's day (mixed)")
-    users, seconds = plan.mixed_users, plan.journey_seconds
-    result.workloads["mixed"] = _measure(
-        system, lambda: loadgen.locust(system.url, "mixed", catalog, seconds, users)
-    )
+    result.workloads["mixed"] = _measure(system, lambda: run("mixed", plan.mixed_users))
 
 
 def _profile(
@@ -207,6 +228,7 @@ def _profile(
     plan: Plan,
     system: Embedded | Scaled,
     catalog: Catalog,
+    journeys: _Journeys,
     folder: Path,
     step: Step,
 ) -> None:
@@ -215,16 +237,14 @@ def _profile(
     checkout = result.workloads["checkout"]
     loads: dict[str, Callable[[], object]] = {
         "product": lambda: loadgen.wrk(system.url, "product", catalog, seconds, plan.connections),
-        "checkout": lambda: loadgen.locust(
-            system.url, "checkout", catalog, seconds, checkout.connections or 8
-        ),
+        "checkout": lambda: journeys("checkout", checkout.connections or 8, seconds=seconds),
     }
     for workload, load in loads.items():
         step(f"{result.mode}: profiling {workload} (py-spy)")
         bazaar = {
             name: pids[0]
             for name, pids in system.processes().items()
-            if pids and name.split("-")[0] in _PROFILED
+            if pids and _profiled(name, workload)
         }
         samples = folder / f"profile-{workload}"
         spies = profile.start(bazaar, seconds, samples)
@@ -236,5 +256,12 @@ def _profile(
             result.profile = found.stacks
 
 
-_PROFILED = {"bazaar", "identity", "catalog", "orders", "payments", "notifications"}
-"""The Bazaar programs (`bazaar-dev`, `catalog-0`, `orders-worker`...), not the servers."""
+def _profiled(program: str, workload: str) -> bool:
+    """The processes a workload keeps busy: the one `bazaar dev`; under `bazaar up`, the
+    catalog's instances for product pages, the orders instances and every worker for
+    checkout (one py-spy per process: profiling every idle one too costs the machine)."""
+    if program == "bazaar-dev":
+        return True
+    if workload == "product":
+        return program.startswith("catalog-") and program != "catalog-worker"
+    return program.startswith("orders-") or program.endswith("-worker")

@@ -108,9 +108,13 @@ def locust(
     users: int,
     settle_timeout: float = 10.0,
     rate: float = 0.0,
+    customers: Path | None = None,
+    failures: Path | None = None,
 ) -> Measurement:
     """`journey` is `checkout` or `mixed` (workloads/<journey>.py), with `users` at once; for
-    checkout, `rate` (orders a second, all users together) holds the load below the peak."""
+    checkout, `rate` (orders a second, all users together) holds the load below the peak.
+    `customers` is a file of signed-in customers (bench/customers.py); Locust's list of
+    failures, if any, is kept as `failures`."""
     executable = Path(sys.executable).parent / "locust"
     if not executable.exists():
         raise LoadError("Locust is not installed: pip install -e '.[bench]'")
@@ -146,6 +150,7 @@ def locust(
             "BENCH_SETTLE_TIMEOUT": str(settle_timeout),
             "BENCH_SETTLE_FILE": str(Path(folder) / "settle.json"),
             "BENCH_USER_RATE": str(rate / users) if rate else "",
+            "BENCH_CUSTOMERS": str(customers or ""),
         }
         before = _children_cpu()
         done = subprocess.run(
@@ -160,6 +165,9 @@ def locust(
         if done.returncode != 0 or not stats.exists():
             raise LoadError(f"Locust failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
         rows = list(csv.DictReader(stats.open()))
+        failed = prefix.with_name("run_failures.csv")
+        if failures is not None and failed.exists() and len(failed.read_text().splitlines()) > 1:
+            shutil.copyfile(failed, failures)
         settle_file = Path(folder) / "settle.json"
         settle = json.loads(settle_file.read_text()) if settle_file.exists() else None
     if settle is None:
@@ -185,7 +193,11 @@ def _journey_measurement(
         errors=int(overall["Failure Count"]),
         latency=_percentiles(overall),
         connections=users,
-        orders_per_s=round(int(orders["Request Count"]) / seconds, 2) if orders else None,
+        orders_per_s=(
+            round((int(orders["Request Count"]) - int(orders["Failure Count"])) / seconds, 2)
+            if orders
+            else None
+        ),
         settled=len(times),
         unsettled=len(settle["unsettled"]),
         settle_ms=_quantiles_ms(times) if times else None,

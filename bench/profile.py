@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-RATE = 97
+RATE = 47
 """Samples a second (an odd rate, so sampling does not beat with periodic work)."""
 
 

@@ -3,11 +3,13 @@ an order, and poll it until it settles.
 
 The run's data comes in environment variables that `bazaar bench` sets: BENCH_PRODUCTS and
 BENCH_STOCKED (files of product ids: the catalog, and products with stock enough for any
-run), BENCH_CATEGORIES, BENCH_POLL_SECONDS and BENCH_SETTLE_TIMEOUT. The time from placed to
-settled of every order goes to the JSON file BENCH_SETTLE_FILE when the run stops, so that
-Locust's own request statistics hold only HTTP requests.
+run), BENCH_CATEGORIES, BENCH_CUSTOMERS (signed-in customers: `email password token` lines,
+made before the run by bench/customers.py), BENCH_POLL_SECONDS and BENCH_SETTLE_TIMEOUT.
+The time from placed to settled of every order goes to the JSON file BENCH_SETTLE_FILE when
+the run stops, so that Locust's own request statistics hold only HTTP requests.
 """
 
+import itertools
 import json
 import os
 import random
@@ -47,6 +49,13 @@ def _ids(variable: str) -> list[str]:
     return Path(path).read_text().split() if path else []
 
 
+def _ids_lines(variable: str) -> list[str]:
+    path = os.environ.get(variable)
+    return [line for line in Path(path).read_text().splitlines() if line] if path else []
+
+
+CUSTOMERS = [line.split() for line in _ids_lines("BENCH_CUSTOMERS")]
+_NEXT_CUSTOMER = itertools.count()
 PRODUCTS = _ids("BENCH_PRODUCTS")
 STOCKED = _ids("BENCH_STOCKED")
 CATEGORIES = _ids("BENCH_CATEGORIES")
@@ -61,12 +70,17 @@ def popular_product() -> str:
 
 
 class Shopper(FastHttpUser):
-    """A signed-in customer: signs up once, then keeps its access token."""
+    """A signed-in customer: one of BENCH_CUSTOMERS when there are enough, else one that signs
+    up now."""
 
     abstract = True
     token = ""
 
     def on_start(self) -> None:
+        number = next(_NEXT_CUSTOMER)
+        if number < len(CUSTOMERS):
+            self.email, _password, self.token = CUSTOMERS[number]
+            return
         email = f"bench-{uuid.uuid4().hex[:16]}@example.com"
         self.client.post(
             "/v1/auth/register",

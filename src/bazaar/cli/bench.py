@@ -94,6 +94,9 @@ def run(
                 progress.advance(task)
             started[0] = True
             progress.update(task, description=what)
+            if not console.is_terminal:  # no live bar in a log: a line per step instead
+                done = progress.tasks[0].completed
+                console.print(f"[{done:.0f}/{plan.steps()}] {what}")
 
         result = runner.run(plan, folder, step, quick)
         progress.update(task, completed=plan.steps(), description="Done")
