@@ -24,7 +24,7 @@ from bazaar.platform.web import BackgroundCheck, create_app
 from bazaar.runtime.assemble import SERVICES, assemble
 from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import ProcessKind, Settings
-from bazaar.runtime.lifetime import Drain, die_with_parent
+from bazaar.runtime.lifetime import Drain, die_with_parent, freeze_what_started
 from bazaar.runtime.platform import Platform, build_platform, require_servers
 
 CATALOG_URL_NEEDED = (
@@ -129,10 +129,12 @@ class Runtime:
         await self.platform.close()
         log.info("bazaar_stopped", kind=self.kind.value, services=list(self.services))
 
-    def app(self, drain: Drain | None = None) -> ASGIApp:
+    def app(self, drain: Drain | None = None, *, own_process: bool = False) -> ASGIApp:
         """The process's HTTP app: its services' routes (none for a worker), with health,
         readiness and metrics; starting and stopping with the server. With `drain` (granian's
-        worker of `bazaar serve`), SIGTERM fails readiness for a while before the stop."""
+        worker of `bazaar serve`), SIGTERM fails readiness for a while before the stop. In a
+        process of its own (not a test's), what the start made is frozen out of the garbage
+        collector's scans."""
         routers = [] if self.kind is ProcessKind.WORKER else [p.router for p in self.parts]
         title = "Bazaar" if len(self.services) > 1 else f"Bazaar {self.services[0]}"
         readiness = [
@@ -143,7 +145,11 @@ class Runtime:
             routers=routers,
             verifier=self.platform.verifier,
             readiness=[drain.problem, *readiness] if drain else readiness,
-            on_startup=[self.start, drain.arm] if drain else [self.start],
+            on_startup=[
+                self.start,
+                *([drain.arm] if drain else []),
+                *([freeze_what_started] if own_process else []),
+            ],
             on_shutdown=[self.stop],
             response_cache=self.platform.response_cache,
         )
@@ -182,4 +188,4 @@ def create_embedded_app() -> ASGIApp:
     die_with_parent()
     settings = Settings.from_env()
     configure_logging(settings.platform.log_level, json=settings.platform.log_json)
-    return Runtime(settings).app()
+    return Runtime(settings).app(own_process=True)

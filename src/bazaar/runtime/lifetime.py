@@ -1,4 +1,5 @@
-"""A granian worker's lifetime: tied to its parent's, and a drain before it stops.
+"""A process's lifetime: tied to its parent's, what its start made kept out of the garbage
+collector's way, and a drain before it stops.
 
 granian forks its workers. When the parent dies without stopping them (`kill -9`, an OOM
 kill), a worker would live on as an orphan still bound to the port, so the process manager's
@@ -15,6 +16,7 @@ as granian stops on SIGINT (the requests in flight still finish).
 
 import asyncio
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -33,6 +35,20 @@ def die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # it died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def freeze_what_started() -> None:
+    """Take every object the start made out of the garbage collector's scans (`gc.freeze`).
+
+    A started process holds some 160,000 long-lived objects (modules, routes, mappers,
+    compiled statements); each full collection scanned them all, 50 to 80 ms of CPU. Under a
+    CPU quota of a quarter core that is a 200 to 300 ms stall for every request in flight,
+    and it set the p99 of cached product pages that `bazaar bench` measured. Frozen objects
+    are still freed when nothing refers to them; only cycles among them would stay.
+    """
+    gc.collect()
+    gc.freeze()
+    log.info("startup_objects_frozen", objects=gc.get_freeze_count())
 
 
 class Drain:

@@ -19,7 +19,7 @@ from bazaar.platform.settings import SettingsError
 from bazaar.runtime.assemble import SERVICES
 from bazaar.runtime.config import ProcessKind, Settings
 from bazaar.runtime.embedded import CATALOG_URL_NEEDED, Runtime
-from bazaar.runtime.lifetime import Drain, die_with_parent
+from bazaar.runtime.lifetime import Drain, die_with_parent, freeze_what_started
 
 DRAIN_SECONDS = 2.0
 """How long `bazaar serve` fails its readiness after SIGTERM before it stops: longer than
@@ -59,7 +59,7 @@ def service_app(kind: ProcessKind, service: str) -> ASGIApp:
     settings = settings_for(kind, service)
     configure_logging(settings.platform.log_level, json=settings.platform.log_json)
     drain = Drain(DRAIN_SECONDS) if kind is ProcessKind.SERVE else None
-    return Runtime(settings, services=[service]).app(drain)
+    return Runtime(settings, services=[service]).app(drain, own_process=True)
 
 
 def __getattr__(name: str) -> Callable[[], ASGIApp]:
@@ -83,6 +83,7 @@ async def run_worker(service: str, stop: asyncio.Event | None = None) -> None:
     runtime = Runtime(settings, services=[service])
     try:
         await runtime.start()
+        await freeze_what_started()
         await stop.wait()
         log.info("worker_stopping", service=service)
     finally:
