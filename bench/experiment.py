@@ -60,7 +60,7 @@ class Plan:
 
     def steps(self) -> int:
         """How many steps `run_mode` reports, for the progress bar."""
-        rates = 3 + len(self.fractions)  # hello, product, browse, fractions
+        rates = 3 + len(self.fractions)  # hello (and its fractions), product, browse, fractions
         journeys = 3  # checkout, checkout at half the peak, mixed
         count = 0
         if "embedded" in self.modes:
@@ -133,6 +133,9 @@ def _rates(
     wrk(hello.url, "hello", plan.warm_seconds)
     result.hello = wrk(hello.url, "hello", plan.seconds)
     result.hello.cpu = {"hello": 0.0}
+    for fraction in plan.fractions:
+        rate = round(result.hello.rps * fraction, 1)
+        result.latency_vs_load.append(wrk(hello.url, "hello", plan.seconds, rate))
     hello.stop()
     if isinstance(system, Scaled):
         system.scale("catalog", 1)
@@ -143,6 +146,7 @@ def _rates(
     for fraction in plan.fractions:
         step(f"{result.mode}: product pages at {fraction:.0%} of the peak")
         rate = round(peak.rps * fraction, 1)
+        wrk(system.url, "product", plan.warm_seconds, rate)  # the connections, made
         point = _measure(system, lambda rate=rate: wrk(system.url, "product", plan.seconds, rate))
         result.latency_vs_load.append(point)
     if isinstance(system, Scaled):

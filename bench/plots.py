@@ -60,25 +60,44 @@ def plot_scaling(scaling: Scaling, path: Path) -> None:
     _save(figure, path)
 
 
-def plot_latency(points: list[Measurement], peak: float | None, title: str, path: Path) -> None:
-    """p50, p95 and p99 against the offered rate (the achieved one where none was fixed)."""
-    points = sorted(points, key=offered)
-    rates = [offered(p) for p in points]
+def plot_latency(
+    points: list[Measurement],
+    peak: float | None,
+    title: str,
+    path: Path,
+    baseline: list[Measurement] | None = None,
+) -> None:
+    """p50, p95 and p99 against the load achieved, with the hello-world baseline's p99 under
+    the same kind of load when it was measured."""
+    points = sorted(points, key=lambda p: p.rps)
+    rates = [p.rps for p in points]
 
     figure = Figure(figsize=(7, 4.5))
     axes = figure.subplots()
     for name, marker in (("p50", "o"), ("p95", "s"), ("p99", "^")):
         values = [getattr(p.latency, name) for p in points]
         axes.plot(rates, values, marker=marker, label=name)
+    everything = list(points)
+    if baseline:
+        baseline = sorted(baseline, key=lambda p: p.rps)
+        axes.plot(
+            [p.rps for p in baseline],
+            [p.latency.p99 for p in baseline],
+            linestyle=":",
+            marker="^",
+            color="grey",
+            label="hello world p99",
+        )
+        everything += baseline
     if peak:
         axes.axvline(peak, linestyle="--", color="grey", label=f"peak {peak:,.0f} req/s")
-    lowest = min((p.latency.p50 for p in points if p.latency.p50 > 0), default=0)
-    highest = max((p.latency.p99 for p in points), default=0)
+    lowest = min((p.latency.p50 for p in everything if p.latency.p50 > 0), default=0)
+    highest = max((p.latency.p99 for p in everything), default=0)
     if lowest and highest / lowest > 30:
         axes.set_yscale("log")
     else:
         axes.set_ylim(bottom=0)
-    axes.set_xlabel("offered load (req/s)")
+    axes.set_xlabel("load achieved (req/s; each offered as a Poisson stream)")
     axes.set_ylabel("latency (ms)")
     axes.set_title(title)
     axes.legend()

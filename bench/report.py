@@ -136,12 +136,14 @@ def _mode(mode: ModeResult, folder: Path, scaling_files: dict[tuple[str, str], s
         name = scaling_files[(mode.mode, scaling.service)]
         plot_scaling(scaling, folder / name)
         lines += _scaling(scaling, name)
-    if mode.latency_vs_load:
+    measured = [m for m in mode.latency_vs_load if m.workload != "hello"]
+    if measured:
         name = f"latency-{mode.mode}.png"
-        workload = mode.latency_vs_load[0].workload
+        workload = measured[0].workload
         peak = mode.workloads.get(workload)
-        title = f"{mode.mode}: latency against offered load, {_describe(workload)}"
-        plot_latency(mode.latency_vs_load, peak.rps if peak else None, title, folder / name)
+        title = f"{mode.mode}: latency against load, {_describe(workload)}"
+        hello = [m for m in mode.latency_vs_load if m.workload == "hello"]
+        plot_latency(measured, peak.rps if peak else None, title, folder / name, hello)
         lines += _latency_vs_load(mode, name)
     lines += _observed(mode)
     lines += _cpu(mode, folder)
@@ -225,12 +227,29 @@ def _scaling(scaling: Scaling, image: str) -> list[str]:
 def _latency_vs_load(mode: ModeResult, image: str) -> list[str]:
     lines = ["### Latency against load", "", f"![Latency against load, {mode.mode}]({image})", ""]
     rows = []
-    for m in sorted(mode.latency_vs_load, key=offered):
-        peak = mode.workloads.get(m.workload)
+    for m in sorted(mode.latency_vs_load, key=lambda m: (m.workload == "hello", offered(m))):
+        peak = mode.hello if m.workload == "hello" else mode.workloads.get(m.workload)
         of_peak = f"{offered(m) / peak.rps:.0%}" if peak and peak.rps else NONE
-        rows.append([number(m.offered_rps), of_peak, number(m.rps), *ms(m.latency), errors(m)])
-    head = ["offered req/s", "of peak", "achieved req/s", "p50 ms", "p95 ms", "p99 ms", "errors"]
-    return lines + table(head, rows)
+        rows.append(
+            [
+                _describe(m.workload),
+                number(m.offered_rps),
+                of_peak,
+                number(m.rps),
+                *ms(m.latency),
+                errors(m),
+            ]
+        )
+    head = ["workload", "offered req/s", "of its peak", "achieved req/s", "p50 ms", "p95 ms"]
+    head += ["p99 ms", "errors"]
+    note = [
+        "",
+        "Each rate is offered as a Poisson stream over 256 connections (wrk, a random pause"
+        " between a connection's requests). The hello-world rows are the same stack's baseline"
+        " under the same quota, at the same shares of its own peak.",
+        "",
+    ]
+    return lines + table(head, rows) + note
 
 
 def _observed(mode: ModeResult) -> list[str]:

@@ -33,7 +33,8 @@ def _cached_page(mode: ModeResult) -> list[Target]:
                 f"{product.rps:,.0f} vs {mode.hello.rps:,.0f} req/s",
             )
         )
-    near = _nearest(mode.latency_vs_load, 0.7, product)
+    paced = [m for m in mode.latency_vs_load if m.workload == "product"]
+    near = _nearest(paced, 0.7, product)
     if near is not None:
         found.append(
             Target(
