@@ -3,9 +3,9 @@ and body-size checks, the current user. Errors are in `problems`, their document
 `openapi`."""
 
 import asyncio
+import random
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from litestar import Litestar, MediaType, Request, Response, Router, get
@@ -207,7 +207,9 @@ class RequestContext:
             elif name == b"traceparent":
                 traceparent = value.decode("latin-1")
         if request_id is None or not _SAFE_REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+            # 128 random bits as 32 hex digits, like a UUID's, at a fifth of uuid4's cost:
+            # an id to correlate logs by, not a secret (`random` is reseeded in each fork)
+            request_id = f"{random.getrandbits(128):032x}"
         request_id_var.set(request_id)
         start_request()
         traceparent_var.set(child_traceparent(traceparent))
