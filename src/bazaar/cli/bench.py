@@ -107,11 +107,7 @@ def run(
         console.print(f"  {mark}  {target.name}: {target.value} (bound {target.bound})")
     console.print(f"Report: {written}")
     if publish:
-        PUBLISHED.mkdir(parents=True, exist_ok=True)
-        for path in folder.iterdir():
-            if path.suffix in (".md", ".png", ".json", ".svg", ".txt") and path.is_file():
-                shutil.copy2(path, PUBLISHED / path.name)
-        console.print(f"Published to {PUBLISHED}/")
+        _publish(folder, [m.profile for m in result.modes.values() if m.profile])
     if quick:
         failures = runner.smoke_failures(result)
         for failure in failures:
@@ -119,6 +115,17 @@ def run(
         if failures:
             raise typer.Exit(1)
         console.print("[green]Smoke passed[/green]: no error, every order settled, bounds held.")
+
+
+def _publish(folder: Path, profiles: list[str]) -> None:
+    """The report, its plots, its results and the profiles it links, as the figures of
+    record (the other profiles stay in the run's folder)."""
+    shutil.rmtree(PUBLISHED, ignore_errors=True)
+    PUBLISHED.mkdir(parents=True)
+    for path in folder.iterdir():
+        if path.name in ("report.md", "results.json", *profiles) or path.suffix == ".png":
+            shutil.copy2(path, PUBLISHED / path.name)
+    console.print(f"Published to {PUBLISHED}/")
 
 
 @bench.command("report")
