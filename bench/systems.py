@@ -100,9 +100,8 @@ def start_process(
 
 
 @dataclass
-class Hello:
-    """The ceiling of the stack: a hello-world Litestar app, one granian worker, under the same
-    quota as an instance under test."""
+class _OwnServer:
+    """A server the bench starts itself on a free port, under `cores` of CPU."""
 
     folder: Path
     cores: float | None
@@ -114,12 +113,27 @@ class Hello:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def limited(self, name: str, command: list[str]) -> list[str]:
+        return self.groups.make(name, self.cores).wrap(command) if self.cores else command
+
+    def processes(self) -> dict[str, list[int]]:
+        return {self.process.name: _tree(self.process.popen.pid)} if self.process else {}
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@dataclass
+class Hello(_OwnServer):
+    """The ceiling of the stack: a hello-world Litestar app, one granian worker, under the same
+    quota as an instance under test."""
+
     def start(self) -> None:
         granian = Path(sys.executable).parent / "granian"
         command = [str(granian), "--interface", "asgi", "--workers", "1", "--port"]
         command += [str(self.port), "--no-access-log", "bench.hello:app"]
-        if self.cores:
-            command = self.groups.make("hello", self.cores).wrap(command)
+        command = self.limited("hello", command)
         root = Path(__file__).resolve().parent.parent
         environment = _clean_environment({"PYTHONPATH": str(root)})
         self.process = start_process("hello", command, environment, self.folder)
@@ -131,13 +145,6 @@ class Hello:
             except httpx.HTTPError:
                 time.sleep(0.1)
         raise SystemError_(f"the hello-world app did not answer: see {self.process.log}")
-
-    def processes(self) -> dict[str, list[int]]:
-        return {"hello": _tree(self.process.popen.pid)} if self.process else {}
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
 
 
 def prepare_catalog(url: str, folder: Path) -> tuple[Catalog, str]:
@@ -188,18 +195,8 @@ def _seed(environment: Mapping[str, str], products: int) -> None:
 
 
 @dataclass
-class Embedded:
+class Embedded(_OwnServer):
     """Every service in one `bazaar dev` process on SQLite, under `cores` of CPU."""
-
-    folder: Path
-    cores: float | None
-    groups: CpuGroups
-    port: int = field(default_factory=free_port)
-    process: Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def environment(self) -> dict[str, str]:
@@ -207,9 +204,7 @@ class Embedded:
 
     def start(self, products: int) -> None:
         _seed(self.environment, products)
-        command = [*_bazaar(), "dev", "--port", str(self.port)]
-        if self.cores:
-            command = self.groups.make("bazaar-dev", self.cores).wrap(command)
+        command = self.limited("bazaar-dev", [*_bazaar(), "dev", "--port", str(self.port)])
         self.process = start_process("bazaar-dev", command, self.environment, self.folder)
         wait_ready(self.url)
 
@@ -217,13 +212,6 @@ class Embedded:
         return [self.url]
 
     relay_urls = metrics_urls
-
-    def processes(self) -> dict[str, list[int]]:
-        return {"bazaar-dev": _tree(self.process.popen.pid)} if self.process else {}
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
 
 
 @dataclass

@@ -8,6 +8,7 @@ state file, so a second `up` finds its PostgreSQL and Redis where it left them.
 """
 
 import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from bazaar.runtime.cluster.cpulimit import MAX_CORES, MIN_CORES
@@ -33,9 +34,10 @@ class TopologyError(ValueError):
     """The command line asks for a topology that cannot run."""
 
 
-def parse_instances(text: str | None) -> dict[str, int]:
-    """`catalog=4,orders=2` over the default of two instances of every service."""
-    counts = dict.fromkeys(SERVICES, DEFAULT_INSTANCES)
+def _per_service(
+    option: str, text: str | None, what: str, convert: Callable[[str], float]
+) -> Iterator[tuple[str, float, str]]:
+    """Each `SERVICE=VALUE` of a comma-separated option: the service, its value, as written."""
     for item in (text or "").split(","):
         if not item.strip():
             continue
@@ -43,16 +45,23 @@ def parse_instances(text: str | None) -> dict[str, int]:
         name = name.strip()
         if not sep or name not in SERVICES:
             raise TopologyError(
-                f"--instances: expected SERVICE=COUNT with SERVICE one of {', '.join(SERVICES)},"
-                f" got {item.strip()!r}"
+                f"{option}: expected SERVICE={what.upper()} with SERVICE one of"
+                f" {', '.join(SERVICES)}, got {item.strip()!r}"
             )
         try:
-            count = int(value)
+            converted = convert(value)
         except ValueError:
-            raise TopologyError(f"--instances: {name}'s count {value!r} is not a number") from None
+            raise TopologyError(f"{option}: {name}'s {what} {value!r} is not a number") from None
+        yield name, converted, value.strip()
+
+
+def parse_instances(text: str | None) -> dict[str, int]:
+    """`catalog=4,orders=2` over the default of two instances of every service."""
+    counts = dict.fromkeys(SERVICES, DEFAULT_INSTANCES)
+    for name, count, _written in _per_service("--instances", text, "count", int):
         if not 1 <= count <= 32:
             raise TopologyError(f"--instances: {name} needs 1 to 32 instances, got {count}")
-        counts[name] = count
+        counts[name] = int(count)
     return counts
 
 
@@ -60,23 +69,10 @@ def parse_cpu_quota(text: str | None) -> dict[str, float]:
     """`catalog=0.25,orders=0.5`: the CPUs each API instance of a service is held to (a
     service not named is not held)."""
     quotas: dict[str, float] = {}
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or name not in SERVICES:
-            raise TopologyError(
-                f"--cpu-quota: expected SERVICE=CORES with SERVICE one of {', '.join(SERVICES)},"
-                f" got {item.strip()!r}"
-            )
-        try:
-            cores = float(value)
-        except ValueError:
-            raise TopologyError(f"--cpu-quota: {name}'s cores {value!r} is not a number") from None
+    for name, cores, written in _per_service("--cpu-quota", text, "cores", float):
         if not MIN_CORES <= cores <= MAX_CORES:
             raise TopologyError(
-                f"--cpu-quota: {name} needs {MIN_CORES} to {MAX_CORES:g} cores, got {value.strip()}"
+                f"--cpu-quota: {name} needs {MIN_CORES} to {MAX_CORES:g} cores, got {written}"
             )
         quotas[name] = cores
     return quotas
