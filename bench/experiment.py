@@ -3,8 +3,7 @@ every workload, latency against load, and (scaled) the scaling of catalog reads 
 checkout over 1, 2, 4 and 8 instances, each instance under the same CPU quota.
 """
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -70,20 +69,14 @@ class Plan:
         return count + (2 * len(self.modes) if self.profile else 0)
 
 
-@contextlib.contextmanager
-def _watching(system: Embedded | Scaled) -> Iterator[list]:
+def _measure(system: Embedded | Scaled, run: Callable[[], Measurement]) -> Measurement:
+    """`run`'s measurement, with what the system's metrics and CPU said meanwhile."""
     watch = Watch(system.metrics_urls, system.processes, system.relay_urls)
     watch.start()
-    found: list = []
     try:
-        yield found
-    finally:
-        found += watch.stop()
-
-
-def _measure(system: Embedded | Scaled, run: Callable[[], Measurement]) -> Measurement:
-    with _watching(system) as seen:
         measurement = run()
+    finally:
+        seen = watch.stop()
     measurement.observed, measurement.cpu = seen
     return measurement
 

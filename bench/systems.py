@@ -28,7 +28,7 @@ STOCKED_PRODUCTS = 100
 READY_TIMEOUT = 120.0
 
 
-class SystemError_(RuntimeError):
+class StartError(RuntimeError):
     """The system under test would not start."""
 
 
@@ -47,7 +47,7 @@ def _check(command: list[str], environment: Mapping[str, str], timeout: float = 
         command, env=dict(environment), capture_output=True, text=True, timeout=timeout
     )
     if done.returncode != 0:
-        raise SystemError_(f"{' '.join(command[-3:])} failed: {done.stderr[-3000:] or done.stdout}")
+        raise StartError(f"{' '.join(command[-3:])} failed: {done.stderr[-3000:] or done.stdout}")
     return done.stdout
 
 
@@ -60,7 +60,7 @@ def wait_ready(url: str, timeout: float = READY_TIMEOUT) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise SystemError_(f"{url} was not ready within {timeout:.0f} s")
+    raise StartError(f"{url} was not ready within {timeout:.0f} s")
 
 
 def _tree(pid: int) -> list[int]:
@@ -144,7 +144,7 @@ class Hello(_OwnServer):
                 return
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise SystemError_(f"the hello-world app did not answer: see {self.process.log}")
+        raise StartError(f"the hello-world app did not answer: see {self.process.log}")
 
 
 def prepare_catalog(url: str, folder: Path) -> tuple[Catalog, str]:

@@ -7,14 +7,12 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from bazaar.platform import outbox, schema
 from bazaar.platform.bus import Subscription
 from bazaar.platform.events import Envelope, Event
 from bazaar.platform.outbox import OutboxRelay
-from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
-from tests.postgres import fresh_database_url, require_server
+from bazaar.platform.postgres import postgres_database
 
 
 class ThingHappened(Event, frozen=True, kw_only=True):
@@ -44,15 +42,6 @@ class RecordingBus:
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
-
-
-@pytest.fixture
-async def url():
-    await require_server()
-    url = fresh_database_url()
-    await ensure_database(make_url(url))
-    yield url
-    await drop_database(make_url(url))
 
 
 async def test_a_commit_elsewhere_wakes_the_relay_and_a_rollback_does_not(url: str) -> None:

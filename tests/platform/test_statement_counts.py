@@ -4,14 +4,11 @@ SQLite and PostgreSQL, on the primary, the reader and every replica."""
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from bazaar.platform.db import sqlite_database
-from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
-from tests.postgres import fresh_database_url, require_server
+from bazaar.platform.postgres import postgres_database
 
 
 def statements(database: str) -> float:
@@ -41,15 +38,6 @@ async def test_sqlite_counts_each_statement_and_the_begin_bazaar_sends(tmp_path:
         assert statements("counted_sqlite") == before + 5  # BEGIN, SELECT on the reader
     finally:
         await db.dispose()
-
-
-@pytest.fixture
-async def url():
-    await require_server()
-    url = fresh_database_url()
-    await ensure_database(make_url(url))
-    yield url
-    await drop_database(make_url(url))
 
 
 async def test_postgresql_counts_statements_on_the_primary_and_on_each_replica(url: str) -> None:

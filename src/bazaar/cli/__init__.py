@@ -27,6 +27,19 @@ def settings_or_exit():
         raise typer.Exit(2) from None
 
 
+def progress_bar():
+    """A progress bar on standard error: what is being done, how far, for how long."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
 def main() -> None:  # pragma: no cover - the console script's entry point
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app()

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from bazaar.cli import app, console
+from bazaar.cli import app, console, progress_bar
 
 bench = typer.Typer(
     help="The load generator, the scaling experiment and the capacity report.",
@@ -62,8 +62,6 @@ def run(
     _import_bench()
     from dataclasses import replace
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from bench import report, runner
     from bench.experiment import Plan
 
@@ -79,13 +77,7 @@ def run(
     if instances:
         plan = replace(plan, instances=tuple(int(n) for n in instances.split(",")))
     folder = runner.new_folder(_runs_root())
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("Starting", total=plan.steps())
         started = [False]
 

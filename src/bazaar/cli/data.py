@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from bazaar.cli import admin, app, console, dlq, settings_or_exit
+from bazaar.cli import admin, app, console, dlq, progress_bar, settings_or_exit
 
 
 @admin.command("create")
@@ -61,8 +61,6 @@ def seed(
     """Fill the catalog with generated products (migrating first if needed)."""
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from bazaar.catalog.seed import seed_products
     from bazaar.runtime.embedded import Runtime
 
@@ -70,13 +68,7 @@ def seed(
         runtime = Runtime(settings_or_exit())
         try:
             await runtime.migrate()
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
+            with progress_bar() as progress:
                 task = progress.add_task("Seeding products", total=products)
                 return await seed_products(
                     runtime.platform.databases["catalog"],
