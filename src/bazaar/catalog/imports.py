@@ -31,6 +31,7 @@ from bazaar.platform.ids import new_id
 from bazaar.platform.loops import Waker
 from bazaar.platform.money import Currency
 from bazaar.platform.observability import log
+from bazaar.platform.transient import is_transient
 
 PRODUCT_IMPORT = "product_import"
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -235,7 +236,10 @@ class ImportWorker:
             except JobLost:
                 log.warning("import_job_lost", job_id=job.id if job else None)
             except Exception as error:  # the lease lets this or another worker retry the job
-                log.exception("import_job_crashed", error=str(error))
+                if is_transient(error):  # the database is down: no traceback to read
+                    log.warning("import_worker_waiting", error=type(error).__name__)
+                else:
+                    log.exception("import_job_crashed", error=str(error))
             if job is None:
                 await self._waker.wait()
 

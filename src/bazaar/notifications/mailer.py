@@ -3,8 +3,9 @@
 With `BAZAAR_SMTP_URL` set it talks SMTP: `smtp://host:port` (plain), `smtp+starttls://` (STARTTLS)
 or `smtps://` (implicit TLS), with `user:password@` credentials if the server wants them.
 Without it, each email is written as an RFC 5322 `.eml` file under `<data_dir>/mail/`. An email
-that fails is retried with backoff, then marked failed; one may be sent twice if the process
-dies between sending it and marking it sent.
+that fails is retried with backoff, then marked failed. Delivery is at least once: an email is
+sent again, with the same Message-ID (which mail clients collapse), only if the process dies
+between the server's acceptance and the commit that records it.
 """
 
 import asyncio
@@ -21,7 +22,7 @@ from bazaar.notifications import service
 from bazaar.notifications.models import OutgoingEmail
 from bazaar.notifications.service import EMAIL_QUEUED
 from bazaar.notifications.settings import NotificationsSettings
-from bazaar.platform.db import Database
+from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.loops import Waker
 from bazaar.platform.observability import log
 
@@ -40,9 +41,19 @@ def compose(email: OutgoingEmail, sender: str) -> EmailMessage:
 
 
 class Mailer:
-    """Sends due emails; woken after a commit that queued one, else polls."""
+    """Sends due emails, a few at once; woken after a commit that queued one, else polls.
 
-    batch_size = 50
+    On PostgreSQL an email is locked (`FOR UPDATE SKIP LOCKED`) in a transaction that stays
+    open while it is sent and records it sent as it commits: other mailers skip it meanwhile,
+    a mailer that dies releases it at once (its connection closes) instead of after a lease,
+    and an email is sent again only if the process dies between the server's acceptance and
+    that commit. On SQLite (one process, and a transaction there would hold every writer) an
+    email is claimed for a lease (`smtp_timeout` + 5 s) instead and recorded after the send.
+    """
+
+    batch_size = 48
+    """Emails tried in one round, by `lanes` sends at once."""
+    lanes = 4
 
     def __init__(
         self,
@@ -57,7 +68,7 @@ class Mailer:
         self.smtp_url = smtp_url
         self.mail_dir = mail_dir
         # Long enough for the slowest send to finish before another mailer may retry it.
-        self.lease = 3 * settings.smtp_timeout + 30
+        self.lease = settings.smtp_timeout + 5
         self._waker = Waker(settings.mailer_poll_interval)
         db.listen(EMAIL_QUEUED, self._waker.wake)
 
@@ -72,35 +83,61 @@ class Mailer:
                 await self._waker.wait()
 
     async def send_due(self) -> int:
-        """Try every due email once; returns how many were tried."""
-        async with self.db.write() as session:
-            emails = await service.claim_due_emails(session, self.batch_size, self.lease)
-        for email in emails:
-            await self._send_one(email)
-        return len(emails)
+        """Try due emails once each, up to `batch_size`; returns how many were tried."""
+        per_lane = self.batch_size // self.lanes
+        return sum(await asyncio.gather(*(self._lane(per_lane) for _ in range(self.lanes))))
 
-    async def _send_one(self, email: OutgoingEmail) -> None:
+    async def _lane(self, limit: int) -> int:
+        tried = 0
+        send_next = self._send_locked if self.db.dialect == "postgresql" else self._send_leased
+        while tried < limit and await send_next():
+            tried += 1
+        return tried
+
+    async def _send_locked(self) -> bool:
+        async with self.db.write() as session:
+            email = await service.lock_due_email(session)
+            if email is None:
+                return False
+            error, permanent = await self._send(email)
+            await self._record(session, email, error, permanent=permanent)
+        return True
+
+    async def _send_leased(self) -> bool:
+        async with self.db.write() as session:
+            email = await service.claim_due_email(session, self.lease)
+        if email is None:
+            return False
+        error, permanent = await self._send(email)
+        async with self.db.write() as session:
+            await self._record(session, email, error, permanent=permanent)
+        return True
+
+    async def _send(self, email: OutgoingEmail) -> tuple[str | None, bool]:
+        """Send `email`; returns None when the server took it, else why not and whether no
+        retry can help."""
         try:
             message = compose(email, self.settings.email_from)
         except (ValueError, TypeError) as error:  # an address no retry can fix
-            await self._failed(email, f"cannot compose: {error}", permanent=True)
-            return
+            return f"cannot compose: {error}", True
         try:
             if self.smtp_url:
                 await self._send_smtp(self.smtp_url, message)
             else:
                 await asyncio.to_thread(self._write_file, email.id, message)
         except Exception as error:  # refused, unreachable, timed out...: a failed attempt
-            await self._failed(email, f"{type(error).__name__}: {error}")
-            return
-        async with self.db.write() as session:
-            await service.mark_email_sent(session, email.id)
+            return f"{type(error).__name__}: {error}", False
+        return None, False
 
-    async def _failed(self, email: OutgoingEmail, error: str, *, permanent: bool = False) -> None:
-        async with self.db.write() as session:
-            status = await service.record_email_failure(
-                session, email.id, error, self.settings, permanent=permanent
-            )
+    async def _record(
+        self, session: WriteSession, email: OutgoingEmail, error: str | None, *, permanent: bool
+    ) -> None:
+        if error is None:
+            await service.mark_email_sent(session, email.id)
+            return
+        status = await service.record_email_failure(
+            session, email.id, error, self.settings, permanent=permanent
+        )
         log.warning("email_not_sent", email_id=email.id, status=status, error=error)
 
     async def _send_smtp(self, smtp_url: str, message: EmailMessage) -> None:

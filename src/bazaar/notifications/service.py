@@ -8,7 +8,7 @@ Each order event produces at most one notification and one email: both rows are 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from bazaar.identity.events import UserRegistered
 from bazaar.notifications.models import (
@@ -191,34 +191,45 @@ async def mark_read(session: WriteSession, user_id: str, notification_id: str) -
     return notification
 
 
-async def claim_due_emails(session: WriteSession, limit: int, lease: float) -> list[OutgoingEmail]:
-    """Take up to `limit` pending emails that are due, for `lease` seconds.
+def _due_emails(now: datetime) -> Select[tuple[OutgoingEmail]]:
+    return (
+        select(OutgoingEmail)
+        .where(OutgoingEmail.status == PENDING, OutgoingEmail.next_attempt_at <= now)
+        .order_by(OutgoingEmail.next_attempt_at)
+        .limit(1)
+    )
+
+
+async def lock_due_email(session: WriteSession) -> OutgoingEmail | None:
+    """The next due email, locked until `session` ends; None when none is due but locked.
+
+    Another mailer skips a locked email (`SKIP LOCKED`); a mailer that dies releases its lock
+    with its connection, so the email is due again at once (PostgreSQL).
+    """
+    return await session.scalar(_due_emails(utcnow()).with_for_update(skip_locked=True))
+
+
+async def claim_due_email(session: WriteSession, lease: float) -> OutgoingEmail | None:
+    """Take the next due email for `lease` seconds, for a database without row locks (SQLite).
 
     A claimed email is not due again until its lease ends, so two mailers never send it at
     the same time; if this one dies mid-send, another sends it after the lease (at least once).
     """
     now = utcnow()
-    due = await session.scalars(
-        select(OutgoingEmail)
-        .where(OutgoingEmail.status == PENDING, OutgoingEmail.next_attempt_at <= now)
-        .order_by(OutgoingEmail.next_attempt_at)
-        .limit(limit)
-    )
-    claimed = []
-    for email in list(due):
-        taken = await session.execute(
-            update(OutgoingEmail)
-            .where(
-                OutgoingEmail.id == email.id,
-                OutgoingEmail.status == PENDING,
-                OutgoingEmail.next_attempt_at <= now,
-            )
-            .values(next_attempt_at=now + timedelta(seconds=lease))
-            .execution_options(synchronize_session=False)
+    email = await session.scalar(_due_emails(now))
+    if email is None:
+        return None
+    taken = await session.execute(
+        update(OutgoingEmail)
+        .where(
+            OutgoingEmail.id == email.id,
+            OutgoingEmail.status == PENDING,
+            OutgoingEmail.next_attempt_at <= now,
         )
-        if taken.rowcount:
-            claimed.append(email)
-    return claimed
+        .values(next_attempt_at=now + timedelta(seconds=lease))
+        .execution_options(synchronize_session=False)
+    )
+    return email if taken.rowcount else None
 
 
 async def mark_email_sent(session: WriteSession, email_id: str) -> None:

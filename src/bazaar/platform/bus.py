@@ -3,10 +3,12 @@
 Delivery is at least once; the effect is exactly once: a consumer records each event id it
 handled in the same transaction as its effect, and skips an event it has already recorded.
 A handler that fails is retried with backoff; after the last attempt the message goes to the
-consumer database's dead-letter table, where it can be inspected and replayed.
+consumer database's dead-letter table, where it can be inspected and replayed. A dependency
+that is briefly down (`transient`) spends no attempt: its messages wait until it is back.
 """
 
 import asyncio
+import random
 import traceback
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,6 +29,7 @@ from bazaar.platform.observability import (
     traceparent_var,
 )
 from bazaar.platform.schema import dead_letter, processed_event
+from bazaar.platform.transient import is_transient
 
 Handle = Callable[[WriteSession, Envelope], Awaitable[None]]
 Notify = Callable[[Envelope], Awaitable[None]]
@@ -97,43 +100,69 @@ class EventBus(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How a failing handler is retried.
+
+    A transient failure (`platform.transient`: the database restarting, a dropped connection, a
+    lock wait that ran out) is retried with backoff for as long as it lasts and never counts
+    towards `attempts`: those are the budget of a poison message, one that fails however often
+    it is tried, before it is set aside as a dead letter.
+    """
+
     attempts: int = 5
     first_delay: float = 0.05
     max_delay: float = 2.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_delay, self.first_delay * 2**attempt)
+        """Seconds before retry number `attempt` + 1, with up to a fifth less as jitter, so
+        that handlers failing together do not come back in step."""
+        return min(self.max_delay, self.first_delay * 2 ** min(attempt, 32)) * (
+            1.0 - 0.2 * random.random()
+        )
 
 
 async def deliver(subscription: Subscription, envelope: Envelope, retry: RetryPolicy) -> bool:
     """Handle `envelope` once, with retries; dead-letter it after the last attempt.
 
-    Returns True when handled (now or before), False when dead-lettered.
+    Returns True when handled (now or before), False when dead-lettered. Transient failures are
+    retried until they pass (see RetryPolicy); cancelling the caller stops the retrying.
     """
     error = ""
-    for attempt in range(retry.attempts):
+    failures = tries = 0
+    while failures < retry.attempts:
         try:
             await apply(subscription, envelope)
             return True
         except Exception as exc:
-            error = "".join(traceback.format_exception_only(exc)).strip()
-            log.warning(
-                "event_handler_failed",
-                consumer=subscription.consumer,
-                event_id=envelope.id,
-                type=envelope.type,
-                attempt=attempt + 1,
-                error=error,
-            )
-            EVENTS_HANDLED.labels(subscription.consumer, "retried").inc()
-            if attempt + 1 < retry.attempts:
-                await asyncio.sleep(retry.delay(attempt))
+            transient = is_transient(exc)
+            failures += 0 if transient else 1
+            error = handler_failed(subscription.consumer, envelope, exc, tries, transient)
+            if failures < retry.attempts:
+                await asyncio.sleep(retry.delay(tries))
+            tries += 1
     if subscription.database is None:
         log.error("broadcast_failed", consumer=subscription.consumer, event_id=envelope.id)
         return False
     await dead_letter_message(subscription, envelope, error, retry.attempts)
     EVENTS_HANDLED.labels(subscription.consumer, "dead_lettered").inc()
     return False
+
+
+def handler_failed(
+    consumer: str, envelope: Envelope, error: BaseException, tries: int, transient: bool
+) -> str:
+    """Log and count one failed try of `consumer` at `envelope`; returns the error's text."""
+    text = "".join(traceback.format_exception_only(error)).strip()
+    log.warning(
+        "event_handler_failed",
+        consumer=consumer,
+        event_id=envelope.id,
+        type=envelope.type,
+        attempt=tries + 1,
+        transient=transient,
+        error=text,
+    )
+    EVENTS_HANDLED.labels(consumer, "waited" if transient else "retried").inc()
+    return text
 
 
 async def apply(subscription: Subscription, envelope: Envelope) -> None:

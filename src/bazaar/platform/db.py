@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import (
 from bazaar.platform import pg_notify, sqlite_inline
 from bazaar.platform.errors import NotFound
 from bazaar.platform.observability import DB_STATEMENTS
-from bazaar.platform.replicas import UNKNOWN, ReplicaSet
+from bazaar.platform.replicas import UNKNOWN, Replica, ReplicaSet
+from bazaar.platform.transient import is_transient
 
 T = TypeVar("T")
 
@@ -52,6 +53,64 @@ class WriteSession(AsyncSession):
 
 class ReadSession(AsyncSession):
     """A session that may be served by a replica and may be slightly stale: never writes."""
+
+
+class ReplicaSession(ReadSession):
+    """A read session on a streaming replica whose every statement is bounded.
+
+    A statement the replica does not answer within the replica set's `check_timeout` (it froze,
+    or its connection broke mid-transaction) marks the replica down and runs again on
+    `fallback`, the primary, as does every later statement of the session: a frozen replica
+    costs a read at most that bound, never an error. The abandoned statement finishes or fails
+    in the background, then its connection is discarded. What fell back mid-session reads the
+    primary's newer snapshot after the replica's older one: harmless for reads that may be
+    stale, which are all a replica serves.
+    """
+
+    def __init__(
+        self,
+        replicas: ReplicaSet,
+        replica: Replica,
+        fallback: Callable[[], Awaitable[ReadSession]],
+    ) -> None:
+        super().__init__(bind=replica.engine, expire_on_commit=False)
+        self._replicas = replicas
+        self._replica = replica
+        self._open_fallback = fallback
+        self._fallback: ReadSession | None = None
+        self.info["on_replica"] = True
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:  # scalars() comes through here
+        return await self._bounded("execute", args, kwargs)
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._bounded("scalar", args, kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._bounded("get", args, kwargs)
+
+    async def get_one(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._bounded("get_one", args, kwargs)
+
+    async def close(self) -> None:
+        if self._fallback is None:
+            await super().close()
+        else:  # this session's own connection is discarded once its statement ends
+            await self._fallback.close()
+
+    async def _bounded(self, method: str, args: tuple, kwargs: dict) -> Any:
+        if self._fallback is None:
+            statement = getattr(super(), method)(*args, **kwargs)
+            try:
+                return await self._replicas.within_bound(statement, cleanup=self.invalidate)
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                self._replicas.mark_down(self._replica, error)
+                self._replicas.count_read("primary", "replica_failed")
+                self.info["on_replica"] = False
+                self._fallback = await self._open_fallback()
+        return await getattr(self._fallback, method)(*args, **kwargs)
 
 
 def signal_after_commit(session: WriteSession, name: str) -> None:
@@ -172,14 +231,16 @@ class Database:
         required = await replicas.required_position()
         reason = "none_in_bounds" if required != UNKNOWN else "own_write_unknown"
         for replica in replicas.candidates() if required != UNKNOWN else ():
-            session = ReadSession(bind=replica.engine, expire_on_commit=False)
+            session = ReplicaSession(replicas, replica, fallback=self._primary_read)
             refusal = await replicas.admit(session, replica, required)
             if refusal is None:
                 replicas.count_read("replica", "in_bounds")
-                session.info["on_replica"] = True
                 return session
             reason = refusal
         replicas.count_read("primary", reason)
+        return await self._primary_read()
+
+    async def _primary_read(self) -> ReadSession:
         return await _begun(self._reader())
 
     async def dispose(self) -> None:

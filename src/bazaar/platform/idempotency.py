@@ -7,10 +7,12 @@ With Redis, a copy of the claim and of the stored response lets every instance a
 replay or an in-flight duplicate without a database round trip (`idempotency_cache`).
 """
 
+import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from cashews import Cache
@@ -19,13 +21,17 @@ from sqlalchemy import delete, select, update
 
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession, insert_ignoring_duplicates
-from bazaar.platform.errors import BadRequest, Conflict, Unprocessable
+from bazaar.platform.errors import BadRequest, BazaarError, Conflict, Unprocessable
 from bazaar.platform.idempotency_cache import Known, SharedClaims
+from bazaar.platform.observability import log
 from bazaar.platform.schema import idempotency_record
+from bazaar.platform.transient import is_transient
 
 HEADER = "Idempotency-Key"
 #: A claim older than this whose request never finished (the process died) may be taken over.
 ABANDONED_AFTER = timedelta(seconds=60)
+RELEASE_WAIT = 0.5
+"""Seconds a failed request waits for its claim's release before answering (see _release)."""
 
 KeyHeader = Annotated[
     str | None,
@@ -70,6 +76,7 @@ class Idempotency:
 
     def __init__(self, shared: Cache | None = None) -> None:
         self.shared = SharedClaims(shared, ABANDONED_AFTER) if shared is not None else None
+        self._releases: set[asyncio.Task] = set()
 
     async def replay(self, scope: str, key: str, request_fingerprint: str) -> StoredResponse | None:
         """The stored response if Redis has it (no database round trip), else None.
@@ -88,7 +95,9 @@ class Idempotency:
 
         Raises Unprocessable when the key was used with another request, Conflict while the
         first request with the key is still in flight. When `work` fails, the claim is released
-        so that the client may retry with the same key.
+        so that the client may retry with the same key; when the database that holds the claim
+        is what failed, the release is retried in the background until it is back (see
+        `_release`), so a first attempt that got a 503 does not lock out its own retries.
         """
         shared = self.shared
         if shared is not None and not await shared.claim(scope, key, request_fingerprint):
@@ -98,23 +107,72 @@ class Idempotency:
             if stored is not None:
                 return stored
             shared = None
+        claimed_at = utcnow()  # also the claim's owner: a release removes only its own claim
         try:
             async with db.write() as session:
-                stored = await _claim(session, scope, key, request_fingerprint)
-        except BaseException:
-            if shared is not None:
-                await shared.release(scope, key)
+                stored = await _claim(session, scope, key, request_fingerprint, claimed_at)
+        except BaseException as error:
+            # A claim whose commit was cut off may have committed all the same.
+            claim_may_exist = not isinstance(error, BazaarError)
+            await self._release(db, scope, key, claimed_at if claim_may_exist else None, shared)
             raise
         if stored is None:
             try:
                 stored = await _run(db, scope, key, work)
             except BaseException:
-                if shared is not None:
-                    await shared.release(scope, key)
+                await self._release(db, scope, key, claimed_at, shared)
                 raise
         if self.shared is not None:  # also a replay the database had and Redis had lost
             await self.shared.store(scope, key, request_fingerprint, stored.status, stored.body)
         return stored
+
+    async def _release(
+        self,
+        db: Database,
+        scope: str,
+        key: str,
+        claimed_at: datetime | None,
+        shared: SharedClaims | None,
+    ) -> None:
+        """Remove this request's claim (made at `claimed_at`, if any) from the database, then
+        from Redis. Waits `RELEASE_WAIT` seconds at most: if the database is down, the release
+        goes on in the background, retried with backoff, until it is done or the claim is old
+        enough to be taken over anyway. A cancelled request still releases its claim."""
+        task = asyncio.create_task(_release_claim(db, scope, key, claimed_at, shared))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+        await asyncio.wait({task}, timeout=RELEASE_WAIT)
+
+
+async def _release_claim(
+    db: Database,
+    scope: str,
+    key: str,
+    claimed_at: datetime | None,
+    shared: SharedClaims | None,
+) -> None:
+    delay = 0.05
+    deadline = time.monotonic() + ABANDONED_AFTER.total_seconds()
+    while claimed_at is not None:
+        try:
+            async with db.write() as session:
+                await session.execute(
+                    delete(idempotency_record).where(
+                        idempotency_record.c.scope == scope,
+                        idempotency_record.c.key == key,
+                        idempotency_record.c.created_at == claimed_at,
+                        idempotency_record.c.response_status.is_(None),
+                    )
+                )
+            break
+        except Exception as error:
+            if not is_transient(error) or time.monotonic() + delay > deadline:
+                log.warning("idempotency_claim_not_released", scope=scope, error=repr(error))
+                break
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
+    if shared is not None:
+        await shared.release(scope, key)
 
 
 def _answer(known: Known | None, request_fingerprint: str) -> StoredResponse | None:
@@ -129,31 +187,19 @@ def _answer(known: Known | None, request_fingerprint: str) -> StoredResponse | N
 
 
 async def _run(db: Database, scope: str, key: str, work: Work) -> StoredResponse:
-    try:
-        async with db.write() as session:
-            status, body = await work(session)
-            await session.execute(
-                update(idempotency_record)
-                .where(idempotency_record.c.scope == scope, idempotency_record.c.key == key)
-                .values(response_status=status, response_body=body, completed_at=utcnow())
-            )
-    except BaseException:
-        async with db.write() as session:
-            await session.execute(
-                delete(idempotency_record).where(
-                    idempotency_record.c.scope == scope,
-                    idempotency_record.c.key == key,
-                    idempotency_record.c.response_status.is_(None),
-                )
-            )
-        raise
+    async with db.write() as session:
+        status, body = await work(session)
+        await session.execute(
+            update(idempotency_record)
+            .where(idempotency_record.c.scope == scope, idempotency_record.c.key == key)
+            .values(response_status=status, response_body=body, completed_at=utcnow())
+        )
     return StoredResponse(status, body, replayed=False)
 
 
 async def _claim(
-    session: WriteSession, scope: str, key: str, request_fingerprint: str
+    session: WriteSession, scope: str, key: str, request_fingerprint: str, now: datetime
 ) -> StoredResponse | None:
-    now = utcnow()
     claimed = await insert_ignoring_duplicates(
         session,
         idempotency_record,

@@ -37,17 +37,12 @@ async def notify(session: AsyncSession, signal: str) -> None:
 async def listen(url: URL, signal: str, wake: Callable[[], None]) -> None:
     """Until cancelled, call `wake` whenever a commit on the database at `url` sends
     `signal`; reconnects after a failure (and wakes then, for what it may have missed)."""
+    # The URL whole, with its TLS and other options: a managed server may accept nothing else.
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     while True:
         try:
-            connection = await asyncpg.connect(
-                host=url.host or "localhost",
-                port=url.port or 5432,
-                user=url.username,
-                password=url.password,
-                database=url.database,
-                timeout=5,
-            )
-        except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+            connection = await asyncpg.connect(dsn, timeout=5)
+        except Exception as error:  # refused, timed out, starting up...: try again shortly
             log.warning("listen_connect_failed", signal=signal, error=type(error).__name__)
             await asyncio.sleep(RECONNECT_SECONDS)
             continue
@@ -58,7 +53,7 @@ async def listen(url: URL, signal: str, wake: Callable[[], None]) -> None:
                 await asyncio.sleep(CHECK_SECONDS)
                 async with asyncio.timeout(5):
                     await connection.fetchval("SELECT 1")
-        except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+        except Exception as error:  # reset, closed under us, or no answer: reconnect
             log.warning("listen_connection_lost", signal=signal, error=type(error).__name__)
         finally:
             with contextlib.suppress(Exception):

@@ -10,11 +10,10 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from bazaar.platform.errors import BazaarError
 from bazaar.platform.observability import log
+from bazaar.platform.transient import is_transient
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -105,38 +104,19 @@ def _http_error(_request: Request, error: HTTPException) -> Response:
     return problem(status, title, str(detail), slug, headers=headers)
 
 
-def _database_unavailable(
-    request: Request, error: DBAPIError | SQLAlchemyTimeout | TimeoutError | ConnectionError
-) -> Response:
-    """No connection within the pool's timeout, or the database refused: back-pressure.
-
-    A connection that could not be opened in time (or was refused) reaches here unwrapped:
-    SQLAlchemy wraps only the driver's own errors, not asyncpg's connect timeout.
-    """
-    state = _sqlstate(error) if isinstance(error, DBAPIError) else None
-    if isinstance(error, DBAPIError) and not (
-        isinstance(error, OperationalError)
-        or state in _BUSY_STATES
-        or (state or "").startswith("08")  # connection exception, e.g. PgBouncer's wait ended
-    ):
+def _server_error(request: Request, error: Exception) -> Response:
+    """A dependency briefly unavailable (`transient`) is back-pressure, 503 with Retry-After:
+    the database restarting, a dropped connection, a pool or lock wait that ran out. Anything
+    else is unexpected: logged with its traceback, answered with a generic 500."""
+    if not is_transient(error):
         return _unexpected_error(request, error)
-    log.warning("database_unavailable", path=request.url.path, error_type=type(error).__name__)
+    log.warning("dependency_unavailable", path=request.url.path, error_type=type(error).__name__)
     return problem(
         503,
         "Service Unavailable",
-        "A database is busy or unreachable; retry shortly",
+        "A database or another dependency is busy or unreachable; retry shortly",
         "unavailable",
         headers={"Retry-After": "1"},
-    )
-
-
-_BUSY_STATES = {"55P03", "57014"}
-"""Lock not available (lock_timeout), statement cancelled (a timeout): busy, not broken."""
-
-
-def _sqlstate(error: DBAPIError) -> str | None:
-    return getattr(error.orig, "sqlstate", None) or getattr(
-        getattr(error.orig, "__cause__", None), "sqlstate", None
     )
 
 
@@ -151,9 +131,5 @@ EXCEPTION_HANDLERS = {
     BazaarError: _bazaar_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
-    SQLAlchemyTimeout: _database_unavailable,
-    DBAPIError: _database_unavailable,
-    TimeoutError: _database_unavailable,
-    ConnectionError: _database_unavailable,
-    Exception: _unexpected_error,
+    Exception: _server_error,
 }

@@ -12,7 +12,11 @@ Publishing waits for the broker's confirm of every message, so the relay marks a
 published only once RabbitMQ has it. A consumer handles a message as the in-process bus does
 (its effect and the record of the event id in one transaction) and acknowledges only after
 that transaction committed; a failure is requeued after a short backoff until the quorum
-queue's delivery limit dead-letters it, while the other messages keep flowing. At most
+queue's delivery limit dead-letters it, while the other messages keep flowing. A transient
+failure (a database restarting, `platform.transient`) is not requeued: the message is held and
+retried with backoff until the dependency is back, so an outage spends none of the delivery
+limit, which is there for poison messages (a message held past the broker's `consumer_timeout`,
+30 minutes by default, is handed back by the broker and counts as a delivery). At most
 `concurrency` handlers run at once in a process (each holds a database connection, so this
 stays below the pool), and `stop` lets the running ones finish before it hands the rest back.
 `declare_queues` creates the consumers' queues ahead of time (`bazaar migrate`), so that an
@@ -44,10 +48,11 @@ from aio_pika.abc import (
     AbstractQueue,
 )
 
-from bazaar.platform.bus import RetryPolicy, Subscription, apply, deliver
+from bazaar.platform.bus import RetryPolicy, Subscription, apply, deliver, handler_failed
 from bazaar.platform.events import Envelope
-from bazaar.platform.observability import EVENTS_HANDLED, log
+from bazaar.platform.observability import log
 from bazaar.platform.settings import SettingsError
+from bazaar.platform.transient import is_transient
 
 
 @dataclass(frozen=True)
@@ -230,25 +235,25 @@ class RabbitMQBus:
                 await deliver(subscription, envelope, self.retry)
             await self.acknowledge(message)
             return
-        try:
-            for subscription in subscriptions:
-                await apply(subscription, envelope)
-        except Exception as error:
-            attempt = int((message.headers or {}).get("x-delivery-count") or 0)
-            log.warning(
-                "event_handler_failed",
-                consumer=consumer,
-                event_id=envelope.id,
-                type=envelope.type,
-                attempt=attempt + 1,
-                error=str(error),
-            )
-            EVENTS_HANDLED.labels(consumer, "retried").inc()
-            # Hold the message a moment so a failing handler does not spin; the other
-            # messages of the prefetch window keep flowing meanwhile.
-            await asyncio.sleep(self.retry.delay(attempt))
-            await message.nack(requeue=True)
-            return
+        tries = 0
+        while True:
+            try:
+                for subscription in subscriptions:
+                    await apply(subscription, envelope)
+                break
+            except Exception as error:
+                transient = is_transient(error)
+                handler_failed(consumer, envelope, error, tries, transient)
+                delivery = int((message.headers or {}).get("x-delivery-count") or 0)
+                # Hold the message a moment so a failing handler does not spin; the other
+                # messages of the prefetch window keep flowing meanwhile.
+                await asyncio.sleep(self.retry.delay(tries if transient else delivery))
+                tries += 1
+                if not transient:
+                    await message.nack(requeue=True)  # one of the poison budget's deliveries
+                    return
+                # A dependency is down: keep the message and try again, spending nothing of
+                # the delivery limit, until it is back or this process stops.
         await self.acknowledge(message)
 
     async def acknowledge(self, message: AbstractIncomingMessage) -> None:

@@ -239,7 +239,7 @@ class ReplicaSet:
             return (await connection.execute(query)).scalar()
 
         try:
-            replayed = await self._within_bound(replayed_position(), cleanup=session.invalidate)
+            replayed = await self.within_bound(replayed_position(), cleanup=session.invalidate)
         except PoolTimeout:
             await session.close()
             return "replica_busy"
@@ -255,11 +255,11 @@ class ReplicaSet:
                 return "behind_own_write"
         return None
 
-    async def _within_bound(
+    async def within_bound(
         self, work: Coroutine[Any, Any, T], cleanup: Callable[[], Awaitable[None]] | None = None
     ) -> T:
         """`work`'s result, or TimeoutError after `check_timeout` while `work` (then `cleanup`)
-        goes on in the background."""
+        goes on in the background; `cleanup` also runs when `work` fails."""
         task = asyncio.ensure_future(work)
         done, _ = await asyncio.wait({task}, timeout=self.check_timeout)
         if done:
@@ -325,7 +325,7 @@ class ReplicaSet:
                 ).scalar()
 
         try:
-            replayed_text = await self._within_bound(replayed_position())
+            replayed_text = await self.within_bound(replayed_position())
         except Exception as error:
             self.mark_down(replica, error)
             return

@@ -103,7 +103,11 @@ async def _check_media_type(request: Request) -> None:
         raise UnsupportedMediaType(f"Expected {' or '.join(allowed)}, got {media_type}")
 
 
-def _health_router(checks: Sequence[ReadinessCheck], get_schema: Callable[[], dict]) -> Router:
+def _health_router(
+    checks: Sequence[ReadinessCheck],
+    degrading: Sequence[ReadinessCheck],
+    get_schema: Callable[[], dict],
+) -> Router:
     @get("/healthz", include_in_schema=False, sync_to_thread=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -117,6 +121,9 @@ def _health_router(checks: Sequence[ReadinessCheck], get_schema: Callable[[], di
                 status_code=503,
                 headers={"Retry-After": "1"},
             )
+        degraded = [problem for check in degrading if (problem := await check()) is not None]
+        if degraded:
+            return Response({"status": "degraded", "degraded": degraded})
         return Response({"status": "ok"})
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False)
@@ -136,11 +143,18 @@ def create_app(
     routers: Sequence[Router],
     verifier: TokenVerifier,
     readiness: Sequence[ReadinessCheck] = (),
+    degrading: Sequence[ReadinessCheck] = (),
     on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     response_cache: ResponseCache | None = None,
 ) -> ASGIApp:
-    """One service's (or every service's) HTTP app, wrapped in the request context."""
+    """One service's (or every service's) HTTP app, wrapped in the request context.
+
+    `/readyz` answers 503 while a `readiness` check fails (a load balancer then takes the
+    instance out of rotation), and 200 with the problems listed as `degraded` while only a
+    `degrading` check fails: a dependency the instance serves well enough without, such as a
+    cache (taking every instance out because of it would turn a slower shop into no shop).
+    """
 
     def current_user(request: Request) -> Principal:
         principal = verifier.from_header(request.headers.get("authorization"))
@@ -160,7 +174,7 @@ def create_app(
         return document
 
     app = Litestar(
-        route_handlers=[*routers, _health_router(readiness, schema)],
+        route_handlers=[*routers, _health_router(readiness, degrading, schema)],
         dependencies={"user": Provide(current_user, sync_to_thread=False)},
         before_request=_check_media_type,
         exception_handlers=EXCEPTION_HANDLERS,

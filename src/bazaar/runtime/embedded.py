@@ -137,14 +137,15 @@ class Runtime:
         collector's scans."""
         routers = [] if self.kind is ProcessKind.WORKER else [p.router for p in self.parts]
         title = "Bazaar" if len(self.services) > 1 else f"Bazaar {self.services[0]}"
-        readiness = [
-            BackgroundCheck([self._databases_answer, self._redis_answers, self._broker_answers])
-        ]
+        readiness = [BackgroundCheck([self._databases_answer, self._broker_answers])]
         return create_app(
             title=title,
             routers=routers,
             verifier=self.platform.verifier,
             readiness=[drain.problem, *readiness] if drain else readiness,
+            # Without Redis, reads go to the database and login limits fail open: slower, not
+            # down (a cache outage must not take every instance out of rotation).
+            degrading=[BackgroundCheck([self._redis_answers])],
             on_startup=[
                 self.start,
                 *([drain.arm] if drain else []),

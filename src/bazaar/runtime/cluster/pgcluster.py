@@ -146,11 +146,13 @@ class LocalPostgres:
             "start",
         )
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: `fast` disconnects clients and shuts down cleanly, `immediate` stops
+        every process at once, as a crash would (the next start recovers from the WAL)."""
         if not (self.data_dir / "postmaster.pid").exists():
             return
         try:
-            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop")
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "30", "stop")
         except ClusterError:
             for pid in self.pids():
                 os.kill(pid, signal.SIGKILL)
