@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 
 from bazaar.runtime.embedded import Runtime
 from tests.conftest import admin, customer, settings_for
@@ -170,6 +171,42 @@ async def test_a_frozen_replica_is_skipped_and_taken_back(
         return True if reads("catalog", "replica") > on_replica else None
 
     assert await eventually(back, within=10)
+
+
+async def test_a_read_running_when_its_replica_freezes_ends_on_the_primary_within_the_bound(
+    runtime: Runtime, client: httpx.AsyncClient, replicated_postgres: ReplicatedServer
+) -> None:
+    catalog = runtime.platform.databases["catalog"]
+    assert catalog.replicas is not None
+    await caught_up(replicated_postgres)
+
+    async def on_the_replica() -> bool:
+        async with catalog.read() as session:
+            return bool(session.info.get("on_replica"))
+
+    await eventually(on_the_replica)  # the monitor has seen the replica in bounds
+    failed = {"database": "catalog", "target": "primary", "reason": "replica_failed"}
+    fell_back = REGISTRY.get_sample_value("bazaar_db_reads_total", failed) or 0
+
+    async def slow_read() -> tuple[float, int, bool]:
+        async with catalog.read() as session:
+            assert session.info["on_replica"]
+            began = time.monotonic()
+            # the replica freezes while it sleeps: it never answers this statement
+            value = (await session.execute(text("SELECT 7 FROM pg_sleep(0.3)"))).scalar_one()
+            return time.monotonic() - began, value, session.info["on_replica"]
+
+    reading = asyncio.create_task(slow_read())
+    await asyncio.sleep(0.1)
+    replicated_postgres.pause_replica()
+    took, value, still_on_replica = await reading
+
+    assert value == 7
+    assert not still_on_replica
+    assert took < catalog.replicas.check_timeout + 0.8, f"the read took {took:.2f} s"
+    assert REGISTRY.get_sample_value("bazaar_db_reads_total", failed) == fell_back + 1
+    listing = await client.get("/v1/products", params={"q": "anything"})
+    assert listing.status_code == 200  # the frozen replica is skipped from now on
 
 
 async def test_replica_lag_and_read_share_are_metrics(

@@ -25,7 +25,8 @@ OUTBOX_BACKLOG = Gauge(
 )
 EVENTS_HANDLED = Counter(
     "bazaar_events_handled_total",
-    "Events handled, by consumer and outcome.",
+    "Events handled, by consumer and outcome: handled, duplicate, retried (a failure that spends "
+    "the poison budget), waited (a dependency briefly down), dead_lettered.",
     ["consumer", "outcome"],
 )
 CONSUMER_LAG = Gauge(
