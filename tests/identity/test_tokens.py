@@ -5,7 +5,7 @@ from pathlib import Path
 
 import httpx
 
-from bazaar.platform.auth import load_or_create_key
+from bazaar.platform.keys import KEY_FILE, PUBLIC_KEY_FILE, load_or_create_key
 from tests.conftest import login, register
 
 
@@ -43,9 +43,10 @@ async def test_garbage_refresh_token_is_401(client: httpx.AsyncClient) -> None:
 
 
 def test_processes_starting_together_agree_on_one_signing_key(tmp_path: Path) -> None:
-    path = tmp_path / "data" / "jwt-ed25519.pem"
+    path = tmp_path / "data" / KEY_FILE
     with ThreadPoolExecutor(max_workers=8) as pool:
         keys = list(pool.map(lambda _: load_or_create_key(path), range(16)))
     public = {key.public_key().public_bytes_raw() for key in keys}
     assert len(public) == 1
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no candidate left behind
+    # no candidate left behind; the public key beside the private one, for the verifiers
+    assert sorted(p.name for p in path.parent.iterdir()) == [KEY_FILE, PUBLIC_KEY_FILE]

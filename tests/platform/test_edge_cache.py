@@ -25,7 +25,7 @@ def app_counting_calls(cache: ResponseCache) -> tuple[object, list[str]]:
         cache.put(cache_key(request.url.path), body, etag, "public, max-age=1", "/things/{name}")
         return Response(body, media_type="application/json", headers={"ETag": etag})
 
-    verifier = TokenVerifier(Ed25519PrivateKey.generate().public_key())
+    verifier = TokenVerifier([Ed25519PrivateKey.generate().public_key()])
     app = create_app(
         title="t",
         routers=[Router("/", route_handlers=[thing])],

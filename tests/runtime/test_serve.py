@@ -13,6 +13,7 @@ import pytest
 from bazaar.orders.catalog_http import HttpCatalogPrices
 from bazaar.platform.auth import CUSTOMER, TokenIssuer
 from bazaar.platform.errors import Unavailable
+from bazaar.platform.keys import KEY_FILE, load_or_create_key
 from bazaar.platform.settings import SettingsError
 from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import ProcessKind, Settings
@@ -23,6 +24,9 @@ from tests.e2e.checkout import create_product, place_order
 
 
 def env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a process on `tmp_path`'s data folder, whose token keys exist (as
+    `bazaar migrate` or identity would have made them)."""
+    load_or_create_key(tmp_path / "data" / KEY_FILE)
     return {**FAST_ENV, "BAZAAR_DATA_DIR": str(tmp_path / "data"), **extra}
 
 
@@ -206,7 +210,9 @@ async def test_orders_answers_503_with_retry_after_when_the_catalog_is_silent(
         )
         async with running(settings, ["orders"]) as runtime:
             assert isinstance(runtime.prices, HttpCatalogPrices)
-            token = TokenIssuer(runtime.platform.signing_key, 60).issue("customer-1", CUSTOMER)
+            assert runtime.platform.signing_key is None  # orders verifies, identity signs
+            identity_key = load_or_create_key(tmp_path / "data" / KEY_FILE)
+            token = TokenIssuer(identity_key, 60).issue("customer-1", CUSTOMER)
             transport = httpx.ASGITransport(app=runtime.app())
             async with httpx.AsyncClient(transport=transport, base_url="http://orders") as client:
                 async with asyncio.timeout(5):

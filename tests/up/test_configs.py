@@ -82,7 +82,7 @@ def _section(config: str, name: str) -> list[str]:
 def test_each_path_prefix_goes_to_the_service_that_owns_it(tmp_path: Path) -> None:
     frontend = _section(_haproxy_config(tmp_path), "frontend api")
     expected = {
-        "identity": ["/v1/auth", "/v1/users"],
+        "identity": ["/v1/auth", "/v1/users", "/.well-known"],
         "catalog": ["/v1/products", "/v1/categories", "/v1/jobs"],
         "orders": ["/v1/cart", "/v1/orders", "/v1/admin/orders"],
         "payments": ["/v1/payments"],

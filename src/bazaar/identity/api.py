@@ -1,6 +1,8 @@
 """Identity's HTTP routes: parse, call a use case, shape the response."""
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from litestar import Request, Router, get, post
+from litestar.datastructures import CacheControlHeader
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -17,6 +19,7 @@ from bazaar.identity.settings import IdentitySettings
 from bazaar.platform.auth import TokenIssuer
 from bazaar.platform.db import Database
 from bazaar.platform.errors import Unauthorized
+from bazaar.platform.keys import jwks
 from bazaar.platform.openapi import problems
 from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.replicas import reads_follow_writes_of
@@ -37,7 +40,10 @@ def create_router(
     issuer: TokenIssuer,
     limiter: RateLimiter,
     settings: IdentitySettings,
+    public_keys: list[Ed25519PublicKey],
 ) -> Router:
+    key_set = jwks(public_keys)
+
     @post(
         "/auth/register",
         status_code=HTTP_201_CREATED,
@@ -105,8 +111,20 @@ def create_router(
         async with db.read() as session:
             return _user(await service.get_user(session, user.id))
 
+    @get(
+        "/.well-known/jwks.json",
+        summary="The public keys that verify access tokens (JWKS; two while a key is rotated)",
+        sync_to_thread=False,
+        cache_control=CacheControlHeader(public=True, max_age=300),
+    )
+    def json_web_keys() -> dict:
+        return key_set
+
     return Router(
-        "/v1",
-        route_handlers=[register, login, refresh, logout, me],
+        "/",
+        route_handlers=[
+            Router("/v1", route_handlers=[register, login, refresh, logout, me]),
+            json_web_keys,
+        ],
         tags=["identity"],
     )

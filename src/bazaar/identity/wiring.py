@@ -1,5 +1,7 @@
 """Identity's parts for a process: routes, schema and the users an admin creates."""
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from bazaar.identity import api, models
 from bazaar.identity.service import Passwords
 from bazaar.identity.settings import IdentitySettings
@@ -17,7 +19,11 @@ def passwords(settings: IdentitySettings) -> Passwords:
 
 
 def build(
-    db: Database, issuer: TokenIssuer, limiter: RateLimiter, settings: IdentitySettings
+    db: Database,
+    issuer: TokenIssuer,
+    limiter: RateLimiter,
+    settings: IdentitySettings,
+    public_keys: list[Ed25519PublicKey],
 ) -> ServiceParts:
-    router = api.create_router(db, passwords(settings), issuer, limiter, settings)
+    router = api.create_router(db, passwords(settings), issuer, limiter, settings, public_keys)
     return ServiceParts("identity", SCHEMA, [db], router)

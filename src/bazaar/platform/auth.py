@@ -1,20 +1,18 @@
 """Access tokens: Ed25519-signed JWTs that every service verifies alone, with the public key.
 
-Only identity holds the private key and issues tokens; the other services get the public key
-and never call identity to check one.
+Only identity holds the private key and issues tokens; the other services get the public keys
+(`platform.keys`) and never call identity to check one.
 """
 
-import os
-import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bazaar.platform.errors import Forbidden, Unauthorized
+from bazaar.platform.keys import key_id
 
 ALGORITHM = "EdDSA"
 ISSUER = "bazaar"
@@ -42,62 +40,43 @@ class Principal:
         return self.is_admin or self.id == owner_id
 
 
-def load_or_create_key(path: Path) -> Ed25519PrivateKey:
-    """The signing key kept under the data directory, created on first start.
-
-    Processes that start together on a new data directory agree on one key: each writes its
-    candidate to a file of its own and links it into place, which only the first one does;
-    the others then read the winner's.
-    """
-    if path.exists():
-        return parse_private_key(path.read_text())
-    candidate = Ed25519PrivateKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pem = candidate.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    temporary = path.with_suffix(f".{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    temporary.write_bytes(pem)
-    temporary.chmod(0o600)
-    try:
-        os.link(temporary, path)  # fails if another process linked its key first
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink()
-    return parse_private_key(path.read_text())
-
-
-def parse_private_key(pem: str) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(pem.encode(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("the token-signing key must be an Ed25519 private key")
-    return key
-
-
 class TokenIssuer:
+    """Signs access tokens with identity's private key, named in each token's `kid`."""
+
     def __init__(self, key: Ed25519PrivateKey, ttl_seconds: int) -> None:
         self._key = key
+        self._headers = {"kid": key_id(key.public_key())}
         self.ttl_seconds = ttl_seconds
 
     def issue(self, user_id: str, role: str) -> str:
         now = int(time.time())
         claims = {"sub": user_id, "role": role, "iss": ISSUER, "iat": now}
         claims["exp"] = now + self.ttl_seconds
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers=self._headers)
 
 
 class TokenVerifier:
-    def __init__(self, public_key: Ed25519PublicKey) -> None:
-        self._key = public_key
+    """Verifies access tokens with public keys alone: the one their `kid` names (several are
+    valid at once while the signing key is rotated)."""
+
+    def __init__(self, public_keys: Sequence[Ed25519PublicKey]) -> None:
+        if not public_keys:
+            raise ValueError("a verifier needs at least one public key")
+        self.public_keys = list(public_keys)
+        self._by_id = {key_id(key): key for key in self.public_keys}
 
     def verify(self, token: str) -> Principal:
         try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            # a token of before key ids (no kid) can only be the first key's
+            key = self._by_id.get(kid) if isinstance(kid, str) else None
+            if kid is None:
+                key = self.public_keys[0]
+            if key is None:
+                raise Unauthorized("The access token was signed with an unknown key")
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
                 options={"require": ["exp", "sub", "iss"]},

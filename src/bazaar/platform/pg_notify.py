@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bazaar.platform.observability import log
+from bazaar.platform.pg_urls import driver_dsn
 
 RECONNECT_SECONDS = 1.0
 CHECK_SECONDS = 15.0
@@ -37,8 +38,7 @@ async def notify(session: AsyncSession, signal: str) -> None:
 async def listen(url: URL, signal: str, wake: Callable[[], None]) -> None:
     """Until cancelled, call `wake` whenever a commit on the database at `url` sends
     `signal`; reconnects after a failure (and wakes then, for what it may have missed)."""
-    # The URL whole, with its TLS and other options: a managed server may accept nothing else.
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = driver_dsn(url)  # whole, TLS included: a managed server may accept nothing else
     while True:
         try:
             connection = await asyncpg.connect(dsn, timeout=5)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bazaar.platform.db import Database
+from bazaar.platform.pg_urls import driver_dsn, engine_url
 from bazaar.platform.replicas import LocalWritePositions, Replica, ReplicaSet, WritePositions
 
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -83,7 +84,7 @@ def postgres_engine(
     """An engine whose every wait is bounded: past capacity a caller fails fast (503)."""
     pool = pool or PoolSettings()
     return create_async_engine(
-        make_url(url).set(drivername="postgresql+asyncpg"),
+        engine_url(url),
         pool_size=pool.size,
         max_overflow=pool.overflow,
         pool_timeout=pool.timeout,
@@ -147,13 +148,8 @@ def database_name(url: URL) -> str:
 async def maintenance_connection(url: str | URL) -> asyncpg.Connection:
     """A connection to the `postgres` database of the server `url` names (creating and
     dropping databases, asking the server itself)."""
-    url = make_url(url)
     return await asyncpg.connect(
-        host=url.host or "localhost",
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database="postgres",
+        driver_dsn(url, database="postgres"),
         timeout=5,
         # no statement kept on the server: also right through a PgBouncer in transaction mode
         statement_cache_size=0,

@@ -131,6 +131,9 @@ class PlatformSettings:
     """Every exchange and queue name starts with it: several Bazaars can share one broker."""
     smtp_url: str | None
     jwt_private_key: str | None
+    """PEM: identity's token-signing key; never needed, nor read, by any other process."""
+    jwt_public_keys: str | None
+    """PEM, one or more public keys: every key whose tokens are valid (two while rotating)."""
     log_level: str
     log_json: bool
 
@@ -157,6 +160,7 @@ class PlatformSettings:
             broker_prefix=_broker_prefix(env.text("BROKER_PREFIX", "bazaar")),
             smtp_url=env.url("SMTP_URL", ("smtp", "smtps")),
             jwt_private_key=env.optional_text("JWT_PRIVATE_KEY"),
+            jwt_public_keys=env.optional_text("JWT_PUBLIC_KEYS"),
             log_level=level,
             log_json=env.flag("LOG_JSON", True),
         )

@@ -18,11 +18,9 @@ SERVICES = ("identity", "catalog", "orders", "payments", "notifications")
 def assemble(
     platform: Platform, settings: Settings, prices: CatalogPrices | None = None
 ) -> list[ServiceParts]:
-    """Every service's parts; orders quotes through `prices`, by default on catalog's own
-    database (both in one process)."""
-    issuer = TokenIssuer(platform.signing_key, settings.identity.access_token_ttl)
-    return [
-        identity.build(platform.databases["identity"], issuer, platform.limiter, settings.identity),
+    """Every service's parts (identity's only where the signing key is at hand); orders quotes
+    through `prices`, by default on catalog's own database (both in one process)."""
+    parts = [
         payments.build(
             platform.databases["payments"],
             settings.payments,
@@ -47,3 +45,13 @@ def assemble(
             platform.idempotency,
         ),
     ]
+    if platform.signing_key is not None:
+        issuer = TokenIssuer(platform.signing_key, settings.identity.access_token_ttl)
+        identity_db = platform.databases["identity"]
+        parts.insert(
+            0,
+            identity.build(
+                identity_db, issuer, platform.limiter, settings.identity, platform.public_keys
+            ),
+        )
+    return parts

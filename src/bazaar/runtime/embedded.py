@@ -47,7 +47,10 @@ class Runtime:
         self.kind = settings.process.kind
         self.services = tuple(services) if services is not None else SERVICES
         self.platform: Platform = build_platform(
-            settings.platform, settings.process.pool, settings.process.consumer_concurrency
+            settings.platform,
+            settings.process.pool,
+            settings.process.consumer_concurrency,
+            signs="identity" in self.services,
         )
         self.prices = self._catalog_prices()
         parts = assemble(self.platform, settings, self.prices)

@@ -4,14 +4,22 @@ unless a server is named."""
 from dataclasses import dataclass, field
 
 from cashews import Cache
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from bazaar.platform.auth import TokenVerifier, load_or_create_key, parse_private_key
+from bazaar.platform.auth import TokenVerifier
 from bazaar.platform.bus import EventBus, InProcessBus
 from bazaar.platform.cache import RedisCache, create_cache
 from bazaar.platform.db import Database, sqlite_database
 from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.idempotency import Idempotency
+from bazaar.platform.keys import (
+    KEY_FILE,
+    PUBLIC_KEY_FILE,
+    key_id,
+    load_or_create_key,
+    parse_private_key,
+    parse_public_keys,
+)
 from bazaar.platform.postgres import (
     PoolSettings,
     postgres_database,
@@ -37,13 +45,15 @@ class Platform:
     bus: EventBus
     cache: Cache
     limiter: RateLimiter
-    signing_key: Ed25519PrivateKey
+    signing_key: Ed25519PrivateKey | None
+    """Identity's private key: loaded only where identity runs (see `token_keys`)."""
+    public_keys: list[Ed25519PublicKey]
     response_cache: ResponseCache = field(default_factory=ResponseCache)
     verifier: TokenVerifier = field(init=False)
     idempotency: Idempotency = field(init=False)
 
     def __post_init__(self) -> None:
-        self.verifier = TokenVerifier(self.signing_key.public_key())
+        self.verifier = TokenVerifier(self.public_keys)
         # Redis shares claims and stored responses among instances; in one process the
         # database answers as fast, and the in-process cache stays for catalog pages.
         shared = self.cache if isinstance(self.cache, RedisCache) else None
@@ -59,26 +69,24 @@ class Platform:
 
 
 def build_platform(
-    settings: PlatformSettings, pool: PoolSettings | None = None, consumer_concurrency: int = 16
+    settings: PlatformSettings,
+    pool: PoolSettings | None = None,
+    consumer_concurrency: int = 16,
+    *,
+    signs: bool = True,
 ) -> Platform:
     """The adapters `settings` names; `pool` sizes each PostgreSQL pool and
-    `consumer_concurrency` bounds the broker's handlers running at once."""
+    `consumer_concurrency` bounds the broker's handlers running at once; `signs` when the
+    process runs identity, the only one that may hold the token-signing key."""
     if settings.replica_urls and settings.embedded:
         raise SettingsError("REPLICA_URLS", "needs BAZAAR_DATABASE_URL (the primary) as well")
-    data = settings.data_dir
     cache = create_cache(settings.redis_url)
     databases, shards = (
         _sqlite_databases(settings)
         if settings.embedded
         else _postgres_databases(settings, cache, pool)
     )
-    if settings.jwt_private_key:
-        try:
-            key = parse_private_key(settings.jwt_private_key)
-        except ValueError as error:
-            raise SettingsError("JWT_PRIVATE_KEY", str(error)) from None
-    else:
-        key = load_or_create_key(data / "jwt-ed25519.pem")
+    signing_key, public_keys = token_keys(settings, signs=signs)
     return Platform(
         settings=settings,
         databases=databases,
@@ -90,8 +98,49 @@ def build_platform(
         else InProcessBus(),
         cache=cache,
         limiter=RateLimiter(settings.redis_url),
-        signing_key=key,
+        signing_key=signing_key,
+        public_keys=public_keys,
     )
+
+
+def token_keys(
+    settings: PlatformSettings, *, signs: bool
+) -> tuple[Ed25519PrivateKey | None, list[Ed25519PublicKey]]:
+    """The signing key (only when `signs`) and every public key that verifies tokens.
+
+    The signing key is `BAZAAR_JWT_PRIVATE_KEY`, else the data folder's, made on first use.
+    The public keys are the signing key's own and `BAZAAR_JWT_PUBLIC_KEYS` (the keys of a
+    rotation); a process that does not sign needs `BAZAAR_JWT_PUBLIC_KEYS`, else reads the
+    public key that the data folder's signing key left beside it (`bazaar migrate` and `bazaar
+    up` make the pair), never the private key itself.
+    """
+    try:
+        listed = parse_public_keys(settings.jwt_public_keys) if settings.jwt_public_keys else []
+    except ValueError as error:
+        raise SettingsError("JWT_PUBLIC_KEYS", str(error)) from None
+    key_file = settings.data_dir / KEY_FILE
+    if not signs:
+        if listed:
+            return None, listed
+        public_file = key_file.with_name(PUBLIC_KEY_FILE)
+        if settings.jwt_private_key is None and public_file.exists():
+            return None, parse_public_keys(public_file.read_text())
+        raise SettingsError(
+            "JWT_PUBLIC_KEYS",
+            "a process that runs no identity service verifies access tokens with public keys "
+            f"only: set it to the PEM public key(s), or run `bazaar migrate` on {settings.data_dir}"
+            f" first to make {PUBLIC_KEY_FILE} there",
+        )
+    if settings.jwt_private_key:
+        try:
+            signing_key = parse_private_key(settings.jwt_private_key)
+        except ValueError as error:
+            raise SettingsError("JWT_PRIVATE_KEY", str(error)) from None
+    else:
+        signing_key = load_or_create_key(key_file)
+    own = signing_key.public_key()
+    others = [key for key in listed if key_id(key) != key_id(own)]
+    return signing_key, [own, *others]
 
 
 def _sqlite_databases(settings: PlatformSettings) -> tuple[dict[str, Database], list[Database]]:

@@ -19,7 +19,7 @@ DEFAULT_REPLICAS = 1
 DEFAULT_SHARDS = 2
 
 ROUTES: dict[str, tuple[str, ...]] = {
-    "identity": ("/v1/auth", "/v1/users"),
+    "identity": ("/v1/auth", "/v1/users", "/.well-known"),
     "catalog": ("/v1/products", "/v1/categories", "/v1/jobs", "/docs"),
     "orders": ("/v1/cart", "/v1/orders", "/v1/admin/orders"),
     "payments": ("/v1/payments",),

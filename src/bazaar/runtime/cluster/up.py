@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bazaar.platform.auth import load_or_create_key
+from bazaar.platform.keys import KEY_FILE, load_or_create_key
 from bazaar.runtime.cluster import haproxy, pgbouncer
 from bazaar.runtime.cluster import supervisor as supervisor_config
 from bazaar.runtime.cluster.budget import Budget, plan_budget, plan_pooled_budget
@@ -184,7 +184,7 @@ def _start(
     direct = _environment(environ, folder, state, topology, postgres)  # for `bazaar migrate`
     bouncers = pgbouncer.plan(direct, folder.root / "pgbouncer", ports, budget.server)
     environment = pgbouncer.through(direct, bouncers)
-    load_or_create_key(folder.data_dir / "jwt-ed25519.pem")
+    load_or_create_key(folder.data_dir / KEY_FILE)
     folder.env_file.write_text(
         "".join(f"{key}='{value}'\n" for key, value in sorted(environment.items()))
     )

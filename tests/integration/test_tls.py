@@ -1,0 +1,122 @@
+"""A PostgreSQL that accepts only TLS, as a cloud's managed server may: every connection Bazaar
+opens (the engines, the LISTEN connection of the relays, the maintenance connection that
+creates databases) keeps the URL's options, libpq's `sslmode=require` spelling included."""
+
+import datetime
+import os
+import pwd
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from bazaar.runtime.cluster.pgcluster import (
+    SERVER_USER,
+    ClusterError,
+    LocalPostgres,
+    binaries,
+    prepare_folder,
+)
+from tests.conftest import customer, started
+from tests.e2e.checkout import eventually
+from tests.replication import free_port
+
+
+def _self_signed(folder: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    files = {
+        "server.crt": certificate.public_bytes(serialization.Encoding.PEM),
+        "server.key": key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+    }
+    for file_name, content in files.items():
+        path = folder / file_name
+        path.write_bytes(content)
+        path.chmod(0o600)
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(SERVER_USER)
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+
+@pytest.fixture(scope="module")
+def tls_only() -> Iterator[LocalPostgres]:
+    """A server that refuses every connection without TLS."""
+    try:
+        binaries()
+    except ClusterError as error:
+        if os.environ.get("CI"):
+            pytest.fail(str(error))
+        pytest.skip(f"SKIPPED, NOT TESTED: {error}")
+    root = Path(tempfile.mkdtemp(prefix="bazaar-test-tls-"))
+    prepare_folder(root)
+    server = LocalPostgres(root / "primary", free_port())
+    server.init_primary(durable=False)
+    _self_signed(server.data_dir)
+    with (server.data_dir / "postgresql.conf").open("a") as conf:
+        conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+    (server.data_dir / "pg_hba.conf").write_text(
+        "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n"
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_every_connection_keeps_tls_to_a_tls_only_server(
+    tls_only: LocalPostgres, tmp_path: Path
+) -> None:
+    with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):  # no TLS: refused
+        await asyncpg.connect(tls_only.url(), ssl=False)
+    base = f"bazaar_test_{uuid.uuid4().hex[:12]}"
+    url = tls_only.url(base) + "?sslmode=require"
+    async with started(tmp_path / "data", on_servers=True, BAZAAR_DATABASE_URL=url) as runtime:
+        transport = httpx.ASGITransport(app=runtime.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://bazaar.test") as client:
+            await customer(client)  # written and read through the engines
+        observer = await asyncpg.connect(tls_only.url(), ssl="require")
+        try:
+
+            async def listening() -> list:
+                return await observer.fetch(
+                    "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)"
+                    " WHERE a.datname LIKE $1 AND a.query LIKE 'LISTEN%'",
+                    f"{base}%",
+                )
+
+            listeners = await eventually(listening)  # the relays' LISTEN connections
+            assert all(row["ssl"] for row in listeners)
+            plain = await observer.fetchval(
+                "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)"
+                " WHERE a.datname LIKE $1 AND NOT s.ssl",
+                f"{base}%",
+            )
+            assert plain == 0
+        finally:
+            await observer.close()
