@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import make_url
 
+from bazaar.platform.keys import public_pem
 from bazaar.platform.postgres import drop_database, service_url
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.runtime.config import Settings
@@ -84,9 +85,9 @@ class Topology:
             start_new_session=True,
         )
 
-    def run(self, *args: str) -> None:
+    def run(self, *args: str, **env: str) -> None:
         done = subprocess.run(
-            [BAZAAR, *args], env=self.env, capture_output=True, text=True, timeout=120
+            [BAZAAR, *args], env={**self.env, **env}, capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, done.stderr
 
@@ -127,16 +128,13 @@ class Topology:
                     time.sleep(0.2)
 
 
-def _signing_key() -> str:
-    return (
-        Ed25519PrivateKey.generate()
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
+def _key_pair() -> tuple[str, str]:
+    """A token-signing key and its public key, as PEM."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    return private.decode(), public_pem(key.public_key())
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +147,8 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     data = tmp_path_factory.mktemp("topology")
     database_url = fresh_database_url()
     prefix = f"test-{uuid.uuid4().hex[:10]}"
+    private_key, public_key = _key_pair()
+    signs = {"BAZAAR_JWT_PRIVATE_KEY": private_key}  # only identity's processes (and the CLI)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")},
         **FAST_ENV,
@@ -156,15 +156,18 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         "BAZAAR_DATABASE_URL": database_url,
         "BAZAAR_BROKER_URL": BROKER_URL,
         "BAZAAR_BROKER_PREFIX": prefix,
-        "BAZAAR_JWT_PRIVATE_KEY": _signing_key(),
+        "BAZAAR_JWT_PUBLIC_KEYS": public_key,
         "BAZAAR_LOG_LEVEL": "info",
     }
     topology = Topology(env, data)
     try:
-        topology.run("migrate")
-        topology.run("admin", "create", "--email", "admin@example.com", "--password", "adminpass1")
-        for service in ("identity", "catalog"):
-            topology.start(service, "serve", service, "--port", str(port := free_port()), port=port)
+        topology.run("migrate", **signs)
+        admin = ("--email", "admin@example.com", "--password", "adminpass1")
+        topology.run("admin", "create", *admin, **signs)
+        topology.start(
+            "identity", "serve", "identity", "--port", str(port := free_port()), port=port, **signs
+        )
+        topology.start("catalog", "serve", "catalog", "--port", str(port := free_port()), port=port)
         topology.start(
             "catalog_b", "serve", "catalog", "--port", str(port := free_port()), port=port
         )
