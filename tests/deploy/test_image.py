@@ -6,50 +6,18 @@ a missing podman skips these tests with a loud reason. The build is slow the fir
 image from Debian's packages, then the wheels): it runs once per session.
 """
 
-import os
-import shutil
-import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import FAST_ENV
+from tests.deploy.conftest import podman
 from tests.replication import free_port
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPOSITORY / "deploy" / "build-image.sh"
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPOSITORY / "deploy" / "containers.conf")}
-BUILD_SECONDS = 15 * 60
 SIZE_BOUND_MB = 400
 """The image is about 290 MB: a slim Python base (~130 MB) and Bazaar's venv (~165 MB)."""
 DATA_DIR = "/var/lib/bazaar"
-
-
-def podman(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["podman", *arguments], capture_output=True, text=True, env=PODMAN_ENV, timeout=timeout
-    )
-
-
-@pytest.fixture(scope="session")
-def image() -> str:
-    """The image, built once per session; in CI the script installs a missing podman with
-    apt-get, and its failure fails the run."""
-    if shutil.which("podman") is None and not os.environ.get("CI"):
-        pytest.skip(
-            "SKIPPED, NOT TESTED: podman is not installed "
-            "(apt-get install podman buildah runc catatonit debootstrap)"
-        )
-    built = subprocess.run(
-        [str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=BUILD_SECONDS
-    )
-    print(built.stderr, end="")
-    if built.returncode != 0:
-        pytest.fail(f"{BUILD_SCRIPT} failed:\n{built.stderr[-4000:]}")
-    return built.stdout.strip().splitlines()[-1]
 
 
 def test_the_entrypoint_is_the_bazaar_command(image: str) -> None:

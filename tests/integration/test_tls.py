@@ -3,6 +3,7 @@ opens (the engines, the LISTEN connection of the relays, the maintenance connect
 creates databases) keeps the URL's options, libpq's `sslmode=require` spelling included."""
 
 import datetime
+import ipaddress
 import os
 import pwd
 import shutil
@@ -31,7 +32,8 @@ from tests.e2e.checkout import eventually
 from tests.replication import free_port
 
 
-def _self_signed(folder: Path) -> None:
+def _self_signed(folder: Path) -> bytes:
+    """A certificate for 127.0.0.1 and its key, as the server's; returns the certificate."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
@@ -43,6 +45,10 @@ def _self_signed(folder: Path) -> None:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     files = {
@@ -60,11 +66,12 @@ def _self_signed(folder: Path) -> None:
         if os.geteuid() == 0:
             user = pwd.getpwnam(SERVER_USER)
             os.chown(path, user.pw_uid, user.pw_gid)
+    return files["server.crt"]
 
 
 @pytest.fixture(scope="module")
-def tls_only() -> Iterator[LocalPostgres]:
-    """A server that refuses every connection without TLS."""
+def tls_only() -> Iterator[tuple[LocalPostgres, Path]]:
+    """A server that refuses every connection without TLS, and its certificate's file."""
     try:
         binaries()
     except ClusterError as error:
@@ -75,7 +82,8 @@ def tls_only() -> Iterator[LocalPostgres]:
     prepare_folder(root)
     server = LocalPostgres(root / "primary", free_port())
     server.init_primary(durable=False)
-    _self_signed(server.data_dir)
+    certificate = root / "root.crt"
+    certificate.write_bytes(_self_signed(server.data_dir))
     with (server.data_dir / "postgresql.conf").open("a") as conf:
         conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
     (server.data_dir / "pg_hba.conf").write_text(
@@ -83,24 +91,28 @@ def tls_only() -> Iterator[LocalPostgres]:
     )
     server.start()
     try:
-        yield server
+        yield server, certificate
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.parametrize("options", ["sslmode=require", "ssl=require", "sslmode=verify-full"])
 async def test_every_connection_keeps_tls_to_a_tls_only_server(
-    tls_only: LocalPostgres, tmp_path: Path
+    tls_only: tuple[LocalPostgres, Path], tmp_path: Path, options: str
 ) -> None:
+    server, certificate = tls_only
     with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):  # no TLS: refused
-        await asyncpg.connect(tls_only.url(), ssl=False)
+        await asyncpg.connect(server.url(), ssl=False)
     base = f"bazaar_test_{uuid.uuid4().hex[:12]}"
-    url = tls_only.url(base) + "?sslmode=require"
+    if options == "sslmode=verify-full":  # what a managed server's URL says, with its CA
+        options += f"&sslrootcert={certificate}"
+    url = f"{server.url(base)}?{options}"
     async with started(tmp_path / "data", on_servers=True, BAZAAR_DATABASE_URL=url) as runtime:
         transport = httpx.ASGITransport(app=runtime.app())
         async with httpx.AsyncClient(transport=transport, base_url="http://bazaar.test") as client:
             await customer(client)  # written and read through the engines
-        observer = await asyncpg.connect(tls_only.url(), ssl="require")
+        observer = await asyncpg.connect(server.url(), ssl="require")
         try:
 
             async def listening() -> list:

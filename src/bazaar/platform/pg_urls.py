@@ -1,18 +1,17 @@
 """One PostgreSQL URL, whole, for every connection Bazaar opens to it.
 
-A managed server may accept only TLS, so each connection keeps the URL's every option. Two
-spellings of TLS are accepted: libpq's `sslmode=require` (what providers hand out) and
-asyncpg's `ssl=require`; SQLAlchemy's asyncpg engine takes the second, a plain asyncpg
-connection's DSN the first, and each gets the one it understands.
+A managed server may accept only TLS, so each connection keeps the URL's every option, read
+as libpq reads them (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, ...): every connection,
+the engines' included (platform.postgres), is opened by asyncpg from `driver_dsn`. asyncpg's
+own spelling `ssl=require`, which SQLAlchemy documents, is accepted as `sslmode` too.
 """
 
 from sqlalchemy.engine import URL, make_url
 
 
 def engine_url(url: str | URL) -> URL:
-    """`url` for SQLAlchemy's asyncpg engine."""
-    parts = make_url(url).set(drivername="postgresql+asyncpg")
-    return _renamed(parts, "sslmode", "ssl")
+    """`url` naming SQLAlchemy's asyncpg dialect (its options are `driver_dsn`'s to read)."""
+    return make_url(url).set(drivername="postgresql+asyncpg")
 
 
 def driver_dsn(url: str | URL, *, database: str | None = None) -> str:

@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import URL, make_url
@@ -74,6 +75,10 @@ def connect_args(pooler: str | None, command_timeout: float) -> dict:
     return args | {"server_settings": {"lock_timeout": lock_timeout_setting()}}
 
 
+_ADAPTER_ARGS = ("prepared_statement_cache_size", "prepared_statement_name_func")
+"""Of `connect_args`, those SQLAlchemy's adaptation of asyncpg takes (the rest are asyncpg's)."""
+
+
 def postgres_engine(
     url: str,
     pool: PoolSettings | None = None,
@@ -81,16 +86,32 @@ def postgres_engine(
     command_timeout: float = 30,
     pooler: str | None = None,
 ) -> AsyncEngine:
-    """An engine whose every wait is bounded: past capacity a caller fails fast (503)."""
+    """An engine whose every wait is bounded: past capacity a caller fails fast (503).
+
+    Its connections are opened from the URL whole, as libpq reads it (`driver_dsn`), so that
+    `sslmode=verify-full&sslrootcert=...` and the URL's other options reach asyncpg, which
+    SQLAlchemy's own translation of a URL into arguments would refuse.
+    """
     pool = pool or PoolSettings()
-    return create_async_engine(
+    dsn = driver_dsn(url)
+    arguments = connect_args(pooler, command_timeout)
+    adapter = {name: arguments.pop(name) for name in _ADAPTER_ARGS if name in arguments}
+    engine: AsyncEngine
+
+    def connect() -> Any:
+        return engine.sync_engine.dialect.dbapi.connect(  # type: ignore[union-attr]
+            async_creator_fn=lambda: asyncpg.connect(dsn, **arguments), **adapter
+        )
+
+    engine = create_async_engine(
         engine_url(url),
         pool_size=pool.size,
         max_overflow=pool.overflow,
         pool_timeout=pool.timeout,
         pool_recycle=1800,
-        connect_args=connect_args(pooler, command_timeout),
+        creator=connect,
     )
+    return engine
 
 
 def postgres_database(
