@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from bazaar.platform.postgres import drop_database
+from bazaar.platform.postgres import drop_database, service_url
 from bazaar.runtime.embedded import Runtime
 
 SERVER_URL = os.environ.get("BAZAAR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -43,5 +43,9 @@ def fresh_database_url() -> str:
 
 
 async def drop_databases(runtime: Runtime) -> None:
+    """Every database the runtime's services made, the payment sandbox's included."""
     for db in runtime.platform.all_databases():
         await drop_database(db.primary.url)
+    base = runtime.platform.settings.database_url
+    if base is not None:
+        await drop_database(make_url(service_url(base, "sandbox")))

@@ -6,6 +6,7 @@ import asyncio
 import httpx
 
 from bazaar.payments.sandbox import SandboxProvider
+from bazaar.payments.wiring import provider_for
 from bazaar.platform.money import Money
 from bazaar.runtime.embedded import Runtime
 from tests.conftest import admin as make_admin
@@ -193,8 +194,13 @@ async def test_flaky_provider_charges_exactly_once(
     order = await settled(client, ada, placed.json()["id"])
     assert order["status"] == "confirmed"
     # the provider's own records, as its dashboard would show them
-    provider = SandboxProvider(runtime.settings.platform.data_dir / "sandbox-provider.db")
-    charges = await provider.charges()
+    platform = runtime.settings.platform
+    provider = provider_for(runtime.settings.payments, platform.data_dir, platform.database_url)
+    assert isinstance(provider, SandboxProvider)
+    try:
+        charges = await provider.charges()
+    finally:
+        await provider.close()
     assert list(charges) == [order["id"]]
     assert charges[order["id"]].outcome == "succeeded"
     assert charges[order["id"]].amount == Money(700, "USD")

@@ -1,4 +1,4 @@
-"""The `sandbox` provider: a card network's test mode, on its own SQLite file, offline.
+"""The `sandbox` provider: a card network's test mode, offline, on a store of its own.
 
 The card it is given decides what happens (API.md, "Payments"). Like a real provider it keeps
 its own record of every charge and refund, keyed by idempotency key, apart from payments'
@@ -6,13 +6,19 @@ database: tests compare the two to prove a customer was charged exactly once.
 """
 
 import asyncio
-import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from bazaar.payments.provider import Charge, ProviderRefund, ProviderRejected, ProviderTimeout
 from bazaar.platform.clock import utcnow
+from bazaar.platform.db import Database, insert_ignoring_duplicates, sqlite_database
 from bazaar.platform.money import Money
+from bazaar.platform.postgres import PoolSettings, ensure_database, postgres_database
 
 CAPTURED = "pm_card_visa"
 FLAKY = "pm_card_flaky"
@@ -22,162 +28,181 @@ DECLINES = {
 }
 UNKNOWN_METHOD = "unknown_payment_method"
 
-_SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS sandbox_charge (
-    idempotency_key TEXT PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    payment_method TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    currency TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    decline_code TEXT,
-    created_at TEXT NOT NULL
-)""",
-    """
-CREATE TABLE IF NOT EXISTS sandbox_refund (
-    idempotency_key TEXT PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    charge_id TEXT NOT NULL REFERENCES sandbox_charge (id),
-    amount INTEGER NOT NULL,
-    currency TEXT NOT NULL,
-    created_at TEXT NOT NULL
-)""",
+_tables = MetaData()
+sandbox_charge = Table(
+    "sandbox_charge",
+    _tables,
+    Column("idempotency_key", String(400), primary_key=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("payment_method", String(100), nullable=False),
+    Column("amount", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("decline_code", String(100)),
+    Column("created_at", String(40), nullable=False),
+)
+sandbox_refund = Table(
+    "sandbox_refund",
+    _tables,
+    Column("idempotency_key", String(400), primary_key=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("charge_id", String(40), nullable=False, index=True),
+    Column("amount", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", String(40), nullable=False),
 )
 
 
 class SandboxProvider:
     """Test-mode provider. `pm_card_flaky` records the charge on its first attempt and then
-    times out, as if the response were lost; a retry with the same key gets that charge."""
+    times out, as if the response were lost; a retry with the same key gets that charge.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._ready = False
+    Its records, like a real provider's, are one store for every process that calls it: a
+    SQLite file (`bazaar dev`, processes sharing a data folder) or, given a PostgreSQL URL, a
+    database of its own on that server, so that pods that share no folder (Kubernetes) see
+    the same charges (one pod captures, another refunds).
+    """
+
+    def __init__(self, store: Path | str) -> None:
+        self.store = store
+        self._db: Database | None = None
+        self._ready = asyncio.Lock()
 
     async def charge(self, idempotency_key: str, amount: Money, payment_method: str) -> Charge:
-        charge, first_attempt = await asyncio.to_thread(
-            self._charge, idempotency_key, amount, payment_method
-        )
-        if first_attempt and payment_method == FLAKY:
-            raise ProviderTimeout("sandbox: the response to the first attempt was lost")
-        return charge
-
-    async def refund(self, idempotency_key: str, charge_id: str, amount: Money) -> ProviderRefund:
-        return await asyncio.to_thread(self._refund, idempotency_key, charge_id, amount)
-
-    async def charges(self) -> dict[str, Charge]:
-        """Every charge attempt the sandbox recorded, by idempotency key."""
-        rows = await asyncio.to_thread(self._all, "SELECT * FROM sandbox_charge")
-        return {row["idempotency_key"]: _charge(row) for row in rows}
-
-    async def refunds(self) -> dict[str, ProviderRefund]:
-        """Every refund the sandbox made, by idempotency key."""
-        rows = await asyncio.to_thread(self._all, "SELECT * FROM sandbox_refund")
-        return {row["idempotency_key"]: _refund(row) for row in rows}
-
-    def _charge(self, key: str, amount: Money, method: str) -> tuple[Charge, bool]:
-        if method in (CAPTURED, FLAKY):
+        if payment_method in (CAPTURED, FLAKY):
             outcome, decline_code = "succeeded", None
         else:
-            outcome, decline_code = "declined", DECLINES.get(method, UNKNOWN_METHOD)
-        with self._transaction() as db:
-            inserted = db.execute(
-                "INSERT INTO sandbox_charge VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (idempotency_key) DO NOTHING",
-                (
-                    key,
-                    f"ch_{uuid.uuid4().hex}",
-                    method,
-                    amount.amount,
-                    amount.currency,
-                    outcome,
-                    decline_code,
-                    utcnow().isoformat(),
-                ),
-            ).rowcount
-            row = db.execute(
-                "SELECT * FROM sandbox_charge WHERE idempotency_key = ?", (key,)
-            ).fetchone()
-        if (row["payment_method"], row["amount"], row["currency"]) != (
-            method,
+            outcome, decline_code = "declined", DECLINES.get(payment_method, UNKNOWN_METHOD)
+        async with (await self._database()).write() as session:
+            first_attempt = await insert_ignoring_duplicates(
+                session,
+                sandbox_charge,
+                idempotency_key=idempotency_key,
+                id=f"ch_{uuid.uuid4().hex}",
+                payment_method=payment_method,
+                amount=amount.amount,
+                currency=amount.currency,
+                outcome=outcome,
+                decline_code=decline_code,
+                created_at=utcnow().isoformat(),
+            )
+            row = (
+                await session.execute(
+                    select(sandbox_charge).where(
+                        sandbox_charge.c.idempotency_key == idempotency_key
+                    )
+                )
+            ).one()
+        if (row.payment_method, row.amount, row.currency) != (
+            payment_method,
             amount.amount,
             amount.currency,
         ):
             raise ProviderRejected("sandbox: idempotency key reused with other parameters")
-        return _charge(row), bool(inserted)
+        if first_attempt and payment_method == FLAKY:
+            raise ProviderTimeout("sandbox: the response to the first attempt was lost")
+        return _charge(row)
 
-    def _refund(self, key: str, charge_id: str, amount: Money) -> ProviderRefund:
-        with self._transaction() as db:
-            row = db.execute("SELECT * FROM sandbox_refund WHERE idempotency_key = ?", (key,))
-            if (existing := row.fetchone()) is not None:
-                if (existing["charge_id"], existing["amount"], existing["currency"]) != (
+    async def refund(self, idempotency_key: str, charge_id: str, amount: Money) -> ProviderRefund:
+        async with (await self._database()).write() as session:
+            existing = (
+                await session.execute(
+                    select(sandbox_refund).where(
+                        sandbox_refund.c.idempotency_key == idempotency_key
+                    )
+                )
+            ).one_or_none()
+            if existing is not None:
+                if (existing.charge_id, existing.amount, existing.currency) != (
                     charge_id,
                     amount.amount,
                     amount.currency,
                 ):
                     raise ProviderRejected("sandbox: idempotency key reused with other parameters")
                 return _refund(existing)
-            charge = db.execute(
-                "SELECT * FROM sandbox_charge WHERE id = ?", (charge_id,)
-            ).fetchone()
-            if charge is None or charge["outcome"] != "succeeded":
+            # locked: two refunds of one charge at once are counted one after the other
+            charge = (
+                await session.execute(
+                    select(sandbox_charge).where(sandbox_charge.c.id == charge_id).with_for_update()
+                )
+            ).one_or_none()
+            if charge is None or charge.outcome != "succeeded":
                 raise ProviderRejected("sandbox: no captured charge with this id")
-            refunded = db.execute(
-                "SELECT COALESCE(SUM(amount), 0) FROM sandbox_refund WHERE charge_id = ?",
-                (charge_id,),
-            ).fetchone()[0]
-            if amount.currency != charge["currency"] or not (
-                0 < amount.amount <= charge["amount"] - refunded
+            refunded = (
+                await session.execute(
+                    select(func.coalesce(func.sum(sandbox_refund.c.amount), 0)).where(
+                        sandbox_refund.c.charge_id == charge_id
+                    )
+                )
+            ).scalar_one()
+            if amount.currency != charge.currency or not (
+                0 < amount.amount <= charge.amount - refunded
             ):
                 raise ProviderRejected("sandbox: the refund exceeds what is left of the charge")
             refund_id = f"re_{uuid.uuid4().hex}"
-            db.execute(
-                "INSERT INTO sandbox_refund VALUES (?, ?, ?, ?, ?, ?)",
-                (key, refund_id, charge_id, amount.amount, amount.currency, utcnow().isoformat()),
+            await session.execute(
+                sandbox_refund.insert().values(
+                    idempotency_key=idempotency_key,
+                    id=refund_id,
+                    charge_id=charge_id,
+                    amount=amount.amount,
+                    currency=amount.currency,
+                    created_at=utcnow().isoformat(),
+                )
             )
         return ProviderRefund(refund_id, charge_id, amount)
 
-    def _all(self, query: str) -> list[sqlite3.Row]:
-        with self._transaction() as db:
-            return db.execute(query).fetchall()
+    async def charges(self) -> dict[str, Charge]:
+        """Every charge attempt the sandbox recorded, by idempotency key."""
+        return {row.idempotency_key: _charge(row) for row in await self._all(sandbox_charge)}
 
-    def _transaction(self) -> "_Transaction":
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with _Transaction(self.path) as db:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-            self._ready = True
-        return _Transaction(self.path)
+    async def refunds(self) -> dict[str, ProviderRefund]:
+        """Every refund the sandbox made, by idempotency key."""
+        return {row.idempotency_key: _refund(row) for row in await self._all(sandbox_refund)}
 
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.dispose()
+            self._db = None
 
-class _Transaction:
-    """A connection holding the write lock (BEGIN IMMEDIATE) from entry to commit."""
+    async def _all(self, table: Table) -> list[Any]:
+        async with (await self._database()).read(fresh=True) as session:
+            return list((await session.execute(select(table))).all())
 
-    def __init__(self, path: Path) -> None:
-        self._connection = sqlite3.connect(path, timeout=10, isolation_level=None)
-        self._connection.row_factory = sqlite3.Row
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute("BEGIN IMMEDIATE")
-        return self._connection
-
-    def __exit__(self, error_type: object, *_: object) -> None:
-        try:
-            self._connection.execute("ROLLBACK" if error_type else "COMMIT")
-        finally:
-            self._connection.close()
+    async def _database(self) -> Database:
+        """The store, made on first use: its database (PostgreSQL) and its tables."""
+        if self._db is not None:
+            return self._db
+        async with self._ready:
+            if self._db is None:
+                self._db = await _open(self.store)
+        return self._db
 
 
-def _charge(row: sqlite3.Row) -> Charge:
+async def _open(store: Path | str) -> Database:
+    if isinstance(store, Path):
+        store.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite_database("sandbox", store)
+    else:
+        await ensure_database(make_url(store))
+        db = postgres_database("sandbox", store, PoolSettings(size=2, overflow=3, timeout=5))
+    try:
+        async with db.primary.begin() as connection:
+            await connection.run_sync(_tables.create_all)
+    except DBAPIError:  # another process created them at the same moment
+        async with db.primary.begin() as connection:
+            await connection.run_sync(_tables.create_all)
+    return db
+
+
+def _charge(row: Any) -> Charge:
     return Charge(
-        id=row["id"],
-        outcome=row["outcome"],
-        amount=Money(row["amount"], row["currency"]),
-        decline_code=row["decline_code"],
+        id=row.id,
+        outcome=row.outcome,
+        amount=Money(row.amount, row.currency),
+        decline_code=row.decline_code,
     )
 
 
-def _refund(row: sqlite3.Row) -> ProviderRefund:
-    return ProviderRefund(row["id"], row["charge_id"], Money(row["amount"], row["currency"]))
+def _refund(row: Any) -> ProviderRefund:
+    return ProviderRefund(row.id, row.charge_id, Money(row.amount, row.currency))

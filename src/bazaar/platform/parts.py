@@ -22,3 +22,5 @@ class ServiceParts:
     router: Router
     subscriptions: Sequence[Subscription] = ()
     background: Sequence[Loop] = ()
+    closers: Sequence[Callable[[], Awaitable[None]]] = ()
+    """What the process calls as it stops: connections of the service's own to close."""

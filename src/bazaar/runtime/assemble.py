@@ -26,6 +26,7 @@ def assemble(
             settings.payments,
             platform.settings.data_dir,
             platform.idempotency,
+            platform.settings.database_url,
         ),
         catalog.build(
             platform.databases["catalog"],

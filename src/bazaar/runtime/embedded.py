@@ -129,6 +129,9 @@ class Runtime:
             self._bus_started = False
         if isinstance(self.prices, HttpCatalogPrices):
             await self.prices.close()
+        for part in self.parts:
+            for close in part.closers:
+                await close()
         await self.platform.close()
         log.info("bazaar_stopped", kind=self.kind.value, services=list(self.services))
 
