@@ -30,7 +30,13 @@ from bazaar.platform.web import CurrentUser, json_response
 
 CategoryFilter = Annotated[str | None, Parameter(max_length=100, description="Category name.")]
 NameSearch = Annotated[
-    str | None, Parameter(max_length=200, description="Case-insensitive search in the name.")
+    str | None,
+    Parameter(
+        max_length=200,
+        # no control character: on SQLite a NUL ended the pattern and matched every product
+        pattern=r"^[^\x00-\x1f\x7f]*$",
+        description="Case-insensitive search in the name.",
+    ),
 ]
 MAX_IDS = 100
 IdsFilter = Annotated[

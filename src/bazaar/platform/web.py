@@ -19,6 +19,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bazaar.platform.auth import Principal, TokenVerifier
+from bazaar.platform.bodies import StrictRequest
 from bazaar.platform.edge_cache import EdgeCache, ResponseCache
 from bazaar.platform.errors import BadRequest, UnsupportedMediaType
 from bazaar.platform.observability import (
@@ -175,6 +176,7 @@ def create_app(
 
     app = Litestar(
         route_handlers=[*routers, _health_router(readiness, degrading, schema)],
+        request_class=StrictRequest,
         dependencies={"user": Provide(current_user, sync_to_thread=False)},
         before_request=_check_media_type,
         exception_handlers=EXCEPTION_HANDLERS,
