@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import runner
 from bench.report import previous_run, redraw, write_report
 from bench.results import (
     Latency,
@@ -239,3 +240,25 @@ def test_run_round_trips_through_results_json(tmp_path: Path) -> None:
     run.save(tmp_path / "results.json")
     assert Run.load(tmp_path / "results.json") == run
     assert json.loads((tmp_path / "results.json").read_text())["format"] == run.format
+
+
+def test_the_smokes_latency_bounds_stretch_with_a_slower_machine() -> None:
+    def run_on(hello_rps: float, browse_p99: float) -> Run:
+        browse = replace(
+            measurement("browse", 240),
+            latency=Latency(p50=280, p95=700, p99=browse_p99, max=browse_p99 * 1.2),
+        )
+        result = ModeResult(
+            mode="embedded",
+            quota_cores=1.0,
+            hello=measurement("hello", hello_rps),
+            workloads={"browse": browse},
+        )
+        return Run("2026-11-29T22:00:00Z", "2026-11-29T22:01:00Z", {}, {}, {"embedded": result})
+
+    # a machine half as fast as the reference: a p99 of 1.5 s is within twice the bound
+    assert runner.smoke_failures(run_on(runner.REFERENCE_HELLO_RPS / 2, 1500)) == []
+    [stalled] = runner.smoke_failures(run_on(runner.REFERENCE_HELLO_RPS / 2, 2500))
+    assert "browse: p99 2500.0 ms > 2000 ms" in stalled
+    # a faster machine gets no tighter bound than the reference's
+    assert runner.smoke_failures(run_on(runner.REFERENCE_HELLO_RPS * 2, 900)) == []
