@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from bazaar.platform.postgres import drop_database, service_url
+from bazaar.payments.wiring import sandbox_url
+from bazaar.platform.postgres import drop_database
 from bazaar.runtime.embedded import Runtime
 
 SERVER_URL = os.environ.get("BAZAAR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -46,6 +47,4 @@ async def drop_databases(runtime: Runtime) -> None:
     """Every database the runtime's services made, the payment sandbox's included."""
     for db in runtime.platform.all_databases():
         await drop_database(db.primary.url)
-    base = runtime.platform.settings.database_url
-    if base is not None:
-        await drop_database(make_url(service_url(base, "sandbox")))
+    await drop_database(make_url(sandbox_url(runtime.platform.databases["payments"])))

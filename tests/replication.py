@@ -12,7 +12,7 @@ import shutil
 import signal
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +55,38 @@ class ReplicatedServer:
         return pids
 
 
-def start_replicated_server() -> Iterator[ReplicatedServer]:
+def require_binaries() -> None:
+    """PostgreSQL's server binaries, or a failure in CI (a loud skip elsewhere)."""
     try:
         binaries()
     except ClusterError as error:
         if os.environ.get("CI"):
             pytest.fail(str(error))
         pytest.skip(f"SKIPPED, NOT TESTED: {error}")
+
+
+def own_server(
+    *, durable: bool, configure: Callable[[LocalPostgres, Path], None] | None = None
+) -> Iterator[LocalPostgres]:
+    """A PostgreSQL server of the test's own, which it may stop, crash or reconfigure:
+    `configure(server, folder)` runs between `initdb` and the start."""
+    require_binaries()
+    root = Path(tempfile.mkdtemp(prefix="bazaar-test-pg-"))
+    prepare_folder(root)
+    server = LocalPostgres(root / "primary", free_port())
+    try:
+        server.init_primary(durable=durable)
+        if configure is not None:
+            configure(server, root)
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def start_replicated_server() -> Iterator[ReplicatedServer]:
+    require_binaries()
     root = Path(tempfile.mkdtemp(prefix="bazaar-test-pg-"))
     prepare_folder(root)
     server = ReplicatedServer(

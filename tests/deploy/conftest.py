@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.notifications.test_mailer import smtp_sink  # noqa: F401 (the mail sink's fixture)
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPOSITORY / "deploy" / "build-image.sh"
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPOSITORY / "deploy" / "containers.conf")}

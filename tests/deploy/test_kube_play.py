@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
 from sqlalchemy.engine import make_url
 
 from bazaar.platform.postgres import drop_database
@@ -32,7 +31,6 @@ from tests.e2e.checkout import ADDRESS, create_product, eventually
 from tests.integration.test_rabbitmq import BROKER_URL
 from tests.notifications.test_mailer import Sink
 from tests.postgres import SERVER_URL, require_server
-from tests.replication import free_port
 
 OVERLAY = REPOSITORY / "deploy" / "k8s" / "overlays" / "local"
 API_PORTS = {service: 8101 + i for i, service in enumerate(SERVICES)}
@@ -71,17 +69,6 @@ def _render(image: str, database_url: str, prefix: str, smtp_port: int) -> str:
         for container in pod.get("containers", []):
             container["image"] = image
     return yaml.safe_dump_all(documents)
-
-
-@pytest.fixture
-def mail() -> Iterator[tuple[Sink, int]]:
-    sink, port = Sink(), free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
 
 
 @asynccontextmanager
@@ -123,7 +110,8 @@ async def played(image: str, smtp_port: int, folder: Path) -> AsyncIterator[Shop
         podman("kube", "down", str(manifest), timeout=300)
         for pod in _pod_names(manifest):  # also what a play that failed half-way started
             podman("pod", "rm", "--force", "--ignore", pod)
-        for service in [s for s in SERVICES if s != "orders"] + ["orders_0", "orders_1"]:
+        others = ["orders_0", "orders_1", "payments_sandbox"]
+        for service in [s for s in SERVICES if s != "orders"] + others:
             await drop_database(make_url(f"{url}_{service}"))
         runtime = Runtime(settings_for(folder / "cleanup"))
         consumers = {s.consumer for part in runtime.parts for s in part.subscriptions}
@@ -158,9 +146,9 @@ def _logs() -> str:
 
 
 async def test_the_local_overlay_plays_and_a_checkout_goes_through_its_pods(
-    image: str, mail: tuple[Sink, int], tmp_path: Path
+    image: str, smtp_sink: tuple[Sink, int], tmp_path: Path
 ) -> None:
-    sink, smtp_port = mail
+    sink, smtp_port = smtp_sink
     async with played(image, smtp_port, tmp_path) as shop:
         await _checkout(shop, sink)
         print(f"podman kube play to every process ready: {shop.seconds_to_ready:.1f} s")

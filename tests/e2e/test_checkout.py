@@ -194,8 +194,9 @@ async def test_flaky_provider_charges_exactly_once(
     order = await settled(client, ada, placed.json()["id"])
     assert order["status"] == "confirmed"
     # the provider's own records, as its dashboard would show them
-    platform = runtime.settings.platform
-    provider = provider_for(runtime.settings.payments, platform.data_dir, platform.database_url)
+    payments_db = runtime.platform.databases["payments"]
+    data_dir = runtime.settings.platform.data_dir
+    provider = provider_for(runtime.settings.payments, data_dir, payments_db)
     assert isinstance(provider, SandboxProvider)
     try:
         charges = await provider.charges()

@@ -8,9 +8,6 @@ the machine's RabbitMQ under a prefix of the test's own.
 """
 
 import asyncio
-import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -32,7 +29,7 @@ from bazaar.platform.idempotency import Idempotency, StoredResponse
 from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.transient import is_transient
-from bazaar.runtime.cluster.pgcluster import ClusterError, LocalPostgres, binaries, prepare_folder
+from bazaar.runtime.cluster.pgcluster import LocalPostgres
 from bazaar.runtime.embedded import Runtime
 from tests import invariants
 from tests.conftest import admin, customer, started
@@ -49,28 +46,13 @@ from tests.integration.test_rabbitmq import (
     recording,
     require_broker,
 )
-from tests.replication import free_port
+from tests.replication import own_server
 
 
 @pytest.fixture(scope="module")
 def primary() -> Iterator[LocalPostgres]:
-    try:
-        binaries()
-    except ClusterError as error:
-        if os.environ.get("CI"):
-            pytest.fail(str(error))
-        pytest.skip(f"SKIPPED, NOT TESTED: {error}")
-    root = Path(tempfile.mkdtemp(prefix="bazaar-test-outage-"))
-    prepare_folder(root)
-    server = LocalPostgres(root / "primary", free_port())
     # durable: with asynchronous commit a crash would lose commits already acknowledged
-    server.init_primary(durable=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    yield from own_server(durable=True)
 
 
 @pytest.fixture

@@ -43,8 +43,8 @@ async def test_a_charge_captured_by_one_pod_is_refunded_by_another(tmp_path: Pat
         [capture] = [s for s in worker._subscribed if s.event_type == "stock.reserved"]
         order_id = str(uuid.uuid4())
         assert await deliver(capture, stock_reserved(order_id), RetryPolicy(attempts=1))
-        settings = worker.settings
-        provider = provider_for(settings.payments, tmp_path / "dashboard", shared_url)
+        payments_db = worker.platform.databases["payments"]
+        provider = provider_for(worker.settings.payments, tmp_path / "dashboard", payments_db)
         assert isinstance(provider, SandboxProvider)  # the provider's dashboard, as it were
         [charge] = (await provider.charges()).values()
         assert charge.outcome == "succeeded"

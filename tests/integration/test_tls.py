@@ -6,8 +6,6 @@ import datetime
 import ipaddress
 import os
 import pwd
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bazaar.runtime.cluster.pgcluster import (
-    SERVER_USER,
-    ClusterError,
-    LocalPostgres,
-    binaries,
-    prepare_folder,
-)
+from bazaar.runtime.cluster.pgcluster import SERVER_USER, LocalPostgres
 from tests.conftest import customer, started
 from tests.e2e.checkout import eventually
-from tests.replication import free_port
+from tests.replication import own_server
 
 
 def _self_signed(folder: Path) -> bytes:
@@ -69,32 +61,21 @@ def _self_signed(folder: Path) -> bytes:
     return files["server.crt"]
 
 
-@pytest.fixture(scope="module")
-def tls_only() -> Iterator[tuple[LocalPostgres, Path]]:
-    """A server that refuses every connection without TLS, and its certificate's file."""
-    try:
-        binaries()
-    except ClusterError as error:
-        if os.environ.get("CI"):
-            pytest.fail(str(error))
-        pytest.skip(f"SKIPPED, NOT TESTED: {error}")
-    root = Path(tempfile.mkdtemp(prefix="bazaar-test-tls-"))
-    prepare_folder(root)
-    server = LocalPostgres(root / "primary", free_port())
-    server.init_primary(durable=False)
-    certificate = root / "root.crt"
-    certificate.write_bytes(_self_signed(server.data_dir))
+def _tls_only(server: LocalPostgres, folder: Path) -> None:
+    """TLS on, with a certificate for 127.0.0.1 kept as `root.crt`, and no other connection."""
+    (folder / "root.crt").write_bytes(_self_signed(server.data_dir))
     with (server.data_dir / "postgresql.conf").open("a") as conf:
         conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
     (server.data_dir / "pg_hba.conf").write_text(
         "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n"
     )
-    server.start()
-    try:
-        yield server, certificate
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tls_only() -> Iterator[tuple[LocalPostgres, Path]]:
+    """A server that refuses every connection without TLS, and its certificate's file."""
+    for server in own_server(durable=False, configure=_tls_only):
+        yield server, server.data_dir.parent / "root.crt"
 
 
 @pytest.mark.parametrize("options", ["sslmode=require", "ssl=require", "sslmode=verify-full"])

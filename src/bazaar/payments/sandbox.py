@@ -59,12 +59,16 @@ class SandboxProvider:
 
     Its records, like a real provider's, are one store for every process that calls it: a
     SQLite file (`bazaar dev`, processes sharing a data folder) or, given a PostgreSQL URL, a
-    database of its own on that server, so that pods that share no folder (Kubernetes) see
-    the same charges (one pod captures, another refunds).
+    database of its own, made on first use, so that pods that share no folder (Kubernetes) see
+    the same charges: one pod captures, another refunds. Not payments' database: a charge is
+    made while a payments transaction holds a connection there, and through a small server
+    pool (PgBouncer) the two would wait for each other. `pooler` is
+    `BAZAAR_DATABASE_POOLER`'s.
     """
 
-    def __init__(self, store: Path | str) -> None:
+    def __init__(self, store: Path | str, pooler: str | None = None) -> None:
         self.store = store
+        self.pooler = pooler
         self._db: Database | None = None
         self._ready = asyncio.Lock()
 
@@ -175,17 +179,18 @@ class SandboxProvider:
             return self._db
         async with self._ready:
             if self._db is None:
-                self._db = await _open(self.store)
+                self._db = await _open(self.store, self.pooler)
         return self._db
 
 
-async def _open(store: Path | str) -> Database:
+async def _open(store: Path | str, pooler: str | None) -> Database:
     if isinstance(store, Path):
         store.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite_database("sandbox", store)
     else:
         await ensure_database(make_url(store))
-        db = postgres_database("sandbox", store, PoolSettings(size=2, overflow=3, timeout=5))
+        pool = PoolSettings(size=2, overflow=3, timeout=5)
+        db = postgres_database("sandbox", store, pool, pooler=pooler)
     try:
         async with db.primary.begin() as connection:
             await connection.run_sync(_tables.create_all)

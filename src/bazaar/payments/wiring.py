@@ -10,22 +10,28 @@ from bazaar.platform.db import Database
 from bazaar.platform.idempotency import Idempotency
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
-from bazaar.platform.postgres import service_url
 
 SCHEMA = ServiceSchema("bazaar.payments", models.Base.metadata)
 
 
 def provider_for(
-    settings: PaymentsSettings, data_dir: Path, database_url: str | None = None
+    settings: PaymentsSettings, data_dir: Path, db: Database, pooler: str | None = None
 ) -> PaymentProvider:
     """The provider the settings name. The sandbox keeps its records under the data dir, or
-    with PostgreSQL in a database of its own there (`<base>_sandbox`), shared by every process
-    as a real provider's are."""
+    with PostgreSQL in a database of its own beside payments' (`sandbox_url`, reached through
+    `pooler` as `db` is), shared by every process as a real provider's are."""
     if settings.provider == "sandbox":
-        if database_url is not None:
-            return SandboxProvider(service_url(database_url, "sandbox"))
+        if db.dialect == "postgresql":
+            return SandboxProvider(sandbox_url(db), pooler=pooler)
         return SandboxProvider(data_dir / "sandbox-provider.db")
     raise ValueError(f"unknown payment provider {settings.provider!r}")
+
+
+def sandbox_url(db: Database) -> str:
+    """The sandbox's database beside payments' `db`: `bazaar_payments` gives
+    `bazaar_payments_sandbox`."""
+    url = db.primary.url
+    return url.set(database=f"{url.database}_sandbox").render_as_string(hide_password=False)
 
 
 def build(
@@ -33,9 +39,9 @@ def build(
     settings: PaymentsSettings,
     data_dir: Path,
     idempotency: Idempotency,
-    database_url: str | None = None,
+    pooler: str | None = None,
 ) -> ServiceParts:
-    provider = provider_for(settings, data_dir, database_url)
+    provider = provider_for(settings, data_dir, db, pooler)
     return ServiceParts(
         "payments",
         SCHEMA,

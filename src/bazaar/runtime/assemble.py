@@ -26,7 +26,7 @@ def assemble(
             settings.payments,
             platform.settings.data_dir,
             platform.idempotency,
-            platform.settings.database_url,
+            platform.settings.database_pooler,
         ),
         catalog.build(
             platform.databases["catalog"],
