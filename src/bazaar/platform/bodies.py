@@ -51,12 +51,12 @@ def decode_body(body: bytes, target: Any) -> Any:
     except RecursionError:
         raise BadRequest("The JSON body is nested too deeply") from None
     if (where := _control_character_in(value, "$")) is not None:
-        problem = {"message": "Control characters are not allowed here", "key": where}
-        raise ValidationException(detail="The request is not valid", extra=[problem | BODY])
+        message = "Control characters are not allowed here"
+        problem = {"message": message, "key": where, "source": "body"}
+        raise ValidationException(detail="The request is not valid", extra=[problem])
     return value
 
 
-BODY = {"source": "body"}
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 """C0 controls and DEL, but for tab, line feed and carriage return: no field of the API takes
 them (a NUL in an email address, a U+0001 in a name), while free text may hold lines. Fields

@@ -9,22 +9,13 @@ own spelling `ssl=require`, which SQLAlchemy documents, is accepted as `sslmode`
 from sqlalchemy.engine import URL, make_url
 
 
-def engine_url(url: str | URL) -> URL:
-    """`url` naming SQLAlchemy's asyncpg dialect (its options are `driver_dsn`'s to read)."""
-    return make_url(url).set(drivername="postgresql+asyncpg")
-
-
 def driver_dsn(url: str | URL, *, database: str | None = None) -> str:
     """`url` (on `database` if given) as a DSN for `asyncpg.connect`, password included."""
     parts = make_url(url).set(drivername="postgresql")
     if database is not None:
         parts = parts.set(database=database)
-    return _renamed(parts, "ssl", "sslmode").render_as_string(hide_password=False)
-
-
-def _renamed(url: URL, old: str, new: str) -> URL:
-    if old not in url.query or new in url.query:
-        return url
-    query = dict(url.query)
-    query[new] = query.pop(old)
-    return url.set(query=query)
+    if "ssl" in parts.query and "sslmode" not in parts.query:
+        query = dict(parts.query)
+        query["sslmode"] = query.pop("ssl")
+        parts = parts.set(query=query)
+    return parts.render_as_string(hide_password=False)

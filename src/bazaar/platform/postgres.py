@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bazaar.platform.db import Database
-from bazaar.platform.pg_urls import driver_dsn, engine_url
+from bazaar.platform.pg_urls import driver_dsn
 from bazaar.platform.replicas import LocalWritePositions, Replica, ReplicaSet, WritePositions
 
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -104,7 +104,7 @@ def postgres_engine(
         )
 
     engine = create_async_engine(
-        engine_url(url),
+        make_url(url).set(drivername="postgresql+asyncpg"),
         pool_size=pool.size,
         max_overflow=pool.overflow,
         pool_timeout=pool.timeout,
