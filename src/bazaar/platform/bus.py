@@ -169,20 +169,20 @@ async def apply(subscription: Subscription, envelope: Envelope) -> None:
     """Handle `envelope` once: its effect and the record of its id commit together, and an id
     already recorded is skipped. Raises what the handler raised, with nothing committed."""
     traceparent_var.set(child_traceparent(envelope.trace.get("traceparent")))
-    if subscription.database is None:
+    if subscription.database is None:  # a broadcast: each instance's own memory, no record
         await subscription.handle(envelope)  # type: ignore[call-arg]
-        return
-    db = subscription.database(envelope)
-    async with db.write() as session:
-        first_time = await insert_ignoring_duplicates(
-            session,
-            processed_event,
-            consumer=subscription.consumer,
-            event_id=envelope.id,
-            processed_at=utcnow(),
-        )
-        if first_time:
-            await subscription.handle(session, envelope)  # type: ignore[call-arg]
+        first_time = True
+    else:
+        async with subscription.database(envelope).write() as session:
+            first_time = await insert_ignoring_duplicates(
+                session,
+                processed_event,
+                consumer=subscription.consumer,
+                event_id=envelope.id,
+                processed_at=utcnow(),
+            )
+            if first_time:
+                await subscription.handle(session, envelope)  # type: ignore[call-arg]
     outcome = "handled" if first_time else "duplicate"
     EVENTS_HANDLED.labels(subscription.consumer, outcome).inc()
     lag = (utcnow() - envelope.occurred_at).total_seconds()
