@@ -24,8 +24,8 @@ dev: $(STAMP)
 	$(VENV)/bin/bazaar dev
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench chaos
+	$(VENV)/bin/ruff format --check src tests bench chaos
 	$(VENV)/bin/lint-imports
 
 # The whole suite (the image built and its manifests played with podman included), then the

@@ -35,6 +35,12 @@ def up(
             " (a cgroup per instance; none by default)."
         ),
     ] = None,
+    fault_proxies: Annotated[
+        bool,
+        typer.Option(
+            help="A fault proxy between the processes and each server, for `bazaar chaos`."
+        ),
+    ] = False,
 ) -> None:
     """The scaled topology on one machine: HAProxy in front of N instances of every service,
     a worker per service, PostgreSQL primary + replicas + shards, Redis, RabbitMQ (named by
@@ -67,6 +73,7 @@ def up(
             stats_port,
             pgbouncer,
             parse_cpu_quota(cpu_quota),
+            fault_proxies,
         )
         scaled.up(topology, os.environ, say)
     except (TopologyError, scaled.UpError) as error:
@@ -171,3 +178,14 @@ def mailsink(
     from bazaar.runtime.cluster.mailsink import run_mail_sink
 
     run_mail_sink(folder, port)
+
+
+@app.command(hidden=True)
+def faultproxy(
+    control: Annotated[Path, typer.Option(help="The Unix socket that takes commands.")],
+    route: Annotated[list[str], typer.Option(help="NAME=LISTEN:UPSTREAM (ports on loopback).")],
+) -> None:
+    """The fault proxies `bazaar up --fault-proxies` runs."""
+    from bazaar.runtime.cluster.faultproxy import RouteSpec, run_fault_proxies
+
+    run_fault_proxies([RouteSpec.parse(text) for text in route], control)

@@ -101,6 +101,8 @@ class Topology:
     """A PgBouncer in transaction pooling in front of each PostgreSQL server."""
     cpu_quota: dict[str, float] = field(default_factory=dict)
     """The CPUs each API instance of a service is held to (cpulimit.py)."""
+    fault_proxies: bool = False
+    """A fault proxy between the processes and each server (faultproxy.py, `bazaar chaos`)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.replicas <= 8:
@@ -109,6 +111,8 @@ class Topology:
             raise TopologyError(f"--shards: 1 to 64, got {self.shards}")
         if self.port == self.stats_port:
             raise TopologyError("--port and --stats-port must differ")
+        if self.fault_proxies and self.pgbouncer:
+            raise TopologyError("--fault-proxies and --pgbouncer: one or the other")
 
     def processes(self, ports: "PortSource") -> list[Process]:
         """Every API instance and one worker per service, each on a port of its own."""

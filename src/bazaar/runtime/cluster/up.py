@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bazaar.platform.keys import KEY_FILE, load_or_create_key
-from bazaar.runtime.cluster import haproxy, pgbouncer
+from bazaar.runtime.cluster import faultproxy, haproxy, pgbouncer
 from bazaar.runtime.cluster import supervisor as supervisor_config
 from bazaar.runtime.cluster.budget import Budget, plan_budget, plan_pooled_budget
 from bazaar.runtime.cluster.cpulimit import CpuGroup, CpuGroups, CpuLimitError, root_name
@@ -88,6 +88,11 @@ class Folder:
         return self.root / "haproxy.sock"
 
     @property
+    def fault_proxy_socket(self) -> Path:
+        """Where the fault proxies take commands (`up --fault-proxies`)."""
+        return self.root / "faultproxy.sock"
+
+    @property
     def mail(self) -> Path:
         return self.root / "mail"
 
@@ -144,7 +149,8 @@ def up(topology: Topology, environ: Mapping[str, str], say: Say) -> dict:
             | PgBouncerError
             | NotReady
             | NodeError
-            | CpuLimitError,
+            | CpuLimitError
+            | faultproxy.FaultProxyError,
         ):
             raise UpError(str(error)) from None
         raise
@@ -184,6 +190,9 @@ def _start(
     direct = _environment(environ, folder, state, topology, postgres)  # for `bazaar migrate`
     bouncers = pgbouncer.plan(direct, folder.root / "pgbouncer", ports, budget.server)
     environment = pgbouncer.through(direct, bouncers)
+    proxies: list[faultproxy.RouteSpec] = []
+    if topology.fault_proxies:
+        proxies, environment = faultproxy.plan(environment, ports.take)
     load_or_create_key(folder.data_dir / KEY_FILE)
     folder.env_file.write_text(
         "".join(f"{key}='{value}'\n" for key, value in sorted(environment.items()))
@@ -194,6 +203,9 @@ def _start(
     _check_haproxy(folder.haproxy_config)
     programs = _programs(folder, state, processes, budget, environ, groups)
     programs += [pgbouncer.program(bouncer) for bouncer in bouncers]
+    if proxies:
+        socket = folder.fault_proxy_socket
+        programs.append(faultproxy.program(bazaar_command(), socket, proxies))
     folder.layout.config.write_text(supervisor_config.render(folder.layout, programs, environment))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
     supervisor_pid = supervisor.launch(clean)
@@ -205,6 +217,7 @@ def _start(
             "port": topology.port,
             "stats_port": topology.stats_port,
             "cpu_quota": topology.cpu_quota,
+            "fault_proxies": [str(route) for route in proxies],
         },
         "processes": [
             {
@@ -224,8 +237,11 @@ def _start(
     }
     folder.run.write_text(json.dumps(run, indent=2))
     if "servers" in {p.group for p in programs}:
-        say("Redis and the mail sink" + (", PgBouncer" if bouncers else ""))
+        extra = ", PgBouncer" if bouncers else ", fault proxies" if proxies else ""
+        say("Redis and the mail sink" + extra)
         supervisor.start_group("servers")
+    if proxies:
+        faultproxy.wait_listening(folder.fault_proxy_socket)
     node = None if environ.get("BAZAAR_BROKER_URL") else state.rabbit_node(folder.rabbitmq)
     if node is not None:
         say(f"RabbitMQ: node {node.name} on {node.port}")
