@@ -1,16 +1,28 @@
 """Notifications over HTTP: the caller's notifications and the admin's webhooks."""
 
 import asyncio
+import ipaddress
 from pathlib import Path
 
 import httpx
+import pytest
 
-from bazaar.notifications import service
+from bazaar.notifications import service, webhook_targets
 from bazaar.notifications.models import Recipient
 from bazaar.orders.events import OrderConfirmed
 from bazaar.platform.money import Money
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, customer
+from tests.conftest import admin, customer, started
+
+
+@pytest.fixture
+def public_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every name resolves to a public address (the test machine has no DNS)."""
+
+    async def resolve(host: str, port: int) -> list[webhook_targets.IPAddress]:
+        return [ipaddress.ip_address("93.184.215.14")]
+
+    monkeypatch.setattr(webhook_targets, "resolve", resolve)
 
 
 async def user_id(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
@@ -103,7 +115,7 @@ async def test_a_bad_cursor_or_limit_is_422(client: httpx.AsyncClient) -> None:
 
 
 async def test_an_admin_creates_lists_and_deletes_webhooks(
-    runtime: Runtime, client: httpx.AsyncClient
+    runtime: Runtime, client: httpx.AsyncClient, public_dns: None
 ) -> None:
     headers = await admin(runtime, client)
     created = await client.post(
@@ -155,3 +167,32 @@ async def test_an_invalid_webhook_is_422(runtime: Runtime, client: httpx.AsyncCl
         problem = response.json()
         [error] = problem["errors"]
         assert field in error["loc"] or field in error["msg"], problem
+
+
+async def test_a_webhook_at_a_private_address_is_422_naming_the_url(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    headers = await admin(runtime, client)
+    for url in ("http://127.0.0.1:8000/hooks", "http://localhost/", "http://169.254.169.254/"):
+        response = await client.post(
+            "/v1/webhooks", json={"url": url, "events": ["order.placed"]}, headers=headers
+        )
+        assert response.status_code == 422, (url, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        [error] = response.json()["errors"]
+        assert error["loc"] == ["body", "url"], error
+        assert "loopback" in error["msg"] or "metadata" in error["msg"], error
+    assert (await client.get("/v1/webhooks", headers=headers)).json()["items"] == []
+
+
+async def test_the_operator_may_allow_a_webhook_at_a_loopback_address(tmp_path: Path) -> None:
+    async with started(tmp_path / "data", BAZAAR_WEBHOOK_ALLOW_PRIVATE="true") as runtime:
+        transport = httpx.ASGITransport(app=runtime.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://bazaar.test") as client:
+            headers = await admin(runtime, client)
+            body = {"url": "http://127.0.0.1:8000/hooks", "events": ["order.placed"]}
+            created = await client.post("/v1/webhooks", json=body, headers=headers)
+            assert created.status_code == 201, created.text
+            metadata = {"url": "http://169.254.169.254/latest", "events": ["order.placed"]}
+            refused = await client.post("/v1/webhooks", json=metadata, headers=headers)
+            assert refused.status_code == 422

@@ -12,6 +12,7 @@ from bazaar.notifications.schemas import (
     WebhookCreated,
     WebhookRead,
 )
+from bazaar.notifications.settings import NotificationsSettings
 from bazaar.platform.db import Database
 from bazaar.platform.openapi import problems
 from bazaar.platform.pagination import Cursor, Limit, Page
@@ -35,7 +36,7 @@ def _webhook(webhook: Webhook) -> WebhookRead:
     )
 
 
-def create_router(db: Database) -> Router:
+def create_router(db: Database, settings: NotificationsSettings) -> Router:
     @get("/notifications", summary="The caller's in-app notifications, newest first")
     async def list_notifications(
         user: CurrentUser, limit: Limit = 20, cursor: Cursor = None
@@ -67,12 +68,16 @@ def create_router(db: Database) -> Router:
         description="Events are POSTed as JSON `{id, type, occurred_at, data}` with the "
         "headers `Bazaar-Event-Id`, `Bazaar-Event-Type` and `Bazaar-Signature: sha256=<hex>`, "
         "the HMAC-SHA256 of the exact body bytes keyed with the returned `secret`. A 2xx "
-        "acknowledges a delivery; anything else is retried with exponential backoff.",
+        "acknowledges a delivery; anything else is retried with exponential backoff. A URL "
+        "whose host is, or resolves to, a loopback, private, link-local, shared, multicast, "
+        "reserved or cloud-metadata address is 422 (unless the operator allows private "
+        "addresses), as is a host name that does not exist; the address is checked again "
+        "before each delivery connects.",
     )
     async def create_webhook(user: CurrentUser, data: JSONBody[WebhookCreate]) -> WebhookCreated:
         user.require_admin()
         async with db.write() as session:
-            webhook = await webhooks.create_webhook(session, data.url, list(data.events))
+            webhook = await webhooks.create_webhook(session, data.url, list(data.events), settings)
         return WebhookCreated(
             id=webhook.id,
             url=webhook.url,

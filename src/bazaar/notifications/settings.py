@@ -1,4 +1,5 @@
-"""Notifications' settings: the sender of emails and how mail and webhooks are retried."""
+"""Notifications' settings: the sender of emails, how mail and webhooks are retried, and
+where webhooks may point."""
 
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ class NotificationsSettings:
     webhook_first_delay: float
     webhook_timeout: float
     webhook_poll_interval: float
+    webhook_allow_private: bool
+    """Let webhooks reach loopback, private, link-local and other non-public addresses (a
+    receiver on the developer's machine); cloud metadata addresses stay refused."""
     max_retry_delay: float
 
     @classmethod
@@ -30,6 +34,7 @@ class NotificationsSettings:
             webhook_first_delay=env.number("WEBHOOK_FIRST_DELAY", 1.0, minimum=0.0),
             webhook_timeout=env.number("WEBHOOK_TIMEOUT", 5.0, minimum=0.1),
             webhook_poll_interval=env.number("WEBHOOK_POLL_INTERVAL", 0.5, minimum=0.001),
+            webhook_allow_private=env.flag("WEBHOOK_ALLOW_PRIVATE", False),
             max_retry_delay=env.number("NOTIFICATION_MAX_RETRY_DELAY", 3600.0, minimum=0.0),
         )
 

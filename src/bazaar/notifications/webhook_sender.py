@@ -4,7 +4,13 @@ Each request carries the delivery's stored JSON body and the headers `Content-Ty
 application/json`, `Bazaar-Event-Id`, `Bazaar-Event-Type` and `Bazaar-Signature:
 sha256=<hex HMAC-SHA256 of the exact body bytes, keyed with the webhook's secret>`. A 2xx
 delivers it for good; anything else (another status, a timeout, a refused connection) is retried
-with exponential backoff up to the configured attempts, then the delivery has failed.
+with exponential backoff up to the configured attempts, then the delivery has failed. Redirects
+are not followed: a 3xx is a failed attempt like any other status.
+
+Each connection is opened to an address checked just before (webhook_transport.py): a delivery
+whose host now resolves to an address webhooks may not reach (DNS rebinding, or a record
+changed since the webhook was registered) is not sent and fails for good, with the reason in
+its `last_error`.
 """
 
 import asyncio
@@ -13,6 +19,8 @@ import httpx
 
 from bazaar.notifications import webhooks
 from bazaar.notifications.settings import NotificationsSettings
+from bazaar.notifications.webhook_targets import TargetRefused
+from bazaar.notifications.webhook_transport import CheckedTransport
 from bazaar.notifications.webhooks import DELIVERY_QUEUED, SIGNATURE_HEADER, DueDelivery
 from bazaar.platform.db import Database
 from bazaar.platform.loops import Waker
@@ -45,6 +53,10 @@ class WebhookSender:
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
+            transport=CheckedTransport(
+                allow_private=self.settings.webhook_allow_private,
+                resolve_timeout=self.settings.webhook_timeout,
+            ),
             timeout=self.settings.webhook_timeout,
             follow_redirects=False,
             headers={"User-Agent": "Bazaar-Webhooks/1"},
@@ -71,6 +83,9 @@ class WebhookSender:
             status_code = response.status_code
             if not response.is_success:
                 error = f"HTTP {status_code}"
+        except TargetRefused as refused:
+            await self._refuse(delivery, str(refused))
+            return
         except Exception as failure:  # refused, timed out, unresolvable...: a failed attempt
             error = f"{type(failure).__name__}: {failure}"
         async with self.db.write() as session:
@@ -81,3 +96,13 @@ class WebhookSender:
             log.warning(
                 "webhook_not_delivered", delivery_id=delivery.id, status=status, error=error
             )
+
+    async def _refuse(self, delivery: DueDelivery, reason: str) -> None:
+        async with self.db.write() as session:
+            await webhooks.refuse_delivery(session, delivery.id, reason)
+        log.warning(
+            "webhook_refused",
+            delivery_id=delivery.id,
+            reason=reason,
+            status="failed",
+        )

@@ -11,11 +11,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 from sqlalchemy import select, update
 
+from bazaar.notifications import webhook_targets
 from bazaar.notifications.models import (
     CANCELLED,
     DELIVERED,
@@ -32,7 +32,7 @@ from bazaar.platform.db import (
     insert_ignoring_duplicates,
     signal_after_commit,
 )
-from bazaar.platform.errors import FieldError, NotFound, Unprocessable
+from bazaar.platform.errors import NotFound
 from bazaar.platform.events import Envelope
 from bazaar.platform.ids import new_id
 from bazaar.platform.pagination import Page, decode_cursor, page_of
@@ -58,26 +58,17 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def check_url(url: str) -> str:
-    """An absolute http(s) URL with a host, else 422."""
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-    except ValueError:
-        valid = False
-    if not valid or any(character.isspace() for character in url):
-        raise Unprocessable(
-            "The webhook URL is not valid",
-            [FieldError(["body", "url"], "expected an absolute http or https URL")],
-        )
-    return url
+async def create_webhook(
+    session: WriteSession, url: str, events: list[str], settings: NotificationsSettings
+) -> Webhook:
+    """Register a webhook with a new signing secret (shown to the admin only now).
 
-
-async def create_webhook(session: WriteSession, url: str, events: list[str]) -> Webhook:
-    """Register a webhook with a new signing secret (shown to the admin only now)."""
+    The URL must point at an address webhooks may reach (webhook_targets.check_url: 422, or
+    503 while DNS does not answer); it is looked up before anything is written.
+    """
     webhook = Webhook(
         id=new_id(),
-        url=check_url(url),
+        url=await webhook_targets.check_url(url, settings),
         events=list(dict.fromkeys(events)),
         secret="whsec_" + secrets.token_urlsafe(32),
         created_at=utcnow(),
@@ -215,6 +206,18 @@ async def record_attempt(
         delivery.status = FAILED
     else:
         delivery.next_attempt_at = _after(settings.webhook_delay(delivery.attempts))
+    return delivery.status
+
+
+async def refuse_delivery(session: WriteSession, delivery_id: str, reason: str) -> str:
+    """Fail a delivery for good without sending it: its host now resolves to an address
+    webhooks may not reach. Not counted as an attempt, since nothing was sent."""
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.status != PENDING:
+        return delivery.status if delivery else FAILED
+    delivery.status = FAILED
+    delivery.last_status_code = None
+    delivery.last_error = f"refused: {reason}"[:2000]
     return delivery.status
 
 

@@ -22,7 +22,7 @@ def build(
         "notifications",
         SCHEMA,
         [db],
-        api.create_router(db),
+        api.create_router(db, settings),
         subscriptions=handlers.subscriptions(db),
         background=[mailer.run, sender.run],
     )
