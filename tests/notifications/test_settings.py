@@ -10,10 +10,18 @@ def test_defaults_and_overrides() -> None:
     default = NotificationsSettings.from_env(Env({}))
     assert default.email_from == "Bazaar <no-reply@bazaar.localhost>"
     assert default.mailer_poll_interval == 0.5
+    assert default.webhook_allow_private is False
     custom = NotificationsSettings.from_env(
-        Env({"BAZAAR_EMAIL_FROM": "Shop <shop@example.com>", "BAZAAR_WEBHOOK_ATTEMPTS": "4"})
+        Env(
+            {
+                "BAZAAR_EMAIL_FROM": "Shop <shop@example.com>",
+                "BAZAAR_WEBHOOK_ATTEMPTS": "4",
+                "BAZAAR_WEBHOOK_ALLOW_PRIVATE": "true",
+            }
+        )
     )
     assert (custom.email_from, custom.webhook_attempts) == ("Shop <shop@example.com>", 4)
+    assert custom.webhook_allow_private is True
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
@@ -26,3 +34,5 @@ def test_backoff_doubles_up_to_the_cap() -> None:
 def test_a_bad_value_names_its_variable() -> None:
     with pytest.raises(SettingsError, match="BAZAAR_WEBHOOK_ATTEMPTS"):
         NotificationsSettings.from_env(Env({"BAZAAR_WEBHOOK_ATTEMPTS": "zero"}))
+    with pytest.raises(SettingsError, match="BAZAAR_WEBHOOK_ALLOW_PRIVATE"):
+        NotificationsSettings.from_env(Env({"BAZAAR_WEBHOOK_ALLOW_PRIVATE": "sometimes"}))
