@@ -1,4 +1,5 @@
-"""CSV product imports: bad rows reported by line, existing skus updated, jobs resumable."""
+"""CSV product imports: bad rows reported by line, existing skus updated, jobs resumable,
+a job that keeps crashing failed after its attempts."""
 
 from datetime import timedelta
 
@@ -6,11 +7,13 @@ import pytest
 from sqlalchemy import select, update
 
 from bazaar.catalog import imports, service
-from bazaar.catalog.imports import ImportWorker, JobLost
+from bazaar.catalog.csv_records import Record
+from bazaar.catalog.imports import MAX_ATTEMPTS, BatchOutcome, ImportWorker, JobLost
 from bazaar.catalog.models import ImportJob, Product
 from bazaar.catalog.pages import ProductPages
 from bazaar.catalog.settings import CatalogSettings
-from bazaar.platform.db import Database
+from bazaar.platform.clock import utcnow
+from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.settings import Env
 from tests.catalog.conftest import add_product, outbox_events
 
@@ -123,3 +126,139 @@ async def test_a_running_job_with_a_live_worker_is_not_claimed_twice(
     first.status, first.processed_rows = "running", 0
     with pytest.raises(JobLost):
         await importer.work(first)
+
+
+async def skus(catalog: Database) -> set[str]:
+    async with catalog.read() as session:
+        return {p.sku for p in await service.list_products(session, limit=100)}
+
+
+async def test_a_field_over_the_csv_limit_is_a_bad_row_and_the_other_rows_import(
+    catalog: Database, pages: ProductPages
+) -> None:
+    huge = "x" * 200_000
+    csv = (
+        HEADER
+        + "A,Lamp,,home,100,USD,1\n"  # line 2
+        + f"HUGE,Huge,{huge},home,100,USD,1\n"  # line 3: a field over the limit
+        + "B,Pen,,office,100,USD,1\n"  # line 4
+        + "C,Cup,,kitchen,-1,USD,1\n"  # line 5: negative price
+        + "D,Mug,,kitchen,100,USD,1\n"  # line 6
+    )
+    job = await run_import(catalog, worker(catalog, pages), csv)
+    assert job["status"] == "succeeded" and job["error"] is None
+    assert (job["processed"], job["total"]) == (5, 5)
+    assert (job["created"], job["updated"], job["failed"]) == (3, 0, 2)
+    assert [error["line"] for error in job["errors"]] == [3, 5]
+    assert job["errors"][0]["message"] == "A field is longer than 131,072 characters"
+    assert await skus(catalog) == {"A", "B", "D"}
+
+
+async def test_a_quoted_field_over_the_limit_is_skipped_to_its_closing_quote(
+    catalog: Database, pages: ProductPages
+) -> None:
+    # The huge field spans lines 3-5 and holds what looks like a row: it is not imported, and
+    # the lines after it keep their numbers. Lines may end with \r\n or a lone \r.
+    huge = "y" * 140_000
+    csv = (
+        HEADER
+        + "A,Lamp,,home,100,USD,1\r\n"  # line 2
+        + f'HUGE,Huge,"{huge}\nEVIL,Evil,,x,1,USD,1\n""quoted"" end",home,100,USD,1\n'  # 3-5
+        + "B,Pen,,office,100,USD,1\r"  # line 6
+        + "C,only three,fields\n"  # line 7
+        + 'D,"Note\nbook",,office,100,USD,1\n'  # lines 8-9
+        + "E,Oops,,office,100,usd,1\n"  # line 10: bad currency
+    )
+    job = await run_import(catalog, worker(catalog, pages), csv)
+    assert job["status"] == "succeeded"
+    assert [error["line"] for error in job["errors"]] == [3, 7, 10]
+    assert "131,072" in job["errors"][0]["message"]
+    assert await skus(catalog) == {"A", "B", "D"}
+
+
+async def test_a_header_over_the_field_limit_fails_the_job_with_the_header_message(
+    catalog: Database, pages: ProductPages
+) -> None:
+    csv = "sku," + "n" * 200_000 + "\nA,Lamp,,home,100,USD,1\n"
+    job = await run_import(catalog, worker(catalog, pages), csv)
+    assert job["status"] == "failed" and "header" in job["error"]
+    assert await skus(catalog) == set()
+
+
+async def submit(catalog: Database, csv: str) -> str:
+    async with catalog.write() as session:
+        return (await imports.submit_import(session, csv.encode(), "admin-1")).id
+
+
+async def expire_lease(catalog: Database, job_id: str) -> None:
+    """As if the lease had run out since the job's last heartbeat."""
+    async with catalog.write() as session:
+        await session.execute(
+            update(ImportJob)
+            .where(ImportJob.id == job_id)
+            .values(heartbeat_at=utcnow() - timedelta(hours=1))
+        )
+
+
+async def attempts_of(catalog: Database, job_id: str) -> tuple[str, int, str | None]:
+    async with catalog.read() as session:
+        job = await imports.get_job(session, job_id)
+        return job.status, job.attempts, job.error
+
+
+ROWS = "A,Lamp,,home,100,USD,1\nB,Pen,,office,100,USD,1\nC,Cup,,x,1,USD,1\nD,Mug,,x,1,USD,1\n"
+
+
+async def test_a_job_that_crashes_every_time_fails_after_its_attempts(
+    catalog: Database, pages: ProductPages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply_batch = imports.apply_batch
+
+    async def crash_on_c(session: WriteSession, records: list[Record]) -> BatchOutcome:
+        if any(record.fields[:1] == ["C"] for record in records):
+            raise RuntimeError("a bug")
+        return await apply_batch(session, records)
+
+    monkeypatch.setattr(imports, "apply_batch", crash_on_c)
+    job_id = await submit(catalog, HEADER + ROWS)
+    importer = worker(catalog, pages, batch_size=2)
+    for attempt in range(1, MAX_ATTEMPTS):
+        assert await importer.work_next() is True
+        assert await attempts_of(catalog, job_id) == ("running", attempt, None)
+        # the retry waits for the lease: a worker asking at once finds nothing to claim
+        assert await importer.work_next() is False
+        await expire_lease(catalog, job_id)
+    assert await importer.work_next() is True
+    status, attempts, error = await attempts_of(catalog, job_id)
+    assert (status, attempts) == ("failed", MAX_ATTEMPTS)
+    assert error is not None and f"crashed {MAX_ATTEMPTS} times (RuntimeError)" in error
+    # a failed job is never taken again; the batch before the crash stays imported
+    await expire_lease(catalog, job_id)
+    assert await importer.work_next() is False
+    job = await job_of(catalog, job_id)
+    assert job["status"] == "failed" and job["processed"] == 2
+    assert await skus(catalog) == {"A", "B"}
+
+
+async def test_an_outage_while_importing_waits_without_spending_attempts(
+    catalog: Database, pages: ProductPages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply_batch = imports.apply_batch
+    outage = {"rounds": MAX_ATTEMPTS + 2}
+
+    async def database_down(session: WriteSession, records: list[Record]) -> BatchOutcome:
+        if outage["rounds"] > 0:
+            outage["rounds"] -= 1
+            raise ConnectionRefusedError("the database is restarting")
+        return await apply_batch(session, records)
+
+    monkeypatch.setattr(imports, "apply_batch", database_down)
+    job_id = await submit(catalog, HEADER + ROWS)
+    importer = worker(catalog, pages, batch_size=2)
+    while outage["rounds"] > 0:
+        assert await importer.work_next() is True
+        assert await attempts_of(catalog, job_id) == ("running", 0, None)
+        await expire_lease(catalog, job_id)
+    assert await importer.work_next() is True
+    assert await attempts_of(catalog, job_id) == ("succeeded", 0, None)
+    assert await skus(catalog) == {"A", "B", "C", "D"}

@@ -3,13 +3,12 @@
 A batch is one transaction that applies its rows and advances the job's `processed_rows`
 only if no other worker advanced it meanwhile (an optimistic fence), so a job taken over
 after its worker died resumes where the last committed batch ended and no row is applied
-twice. Rows with a live product's sku update it; bad rows are reported and skipped.
+twice. Rows with a live product's sku update it; bad rows, unreadable ones included, are
+reported and skipped. A job whose processing crashes is taken again after its lease, and ends
+`failed` after `MAX_ATTEMPTS` crashes; a dependency's outage waits without counting.
 """
 
 import asyncio
-import csv
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import insert, or_, select, update
 
+from bazaar.catalog.csv_records import Record, read_records
 from bazaar.catalog.events import ProductChanged
 from bazaar.catalog.models import ImportFile, ImportJob, Product
 from bazaar.catalog.pages import ProductPages
@@ -36,6 +36,8 @@ from bazaar.platform.transient import is_transient
 PRODUCT_IMPORT = "product_import"
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 COLUMNS = ["sku", "name", "description", "category", "price_amount", "currency", "stock"]
+MAX_ATTEMPTS = 3
+"""Crashes (not outages) after which a job ends `failed`; each retry waits out the lease."""
 
 
 class ImportRow(msgspec.Struct):
@@ -64,6 +66,7 @@ async def submit_import(session: WriteSession, content: bytes, created_by: str) 
         updated_count=0,
         failed_count=0,
         errors=[],
+        attempts=0,
         created_by=created_by,
         created_at=now,
         updated_at=now,
@@ -131,19 +134,9 @@ class BatchOutcome:
     changed: list[str] = field(default_factory=list)
 
 
-def read_records(text: str) -> Iterator[tuple[int, list[str]]]:
-    """The records after the header, each with the file line it starts on (1-based)."""
-    reader = csv.reader(io.StringIO(text))
-    next(reader, None)
-    line = reader.line_num
-    for record in reader:
-        yield line + 1, record
-        line = reader.line_num
-
-
 def header_problem(text: str) -> str | None:
-    header = next(csv.reader(io.StringIO(text)), None)
-    if header is None or [column.strip().lower() for column in header] != COLUMNS:
+    header = next(read_records(text), None)
+    if header is None or [column.strip().lower() for column in header.fields] != COLUMNS:
         return f"The first line must be the header {','.join(COLUMNS)}"
     return None
 
@@ -158,17 +151,20 @@ def parse_record(record: list[str]) -> ImportRow:
         raise ValueError(str(error).replace("$.", "")) from None
 
 
-async def apply_batch(session: WriteSession, records: list[tuple[int, list[str]]]) -> BatchOutcome:
+async def apply_batch(session: WriteSession, records: list[Record]) -> BatchOutcome:
     """Create or update the products of a batch of records; bad ones become errors."""
     outcome = BatchOutcome()
     rows: dict[str, ImportRow] = {}
-    for line, record in records:
-        if not any(value.strip() for value in record):
+    for record in records:
+        if record.problem is not None:
+            outcome.errors.append({"line": record.line, "message": record.problem})
+            continue
+        if not any(value.strip() for value in record.fields):
             continue  # a blank line
         try:
-            row = parse_record(record)
+            row = parse_record(record.fields)
         except ValueError as error:
-            outcome.errors.append({"line": line, "message": str(error)})
+            outcome.errors.append({"line": record.line, "message": str(error)})
             continue
         if row.sku in rows:
             outcome.updated += 1  # a later line of the same sku wins
@@ -227,21 +223,40 @@ class ImportWorker:
 
     async def run(self) -> None:
         while True:
-            job = None
             try:
-                async with self.db.write() as session:
-                    job = await claim_job(session, self.settings.import_lease_seconds)
-                if job is not None:
-                    await self.work(job)
-            except JobLost:
-                log.warning("import_job_lost", job_id=job.id if job else None)
-            except Exception as error:  # the lease lets this or another worker retry the job
+                worked = await self.work_next()
+            except Exception as error:  # claiming, or counting a crash, failed: retried next round
                 if is_transient(error):  # the database is down: no traceback to read
                     log.warning("import_worker_waiting", error=type(error).__name__)
                 else:
-                    log.exception("import_job_crashed", error=str(error))
-            if job is None:
+                    log.exception("import_worker_failed", error=str(error))
+                worked = False
+            if not worked:
                 await self._waker.wait()
+
+    async def work_next(self) -> bool:
+        """Claim a job and work it; False when there was none to claim.
+
+        A job whose processing crashes stays `running`, so that this or another worker takes it
+        again once its lease runs out; the crash counts as one of its `MAX_ATTEMPTS`. A
+        transient failure (the database down) does not count: the job waits for as long as
+        the outage lasts.
+        """
+        async with self.db.write() as session:
+            job = await claim_job(session, self.settings.import_lease_seconds)
+        if job is None:
+            return False
+        try:
+            await self.work(job)
+        except JobLost:
+            log.warning("import_job_lost", job_id=job.id)
+        except Exception as error:
+            if is_transient(error):
+                log.warning("import_job_waiting", job_id=job.id, error=type(error).__name__)
+            else:
+                log.exception("import_job_crashed", job_id=job.id, error=str(error))
+                await self._count_crash(job, error)
+        return True
 
     async def work(self, job: ImportJob) -> None:
         async with self.db.read() as session:
@@ -257,12 +272,12 @@ class ImportWorker:
         if problem is not None:
             await self._finish(job, FAILED, problem)
             return
-        total = await asyncio.to_thread(lambda: sum(1 for _ in read_records(text)))
+        total = await asyncio.to_thread(lambda: sum(1 for _ in read_records(text)) - 1)
         records = read_records(text)
-        for _ in range(job.processed_rows):
+        for _ in range(1 + job.processed_rows):  # the header, then the rows already applied
             next(records, None)
         processed = job.processed_rows
-        batch: list[tuple[int, list[str]]] = []
+        batch: list[Record] = []
         for record in records:
             batch.append(record)
             if len(batch) == self.settings.import_batch_size:
@@ -273,9 +288,7 @@ class ImportWorker:
         await self._finish(job, SUCCEEDED, None)
         log.info("import_job_succeeded", job_id=job.id, rows=processed)
 
-    async def _apply(
-        self, job_id: str, batch: list[tuple[int, list[str]]], processed: int, total: int
-    ) -> int:
+    async def _apply(self, job_id: str, batch: list[Record], processed: int, total: int) -> int:
         now = utcnow()
         done = processed + len(batch)
         async with self.db.write() as session:
@@ -313,3 +326,39 @@ class ImportWorker:
             )
             if finished.rowcount != 1:
                 raise JobLost(job.id)
+
+    async def _count_crash(self, job: ImportJob, error: Exception) -> None:
+        """Count a crash; the last allowed one fails the job, an earlier one renews its lease
+        so that the retry comes a lease later."""
+        now = utcnow()
+        async with self.db.write() as session:
+            attempts = await session.scalar(
+                select(ImportJob.attempts).where(
+                    ImportJob.id == job.id, ImportJob.status == RUNNING
+                )
+            )
+            if attempts is None:
+                return  # another worker finished the job meanwhile
+            values: dict[str, Any] = {
+                "attempts": attempts + 1,
+                "heartbeat_at": now,
+                "updated_at": now,
+            }
+            if attempts + 1 >= MAX_ATTEMPTS:
+                message = (
+                    f"The import crashed {attempts + 1} times ({type(error).__name__}) and was "
+                    "stopped; rows in batches applied before the crash stay imported"
+                )
+                values |= {"status": FAILED, "error": message, "finished_at": now}
+            counted = await session.execute(
+                update(ImportJob)
+                .where(
+                    ImportJob.id == job.id,
+                    ImportJob.status == RUNNING,
+                    ImportJob.attempts == attempts,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        if counted.rowcount == 1 and values.get("status") == FAILED:
+            log.error("import_job_failed", job_id=job.id, attempts=values["attempts"])
