@@ -31,7 +31,7 @@ from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.transient import is_transient
 from bazaar.runtime.cluster.pgcluster import LocalPostgres
 from bazaar.runtime.embedded import Runtime
-from tests import invariants
+from chaos import invariants
 from tests.conftest import admin, customer, started
 from tests.e2e.checkout import create_product, eventually, place_order
 from tests.integration.test_rabbitmq import (

@@ -46,4 +46,4 @@ def main() -> None:  # pragma: no cover - the console script's entry point
 
 
 # The commands, by what they are about; each module adds its own to `app`.
-from bazaar.cli import processes, data, topology, bench  # noqa: E402, F401, I001
+from bazaar.cli import processes, data, topology, bench, chaos  # noqa: E402, F401, I001

@@ -29,6 +29,14 @@ PROBLEM_503 = (
     '{"type":"about:blank","title":"Service Unavailable","status":503,'
     '"detail":"A service has no instance ready."}'
 )
+PROBLEM_504 = (
+    '{"type":"about:blank","title":"Gateway Timeout","status":504,'
+    '"detail":"The instance did not answer in time."}'
+)
+PROBLEM_502 = (
+    '{"type":"about:blank","title":"Bad Gateway","status":502,'
+    '"detail":"The instance broke off its answer."}'
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,12 @@ def render(balancer: Balancer, processes: list[Process]) -> str:
         # Safe for these servers: nothing is tied to a connection (no connection-based auth).
         "    http-reuse always",
         "    retry-on conn-failure empty-response",
+        # HAProxy's own errors as the services' are: problem+json, and when to come back
+        *(
+            f"    http-error status {status} content-type application/problem+json"
+            f" string '{problem}' hdr retry-after 1"
+            for status, problem in ((502, PROBLEM_502), (503, PROBLEM_503), (504, PROBLEM_504))
+        ),
         "",
         "frontend api",
         f"    bind {balancer.host}:{balancer.port}",
@@ -104,7 +118,7 @@ def _readiness() -> list[str]:
     unready = " || ".join(f"readyz {s}_down" for s in SERVICES)
     lines.append(
         "    http-request return status 503 content-type application/problem+json"
-        f" string '{PROBLEM_503}' if {unready}"
+        f" string '{PROBLEM_503}' hdr retry-after 1 if {unready}"
     )
     lines.append(
         '    http-request return status 200 content-type text/plain string "ready" if readyz'
