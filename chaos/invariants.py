@@ -16,7 +16,13 @@ from pathlib import Path
 from sqlalchemy import select
 
 from bazaar.catalog.models import Product
-from bazaar.notifications.models import SENT, Notification, OutgoingEmail
+from bazaar.notifications.models import (
+    PENDING,
+    SENT,
+    Notification,
+    OutgoingEmail,
+    WebhookDelivery,
+)
 from bazaar.notifications.service import ORDER_CANCELLED, ORDER_CONFIRMED
 from bazaar.orders.models import CANCELLED, CONFIRMED, Order
 from bazaar.payments.models import REFUNDED, LedgerEntry, Payment
@@ -44,6 +50,9 @@ class Findings:
     resent_emails: int = 0
     """Emails the sink received more than once with the same Message-ID: allowed (at least
     once), after a crash between the send and its record."""
+    missing_webhooks: int = 0
+    duplicate_webhooks: int = 0
+    """Deliveries received again for one event after a 2xx: the contract allows none."""
     dead_letters: int = 0
     violations: list[str] = field(default_factory=list)
 
@@ -81,15 +90,27 @@ async def emails_unsent(runtime: Runtime, order_ids: set[str]) -> int:
         return sum(1 for status in statuses if status != SENT)
 
 
+async def webhooks_pending(runtime: Runtime) -> int:
+    """Webhook deliveries not made yet (nor given up)."""
+    async with runtime.platform.databases["notifications"].read(fresh=True) as session:
+        statuses = await session.scalars(
+            select(WebhookDelivery.status).where(WebhookDelivery.status == PENDING)
+        )
+        return len(list(statuses))
+
+
 async def check(
     runtime: Runtime,
     order_ids: set[str],
     initial_stock: dict[str, int],
     mail_folder: Path | None = None,
+    webhooks: Counter[tuple[str, str]] | None = None,
 ) -> Findings:
     """Every promise, for `order_ids` (all of them accepted with a 202) and the products whose
     stock was `initial_stock` before they were placed; with `mail_folder` (the mail sink's),
-    every email the databases call sent is there."""
+    every email the databases call sent is there; with `webhooks` (what a receiver subscribed
+    to order.confirmed and order.cancelled got, by order and type), each settlement was
+    delivered once."""
     findings = await settlement(runtime, order_ids)
     orders = await orders_of(runtime, order_ids)
     for order in orders.values():
@@ -99,8 +120,27 @@ async def check(
     await _payments(runtime, orders, findings)
     await _stock(runtime, orders, initial_stock, findings)
     await _notifications(runtime, orders, findings, mail_folder)
+    if webhooks is not None:
+        _webhooks(orders, webhooks, findings)
     await _dead_letters(runtime, findings)
     return findings
+
+
+def _webhooks(
+    orders: dict[str, Order], received: Counter[tuple[str, str]], findings: Findings
+) -> None:
+    for order in orders.values():
+        if order.status not in KIND_OF:
+            continue
+        final = (order.id, f"order.{order.status}")
+        if received[final] == 0:
+            findings.missing_webhooks += 1
+            findings.violations.append(f"order {order.id}: no {final[1]} webhook")
+        for event_type in ("order.confirmed", "order.cancelled"):
+            count = received[(order.id, event_type)]
+            if count > 1:
+                findings.duplicate_webhooks += count - 1
+                findings.violations.append(f"order {order.id}: {event_type} delivered {count}x")
 
 
 async def _payments(runtime: Runtime, orders: dict[str, Order], findings: Findings) -> None:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bazaar.runtime.cluster.faultproxy import Mode, set_mode
+from bazaar.runtime.cluster.folder import Folder
 from bazaar.runtime.cluster.pgcluster import LocalPostgres
 from bazaar.runtime.cluster.servers import OwnPostgres, State
 from bazaar.runtime.cluster.supervisor import Supervisor
-from bazaar.runtime.cluster.up import Folder
 
 
 class FaultError(RuntimeError):

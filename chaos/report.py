@@ -22,7 +22,8 @@ ZERO_COLUMNS = (
     ("money kept", "kept_money"),
     ("stock drift", "stock_drift"),
     ("dup. notes", "duplicate_notifications"),
-    ("missing notes/emails", None),
+    ("missing notes/emails/hooks", None),
+    ("dup. webhooks", "duplicate_webhooks"),
     ("dead letters", "dead_letters"),
 )
 
@@ -48,7 +49,7 @@ def load(folder: Path) -> tuple[list[Result], bool]:
 
 
 def _missing(result: Result) -> int:
-    return result.missing_notifications + result.missing_emails
+    return result.missing_notifications + result.missing_emails + result.missing_webhooks
 
 
 def markdown(results: list[Result], quick: bool) -> str:
@@ -64,10 +65,10 @@ def markdown(results: list[Result], quick: bool) -> str:
         "Each scenario: a fresh set of products, shoppers checking out one order after another"
         " (every fourth card declined, every fifth order cancelled by its customer once"
         " accepted) and readers browsing, through HAProxy; one fault; the recovery; then every"
-        " accepted order waited for and the promises checked in the databases and the mail"
-        " sink (`chaos/invariants.py`). Recovery: from the fault's start until checkouts"
-        " succeed again with no error after; settle: from the stream's end until every"
-        " accepted order is settled and emailed.",
+        " accepted order waited for and the promises checked in the databases, the mail"
+        " sink and a webhook receiver (`chaos/invariants.py`). Recovery: from the fault's"
+        " start until checkouts succeed again with no error after; settle: from the stream's"
+        " end until every accepted order is settled, emailed and its webhook delivered.",
         "",
         "| scenario | fault | accepted | confirmed | cancelled | "
         + " | ".join(title for title, _ in ZERO_COLUMNS)

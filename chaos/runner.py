@@ -18,14 +18,15 @@ from pathlib import Path
 
 import httpx
 
+from bazaar.runtime.cluster.folder import Folder
 from bazaar.runtime.cluster.status import running_environment
 from bazaar.runtime.cluster.supervisor import Supervisor
 from bazaar.runtime.cluster.topology import free_port
-from bazaar.runtime.cluster.up import Folder
 from bazaar.runtime.config import Settings
 from bazaar.runtime.embedded import Runtime
 from chaos import invariants
 from chaos.kit import FaultKit
+from chaos.receiver import Receiver
 from chaos.scenarios import Scenario
 from chaos.shop import (
     NO_ANSWER,
@@ -81,6 +82,8 @@ class Result:
     missing_notifications: int
     missing_emails: int
     resent_emails: int
+    missing_webhooks: int
+    duplicate_webhooks: int
     dead_letters: int
     answers: dict[str, int]
     """Client answers by status, every operation together: `closed` when the connection
@@ -94,7 +97,8 @@ class Result:
     recovery: float
     """Seconds from the fault's start until checkouts succeed again and keep doing so."""
     settle: float
-    """Seconds from the stream's end until every accepted order settled and was emailed."""
+    """Seconds from the stream's end until every accepted order settled and was emailed, and
+    every webhook delivered."""
     violations: list[str] = field(default_factory=list)
     timeline: list[tuple[float, str, int]] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
@@ -117,6 +121,7 @@ class Shop:
     port: int = field(default_factory=free_port)
     admin: dict[str, str] = field(default_factory=dict)
     customers: list[Customer] = field(default_factory=list)
+    receiver: Receiver = field(default_factory=Receiver)
 
     @property
     def base(self) -> str:
@@ -132,7 +137,11 @@ class Shop:
 
     def environment(self) -> dict[str, str]:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
-        return clean | {"BAZAAR_DATA_DIR": str(self.data_dir), "BAZAAR_LOG_LEVEL": "warning"}
+        return clean | {
+            "BAZAAR_DATA_DIR": str(self.data_dir),
+            "BAZAAR_LOG_LEVEL": "warning",
+            "BAZAAR_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver listens on loopback
+        }
 
     def bazaar(self, *arguments: str, environ: dict[str, str] | None = None) -> str:
         command = [str(Path(sys.executable).parent / "bazaar"), *arguments]
@@ -159,11 +168,15 @@ class Shop:
         settings = {**self.environment(), **running_environment(Folder(self.data_dir))}
         email = f"chaos-admin-{uuid.uuid4().hex[:8]}@example.com"
         self.bazaar("admin", "create", "--email", email, "--password", PASSWORD, environ=settings)
+        self.receiver.start()
         with httpx.Client(base_url=self.base, timeout=30) as client:
             self.admin = login(client, email)
             self.customers = [sign_up(client, f"Shopper{n}") for n in range(customers)]
+            hook = {"url": self.receiver.url, "events": ["order.confirmed", "order.cancelled"]}
+            client.post("/v1/webhooks", json=hook, headers=self.admin).raise_for_status()
 
     def stop(self) -> None:
+        self.receiver.stop()
         subprocess.run(
             [str(Path(sys.executable).parent / "bazaar"), "down"],
             env=self.environment(),
@@ -251,11 +264,13 @@ def _settled(
         try:
             while time.monotonic() - began < SETTLE_TIMEOUT:
                 standing = await invariants.settlement(runtime, accepted)
-                if not standing.unsettled and not await invariants.emails_unsent(runtime, accepted):
+                waiting = standing.unsettled or await invariants.emails_unsent(runtime, accepted)
+                if not waiting and not await invariants.webhooks_pending(runtime):
                     break
                 await asyncio.sleep(0.5)
             settle = time.monotonic() - began
-            return await invariants.check(runtime, accepted, initial, mail), settle
+            received = shop.receiver.counts()
+            return await invariants.check(runtime, accepted, initial, mail, received), settle
         finally:
             await runtime.stop()
 
@@ -303,6 +318,8 @@ def _result(
         missing_notifications=findings.missing_notifications,
         missing_emails=findings.missing_emails,
         resent_emails=findings.resent_emails,
+        missing_webhooks=findings.missing_webhooks,
+        duplicate_webhooks=findings.duplicate_webhooks,
         dead_letters=findings.dead_letters,
         answers=dict(sorted(by_status.items())),
         outside_contract=len(outside),

@@ -20,6 +20,8 @@ ZERO = (
     "duplicate_notifications",
     "missing_notifications",
     "missing_emails",
+    "missing_webhooks",
+    "duplicate_webhooks",
     "dead_letters",
     "outside_contract",
 )

@@ -19,11 +19,11 @@ from typing import TypeVar
 import httpx
 
 from bazaar.runtime.cluster import haproxy
+from bazaar.runtime.cluster.folder import Folder
 from bazaar.runtime.cluster.pgcluster import ClusterError, binaries
 from bazaar.runtime.cluster.status import running_environment
 from bazaar.runtime.cluster.supervisor import Layout, Supervisor
 from bazaar.runtime.cluster.topology import free_port
-from bazaar.runtime.cluster.up import Folder
 from tests.scaled import BROKER_URL, _rabbitmqctl, _unavailable
 
 BAZAAR = str(Path(sys.executable).parent / "bazaar")

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from bazaar.runtime.cluster import haproxy
+from bazaar.runtime.cluster.folder import Folder, folder_from
 from bazaar.runtime.cluster.mailsink import count_messages
 from bazaar.runtime.cluster.supervisor import Supervisor
-from bazaar.runtime.cluster.up import Folder, folder_from
 
 ASK_TIMEOUT = 3.0
 

@@ -13,17 +13,16 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from bazaar.platform.keys import KEY_FILE, load_or_create_key
 from bazaar.runtime.cluster import faultproxy, haproxy, pgbouncer
 from bazaar.runtime.cluster import supervisor as supervisor_config
 from bazaar.runtime.cluster.budget import Budget, plan_budget, plan_pooled_budget
-from bazaar.runtime.cluster.cpulimit import CpuGroup, CpuGroups, CpuLimitError, root_name
+from bazaar.runtime.cluster.cpulimit import CpuGroup, CpuLimitError
+from bazaar.runtime.cluster.folder import Folder, bazaar_command, folder_from
 from bazaar.runtime.cluster.mailsink import count_messages
 from bazaar.runtime.cluster.pgbouncer import PgBouncerError
 from bazaar.runtime.cluster.pgcluster import ClusterError
@@ -37,7 +36,6 @@ from bazaar.runtime.cluster.servers import (
     wait_for_redis,
 )
 from bazaar.runtime.cluster.supervisor import (
-    Layout,
     Program,
     Supervisor,
     SupervisorError,
@@ -54,76 +52,6 @@ Say = Callable[[str], None]
 
 class UpError(RuntimeError):
     """`bazaar up` cannot run as asked; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class Folder:
-    """Everything `bazaar up` keeps, under `<data dir>/up/`."""
-
-    data_dir: Path
-
-    @property
-    def root(self) -> Path:
-        return self.data_dir / "up"
-
-    @property
-    def layout(self) -> Layout:
-        return Layout(self.root)
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state.json"
-
-    @property
-    def run(self) -> Path:
-        """What the running topology is: processes, ports, pids (removed by `down`)."""
-        return self.root / "run.json"
-
-    @property
-    def haproxy_config(self) -> Path:
-        return self.root / "haproxy.cfg"
-
-    @property
-    def haproxy_socket(self) -> Path:
-        return self.root / "haproxy.sock"
-
-    @property
-    def fault_proxy_socket(self) -> Path:
-        """Where the fault proxies take commands (`up --fault-proxies`)."""
-        return self.root / "faultproxy.sock"
-
-    @property
-    def mail(self) -> Path:
-        return self.root / "mail"
-
-    @property
-    def rabbitmq(self) -> Path:
-        return self.root / "rabbitmq"
-
-    @property
-    def cpu_groups(self) -> CpuGroups:
-        """The CPU quota groups of its instances (`--cpu-quota`)."""
-        return CpuGroups(root_name(self.data_dir))
-
-    @property
-    def env_file(self) -> Path:
-        """The environment of the processes, for `set -a; . env` before another command."""
-        return self.root / "env"
-
-
-def folder_from(environ: Mapping[str, str]) -> Folder:
-    return Folder(Path(environ.get("BAZAAR_DATA_DIR") or ".bazaar").resolve())
-
-
-def bazaar_command() -> list[str]:
-    """The `bazaar` executable beside this Python (the virtualenv's), else on PATH."""
-    beside = Path(sys.executable).parent / "bazaar"
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("bazaar")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from bazaar.cli import main; main()"]
 
 
 def up(topology: Topology, environ: Mapping[str, str], say: Say) -> dict:
