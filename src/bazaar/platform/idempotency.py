@@ -1,15 +1,18 @@
 """`Idempotency-Key`: a replay of the same request returns the original response.
 
-The key is claimed in its own short transaction, so a second request with the same key while
-the first is still in flight sees the claim (409) instead of waiting for it. The work and the
-stored response then commit together: a response is stored if and only if its effect is.
-With Redis, a copy of the claim and of the stored response lets every instance answer a
-replay or an in-flight duplicate without a database round trip (`idempotency_cache`).
+The key's claim, the work and the stored response are one transaction: a response is stored
+if and only if its effect is, and a request that fails, or whose process dies, leaves no claim
+behind (its transaction rolls back, on a crash as soon as the database sees the connection
+drop), so its retry runs at once. A second request with the same key while the first is in
+flight waits `CLAIM_WAIT` at most for the first's claim row (on PostgreSQL), then gets 409;
+on SQLite writes take turns, so it waits for the first and replays its response.
+With Redis, a copy of the claim (for `CLAIM_TTL`) and of the stored response lets every
+instance answer a replay or an in-flight duplicate without a database round trip
+(`idempotency_cache`).
 """
 
-import asyncio
+import contextlib
 import hashlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,21 +20,27 @@ from typing import Annotated
 
 from cashews import Cache
 from litestar.params import HeaderParameter
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession, insert_ignoring_duplicates
-from bazaar.platform.errors import BadRequest, BazaarError, Conflict, Unprocessable
+from bazaar.platform.errors import BadRequest, Conflict, Unprocessable
 from bazaar.platform.idempotency_cache import Known, SharedClaims
-from bazaar.platform.observability import log
+from bazaar.platform.postgres import lock_timeout_setting
 from bazaar.platform.schema import idempotency_record
-from bazaar.platform.transient import is_transient
+from bazaar.platform.transient import sqlstate
 
 HEADER = "Idempotency-Key"
-#: A claim older than this whose request never finished (the process died) may be taken over.
 ABANDONED_AFTER = timedelta(seconds=60)
-RELEASE_WAIT = 0.5
-"""Seconds a failed request waits for its claim's release before answering (see _release)."""
+"""A claim committed without its response (written by a release before claims and work were
+one transaction) is taken over only this long after it was made."""
+CLAIM_WAIT_MS = 200
+"""How long a duplicate waits for the first request's claim row before its 409."""
+CLAIM_TTL = timedelta(seconds=5)
+"""How long Redis answers "in flight" for a claim: a process that died in the middle of a
+request cannot release its copy, and after this the database, which knows, decides."""
+LOCK_NOT_AVAILABLE = "55P03"
 
 KeyHeader = Annotated[
     str | None,
@@ -75,8 +84,7 @@ class Idempotency:
     """Runs requests at most once per key; `shared` (Redis) answers what it knows first."""
 
     def __init__(self, shared: Cache | None = None) -> None:
-        self.shared = SharedClaims(shared, ABANDONED_AFTER) if shared is not None else None
-        self._releases: set[asyncio.Task] = set()
+        self.shared = SharedClaims(shared, CLAIM_TTL) if shared is not None else None
 
     async def replay(self, scope: str, key: str, request_fingerprint: str) -> StoredResponse | None:
         """The stored response if Redis has it (no database round trip), else None.
@@ -94,10 +102,8 @@ class Idempotency:
         """Run `work` at most once for (`scope`, `key`), or replay the response it gave.
 
         Raises Unprocessable when the key was used with another request, Conflict while the
-        first request with the key is still in flight. When `work` fails, the claim is released
-        so that the client may retry with the same key; when the database that holds the claim
-        is what failed, the release is retried in the background until it is back (see
-        `_release`), so a first attempt that got a 503 does not lock out its own retries.
+        first request with the key is still in flight. When `work` fails, nothing of it stays,
+        the claim included, so the client may retry with the same key at once.
         """
         shared = self.shared
         if shared is not None and not await shared.claim(scope, key, request_fingerprint):
@@ -107,87 +113,25 @@ class Idempotency:
             if stored is not None:
                 return stored
             shared = None
-        claimed_at = utcnow()  # also the claim's owner: a release removes only its own claim
         try:
-            async with db.write() as session:
-                stored = await _claim(session, scope, key, request_fingerprint, claimed_at)
-        except BaseException as error:
-            # A claim whose commit was cut off may have committed all the same.
-            claim_may_exist = not isinstance(error, BazaarError)
-            await self._release(db, scope, key, claimed_at if claim_may_exist else None, shared)
+            stored = await _claim_and_run(db, scope, key, request_fingerprint, work)
+        except BaseException:
+            if shared is not None:
+                with contextlib.suppress(Exception):  # else its copy lapses after CLAIM_TTL
+                    await shared.release(scope, key)
             raise
-        if stored is None:
-            try:
-                stored = await _run(db, scope, key, work)
-            except BaseException:
-                await self._release(db, scope, key, claimed_at, shared)
-                raise
         if self.shared is not None:  # also a replay the database had and Redis had lost
             await self.shared.store(scope, key, request_fingerprint, stored.status, stored.body)
         return stored
 
-    async def _release(
-        self,
-        db: Database,
-        scope: str,
-        key: str,
-        claimed_at: datetime | None,
-        shared: SharedClaims | None,
-    ) -> None:
-        """Remove this request's claim (made at `claimed_at`, if any) from the database, then
-        from Redis. Waits `RELEASE_WAIT` seconds at most: if the database is down, the release
-        goes on in the background, retried with backoff, until it is done or the claim is old
-        enough to be taken over anyway. A cancelled request still releases its claim."""
-        task = asyncio.create_task(_release_claim(db, scope, key, claimed_at, shared))
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
-        await asyncio.wait({task}, timeout=RELEASE_WAIT)
 
-
-async def _release_claim(
-    db: Database,
-    scope: str,
-    key: str,
-    claimed_at: datetime | None,
-    shared: SharedClaims | None,
-) -> None:
-    delay = 0.05
-    deadline = time.monotonic() + ABANDONED_AFTER.total_seconds()
-    while claimed_at is not None:
-        try:
-            async with db.write() as session:
-                await session.execute(
-                    delete(idempotency_record).where(
-                        idempotency_record.c.scope == scope,
-                        idempotency_record.c.key == key,
-                        idempotency_record.c.created_at == claimed_at,
-                        idempotency_record.c.response_status.is_(None),
-                    )
-                )
-            break
-        except Exception as error:
-            if not is_transient(error) or time.monotonic() + delay > deadline:
-                log.warning("idempotency_claim_not_released", scope=scope, error=repr(error))
-                break
-            await asyncio.sleep(delay)
-            delay = min(1.0, delay * 2)
-    if shared is not None:
-        await shared.release(scope, key)
-
-
-def _answer(known: Known | None, request_fingerprint: str) -> StoredResponse | None:
-    if known is None:
-        return None
-    if known.fingerprint != request_fingerprint:
-        raise Unprocessable(f"This {HEADER} was already used with a different request")
-    if known.in_flight:
-        raise Conflict(f"A request with this {HEADER} is still in flight; retry later")
-    assert known.status is not None and known.body is not None
-    return StoredResponse(known.status, known.body, replayed=True)
-
-
-async def _run(db: Database, scope: str, key: str, work: Work) -> StoredResponse:
+async def _claim_and_run(
+    db: Database, scope: str, key: str, request_fingerprint: str, work: Work
+) -> StoredResponse:
     async with db.write() as session:
+        stored = await _claim(session, db.dialect, scope, key, request_fingerprint, utcnow())
+        if stored is not None:
+            return stored
         status, body = await work(session)
         await session.execute(
             update(idempotency_record)
@@ -197,17 +141,46 @@ async def _run(db: Database, scope: str, key: str, work: Work) -> StoredResponse
     return StoredResponse(status, body, replayed=False)
 
 
+def _answer(known: Known | None, request_fingerprint: str) -> StoredResponse | None:
+    if known is None:
+        return None
+    if known.fingerprint != request_fingerprint:
+        raise Unprocessable(f"This {HEADER} was already used with a different request")
+    if known.in_flight:
+        raise _in_flight()
+    assert known.status is not None and known.body is not None
+    return StoredResponse(known.status, known.body, replayed=True)
+
+
 async def _claim(
-    session: WriteSession, scope: str, key: str, request_fingerprint: str, now: datetime
+    session: WriteSession,
+    dialect: str,
+    scope: str,
+    key: str,
+    request_fingerprint: str,
+    now: datetime,
 ) -> StoredResponse | None:
-    claimed = await insert_ignoring_duplicates(
-        session,
-        idempotency_record,
-        scope=scope,
-        key=key,
-        fingerprint=request_fingerprint,
-        created_at=now,
-    )
+    """Claim the key in `session`'s transaction; the stored response when there is one.
+
+    A first request's claim row is not committed until its work is: a duplicate's insert
+    waits for it, `CLAIM_WAIT_MS` at most, then is told the first is in flight."""
+    if dialect == "postgresql":
+        await session.execute(text(f"SET LOCAL lock_timeout = {CLAIM_WAIT_MS}"))
+    try:
+        claimed = await insert_ignoring_duplicates(
+            session,
+            idempotency_record,
+            scope=scope,
+            key=key,
+            fingerprint=request_fingerprint,
+            created_at=now,
+        )
+    except DBAPIError as error:
+        if sqlstate(error) == LOCK_NOT_AVAILABLE:
+            raise _in_flight() from None
+        raise
+    if dialect == "postgresql":
+        await session.execute(text(f"SET LOCAL lock_timeout = {lock_timeout_setting()}"))
     if claimed:
         return None
     record = (
@@ -222,10 +195,14 @@ async def _claim(
     if record.response_status is not None:
         return StoredResponse(record.response_status, record.response_body, replayed=True)
     if now - record.created_at < ABANDONED_AFTER:
-        raise Conflict(f"A request with this {HEADER} is still in flight; retry later")
+        raise _in_flight()
     await session.execute(
         update(idempotency_record)
         .where(idempotency_record.c.scope == scope, idempotency_record.c.key == key)
         .values(created_at=now)
     )
     return None
+
+
+def _in_flight() -> Conflict:
+    return Conflict(f"A request with this {HEADER} is still in flight; retry later")

@@ -56,6 +56,15 @@ def is_transient(error: BaseException) -> bool:
     return any(_is_transient_itself(cause) for cause in _causes(error))
 
 
+def sqlstate(error: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE that `error`, or what it wraps, carries, if any."""
+    for cause in _causes(error):
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return None
+
+
 def _is_transient_itself(error: BaseException) -> bool:
     if isinstance(error, _ALWAYS_TRANSIENT):
         return True
