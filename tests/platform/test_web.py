@@ -1,6 +1,7 @@
 """The HTTP edge: problem+json errors, request ids, body checks, health, metrics, docs."""
 
 import asyncio
+import re
 import time
 
 import httpx
@@ -8,6 +9,7 @@ from sqlalchemy import text
 
 from bazaar.platform.web import BackgroundCheck
 from bazaar.runtime.embedded import Runtime
+from tests.conftest import admin
 
 
 async def test_unknown_route_is_a_problem_with_a_request_id(client: httpx.AsyncClient) -> None:
@@ -127,6 +129,39 @@ async def test_an_empty_body_where_json_is_needed_is_400(client: httpx.AsyncClie
         body = response.json()
         assert body["status"] == 400 and "errors" not in body
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_empty_csv_import_is_400_and_no_token_is_401_first(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    csv = {"Content-Type": "text/csv"}
+    anonymous = await client.post("/v1/products/import", content=b"", headers=csv)
+    assert anonymous.status_code == 401, anonymous.text
+    headers = {**await admin(runtime, client), **csv}
+    empty = await client.post("/v1/products/import", content=b"", headers=headers)
+    assert empty.status_code == 400, empty.text
+    assert empty.headers["content-type"] == "application/problem+json"
+
+
+async def test_options_allows_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    product = await client.options("/v1/products/some-id")
+    assert product.status_code == 204
+    assert product.headers["allow"] == "DELETE, GET, OPTIONS, PATCH"
+    cart_item = await client.options("/v1/cart/items/some-id")
+    assert cart_item.headers["allow"] == "DELETE, OPTIONS, PUT"
+
+
+async def test_openapi_says_request_text_refuses_control_characters(
+    client: httpx.AsyncClient,
+) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    register = schemas["RegisterRequest"]["properties"]
+    for field in ("email", "password", "name"):
+        assert not re.fullmatch(register[field]["pattern"], "ada\u0001@example.com"), field
+    assert re.fullmatch(register["name"]["pattern"], "Ada\tLovelace")
+    description = schemas["ProductUpdate"]["properties"]["description"]["oneOf"][0]
+    assert re.fullmatch(description["pattern"], "Line one\nLine two")
+    assert schemas["ProductUpdate"]["properties"]["stock"]["minimum"] == 0
 
 
 async def test_a_body_of_the_wrong_json_type_is_422_at_the_body(

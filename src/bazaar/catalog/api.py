@@ -58,7 +58,11 @@ class CsvImportOperation(Operation):
     """The import's OpenAPI operation: its body is read raw, so Litestar cannot describe it."""
 
     def __post_init__(self) -> None:
-        csv = Schema(type=OpenAPIType.STRING, description=f"CSV with the header `{IMPORT_HEADER}`")
+        csv = Schema(
+            type=OpenAPIType.STRING,
+            min_length=1,  # an empty body is 400
+            description=f"CSV with the header `{IMPORT_HEADER}`",
+        )
         self.request_body = RequestBody(
             content={"text/csv": OpenAPIMediaType(schema=csv)}, required=True
         )

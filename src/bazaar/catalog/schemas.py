@@ -10,12 +10,21 @@ from bazaar.platform.money import Currency
 MAX_AMOUNT = 10**12
 MAX_STOCK = 1_000_000_000
 
-Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^\S+$")]
+# One word: no space nor control character (C1 and U+FEFF too, so that Python's `\s` and
+# ECMA-262's, the document's, refuse the same characters).
+Sku = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\s\x00-\x1f\x7f-\x9f\ufeff]+$")
+]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
 CategoryName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Amount = Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
 Stock = Annotated[int, msgspec.Meta(ge=0, le=MAX_STOCK)]
+# Litestar 2 leaves a bound of 0 out of an optional field's schema (it tests the bound's truth):
+# the change of a product's stock says its minimum again.
+OptionalStock = Annotated[
+    int, msgspec.Meta(ge=0, le=MAX_STOCK, extra_json_schema={"extra": {"minimum": 0}})
+]
 
 
 class Price(msgspec.Struct):
@@ -40,7 +49,7 @@ class ProductUpdate(msgspec.Struct):
     description: Description | None = None
     category: CategoryName | None = None
     price: Price | None = None
-    stock: Stock | None = None
+    stock: OptionalStock | None = None
 
 
 class ProductRead(msgspec.Struct):

@@ -4,7 +4,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# No space nor control character (C1 and U+FEFF too, so that Python's `\s` and ECMA-262's,
+# the document's, refuse the same characters).
+_EMAIL_PART = r"[^@\s\x00-\x1f\x7f-\x9f\ufeff]+"
+Email = Annotated[
+    str, msgspec.Meta(max_length=254, pattern=rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$")
+]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
 
 

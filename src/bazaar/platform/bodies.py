@@ -57,10 +57,13 @@ def decode_body(body: bytes, target: Any) -> Any:
     return value
 
 
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+CONTROL = re.compile(f"[{_CONTROLS}]")
 """C0 controls and DEL, but for tab, line feed and carriage return: no field of the API takes
 them (a NUL in an email address, a U+0001 in a name), while free text may hold lines. Fields
 that must be one line say so in their own pattern."""
+WITHOUT_CONTROLS = f"^[^{_CONTROLS}]*$"
+"""The same rule as a pattern of the OpenAPI document (ECMA-262 reads these escapes alike)."""
 
 
 def _control_character_in(value: Any, where: str) -> str | None:

@@ -16,13 +16,14 @@ from litestar.openapi.spec import (
     Schema,
 )
 
+from bazaar.platform.bodies import WITHOUT_CONTROLS
 from bazaar.platform.problems import PROBLEM_JSON
 
 JSON_ONLY = ("application/json",)
 
 
 _STATUS_TITLES = {
-    400: "Bad Request: malformed JSON or a missing or invalid header",
+    400: "Bad Request: malformed JSON, a missing body, or a missing or invalid header",
     401: "Unauthorized: no or bad access token",
     403: "Forbidden: wrong role",
     404: "Not Found",
@@ -95,7 +96,7 @@ def document_problems(openapi: OpenAPI) -> None:
             if any(parameter.param_in != "path" for parameter in operation.parameters or ()):
                 statuses |= {400, 422}
             if operation.request_body is not None:
-                statuses |= {413, 415}
+                statuses |= {400, 413, 415}
                 if JSON_ONLY[0] in (operation.request_body.content or {}):
                     statuses |= {400, 422}
             responses = operation.responses = dict(operation.responses or {})
@@ -115,6 +116,45 @@ def document_problems(openapi: OpenAPI) -> None:
                     content=content,
                     headers=retry_after if status in _RETRY_AFTER else None,
                 )
+
+
+def document_control_characters(document: dict[str, Any]) -> None:
+    """Say in the document what every JSON body's decoding enforces (`bodies`): its strings hold
+    no control character but tab and line breaks. A string schema of a request body without a
+    pattern of its own gets that rule as its pattern; those with one already exclude them."""
+    components = document.get("components", {}).get("schemas", {})
+    seen: set[str] = set()
+
+    def visit(schema: Any, patterned: bool = False) -> None:
+        if isinstance(schema, list):
+            for item in schema:
+                visit(item, patterned)
+            return
+        if not isinstance(schema, dict):
+            return
+        if (ref := schema.get("$ref", "")).startswith("#/components/schemas/"):
+            name = ref.rpartition("/")[2]
+            if name not in seen:
+                seen.add(name)
+                visit(components.get(name))
+            return
+        patterned = patterned or "pattern" in schema
+        free_text = not patterned and not {"enum", "const", "format"} & schema.keys()
+        if schema.get("type") == "string" and free_text:
+            schema["pattern"] = WITHOUT_CONTROLS
+        for key in ("properties", "additionalProperties"):
+            value = schema.get(key)
+            visit(list(value.values()) if key == "properties" and value else value)
+        for key in ("items", "oneOf", "anyOf", "allOf"):
+            # a pattern next to `oneOf` (Litestar's optional fields) holds for its string arm
+            visit(schema.get(key), patterned if key != "items" else False)
+
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                media = operation["requestBody"].get("content", {}).get(JSON_ONLY[0])
+                if media is not None:
+                    visit(media.get("schema"))
 
 
 class DocsPage(SwaggerRenderPlugin):

@@ -15,6 +15,7 @@ from litestar.openapi.spec import (
     Components,
     SecurityScheme,
 )
+from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -28,7 +29,12 @@ from bazaar.platform.observability import (
     request_id_var,
     traceparent_var,
 )
-from bazaar.platform.openapi import JSON_ONLY, DocsPage, document_problems
+from bazaar.platform.openapi import (
+    JSON_ONLY,
+    DocsPage,
+    document_control_characters,
+    document_problems,
+)
 from bazaar.platform.problems import EXCEPTION_HANDLERS
 from bazaar.platform.replicas import reads_follow_writes_of, start_request
 
@@ -39,6 +45,8 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 CurrentUser = NamedDependency[Principal]
 """A route parameter `user: CurrentUser` requires a valid access token (else 401)."""
+_PRINCIPAL = "bazaar_principal"
+"""Where a request keeps its verified user, so that its token is verified once."""
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns None when its dependency answers, else what is wrong."""
@@ -83,6 +91,28 @@ class BackgroundCheck:
         self._checked_at = time.monotonic()
 
 
+def _options_answer(app: Litestar) -> Callable[[Request], Response]:
+    """The answer to OPTIONS: 204 with `Allow`. Litestar 2's own answer lists only the methods
+    of the first handler registered for a path (litestar#4169, fixed in 3); a path's complete
+    route, once every handler is registered, knows them all."""
+    allowed: dict[int, str] | None = None
+
+    def answer(request: Request) -> Response:
+        nonlocal allowed
+        if allowed is None:
+            allowed = {
+                id(handler): ", ".join(sorted(route.methods))
+                for route in app.routes
+                if isinstance(route, HTTPRoute)
+                for handler in route.route_handlers
+            }
+        return Response(
+            None, status_code=204, headers={"Allow": allowed[id(request.route_handler)]}
+        )
+
+    return answer
+
+
 async def _check_media_type(request: Request) -> None:
     if request.method not in ("POST", "PUT", "PATCH"):
         return
@@ -90,15 +120,17 @@ async def _check_media_type(request: Request) -> None:
     empty = request.headers.get("content-length", "0") == "0" and (
         "transfer-encoding" not in request.headers
     )
+    # a route that names its media types reads its body itself (a CSV import): it needs one
+    raw = request.route_handler.opt.get("media_types")
+    allowed = raw or JSON_ONLY
     if empty:
         body = request.route_handler.parsed_fn_signature.parameters.get("data")
-        if body is not None and not body.has_default:
-            raise BadRequest("This request needs a JSON body")
+        if raw or (body is not None and not body.has_default):
+            raise BadRequest(f"This request needs a {' or '.join(allowed)} body")
     if content_type is None:
         if empty:
             return
         raise UnsupportedMediaType("A request with a body needs a Content-Type header")
-    allowed = request.route_handler.opt.get("media_types", JSON_ONLY)
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type not in allowed:
         raise UnsupportedMediaType(f"Expected {' or '.join(allowed)}, got {media_type}")
@@ -158,8 +190,11 @@ def create_app(
     """
 
     def current_user(request: Request) -> Principal:
-        principal = verifier.from_header(request.headers.get("authorization"))
-        reads_follow_writes_of(principal.id)
+        principal = request.state.get(_PRINCIPAL)
+        if principal is None:
+            principal = verifier.from_header(request.headers.get("authorization"))
+            reads_follow_writes_of(principal.id)
+            request.state[_PRINCIPAL] = principal
         return principal
 
     app: Litestar
@@ -172,13 +207,22 @@ def create_app(
             openapi = app.openapi_schema
             document_problems(openapi)
             document = openapi.to_schema()
+            document_control_characters(document)
         return document
+
+    async def before_request(request: Request) -> Response | None:
+        if request.method == "OPTIONS":
+            return options(request)
+        if "user" in request.route_handler.parsed_fn_signature.parameters:
+            current_user(request)  # no or a bad token is 401, whatever is wrong with the body
+        await _check_media_type(request)
+        return None
 
     app = Litestar(
         route_handlers=[*routers, _health_router(readiness, degrading, schema)],
         request_class=StrictRequest,
         dependencies={"user": Provide(current_user, sync_to_thread=False)},
-        before_request=_check_media_type,
+        before_request=before_request,
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_BODY,
         openapi_config=OpenAPIConfig(
@@ -197,6 +241,7 @@ def create_app(
         logging_config=None,
         debug=False,
     )
+    options = _options_answer(app)
     inner: ASGIApp = app if response_cache is None else EdgeCache(app, response_cache)
     return RequestContext(inner)
 
