@@ -40,7 +40,8 @@ class Receiver:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
 
     def counts(self) -> Counter[tuple[str, str]]:

@@ -4,9 +4,14 @@ and the mail sink by the command itself; here again from its results)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from chaos.scenarios import SCENARIOS
 from tests.up.running import require_packages
@@ -27,19 +32,27 @@ ZERO = (
 )
 
 
-def test_the_quick_scenarios_lose_nothing(tmp_path: Path) -> None:
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A folder PostgreSQL (running as `postgres`) can enter, unlike pytest's own."""
+    folder = Path(tempfile.mkdtemp(prefix="bazaar-test-chaos-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_quick_scenarios_lose_nothing(data_dir: Path) -> None:
     require_packages()
-    tmp_path.chmod(0o755)  # PostgreSQL runs as `postgres` under it
     environ = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
     done = subprocess.run(
         [BAZAAR, "chaos", "--quick"],
-        env={**environ, "BAZAAR_DATA_DIR": str(tmp_path)},
+        env={**environ, "BAZAAR_DATA_DIR": str(data_dir)},
         capture_output=True,
         text=True,
         timeout=900,
     )
     print(done.stdout, done.stderr[-5000:])
-    runs = list((tmp_path / "chaos").iterdir())
+    runs = list((data_dir / "chaos").iterdir())
     assert len(runs) == 1
     results = json.loads((runs[0] / "results.json").read_text())["scenarios"]
     assert [r["name"] for r in results] == [s.name for s in SCENARIOS if s.quick]
