@@ -7,15 +7,9 @@ from typing import TypeVar
 
 import httpx
 
-T = TypeVar("T")
+from chaos.shop import ADDRESS
 
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "12 St James's Square",
-    "city": "London",
-    "postal_code": "SW1Y 4JH",
-    "country": "GB",
-}
+T = TypeVar("T")
 
 
 async def create_product(

@@ -20,15 +20,12 @@ from bazaar.platform.errors import Conflict
 from bazaar.platform.idempotency import CLAIM_WAIT_MS, Idempotency, StoredResponse
 from bazaar.platform.postgres import maintenance_connection
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import started
-from tests.postgres import fresh_database_url, require_server
+from tests.integration.conftest import on_fresh_database
 
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    await require_server()
-    database = {"BAZAAR_DATABASE_URL": fresh_database_url()}
-    async with started(tmp_path / "data", on_servers=True, **database) as runtime:
+    async with on_fresh_database(tmp_path / "data") as runtime:
         yield runtime
 
 

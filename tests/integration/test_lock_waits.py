@@ -8,17 +8,15 @@ import pytest
 
 from bazaar.platform.postgres import LOCK_TIMEOUT
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, started
+from tests.conftest import admin
 from tests.e2e.checkout import create_product
+from tests.integration.conftest import on_fresh_database
 from tests.integration.row_locks import patch_while_held
-from tests.postgres import fresh_database_url, require_server
 
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    await require_server()
-    database = {"BAZAAR_DATABASE_URL": fresh_database_url()}
-    async with started(tmp_path / "data", on_servers=True, **database) as runtime:
+    async with on_fresh_database(tmp_path / "data") as runtime:
         yield runtime
 
 

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from tests.e2e.checkout import ADDRESS
+from chaos.shop import ADDRESS, PASSWORD, Customer, login, sign_up
 from tests.up.running import Running, wait_for
 
-PASSWORD = "correct horse"
 RETRIED = {503, 409, -1}
 """Sent again with the same Idempotency-Key: a dependency or instance unavailable, the first
 request with that key still in flight, no answer at all (-1)."""
@@ -19,21 +18,9 @@ KEY_BOUND = 30.0
 """The longest one checkout is retried before the stream counts it failed."""
 
 
-@dataclass(frozen=True)
-class Customer:
-    id: str
-    email: str
-    headers: dict[str, str]
-
-
 def customer(client: httpx.Client, name: str = "Ada") -> Customer:
     """A new customer, logged in."""
-    email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
-    registered = client.post(
-        "/v1/auth/register", json={"email": email, "password": PASSWORD, "name": name}
-    )
-    assert registered.status_code == 201, registered.text
-    return Customer(registered.json()["id"], email, _login(client, email, PASSWORD))
+    return sign_up(client, name)
 
 
 def admin(up: Running, client: httpx.Client) -> dict[str, str]:
@@ -43,27 +30,7 @@ def admin(up: Running, client: httpx.Client) -> dict[str, str]:
         "admin", "create", "--email", email, "--password", PASSWORD, environ=up.settings()
     )
     assert created.returncode == 0, created.stdout + created.stderr
-    return _login(client, email, PASSWORD)
-
-
-def _login(client: httpx.Client, email: str, password: str) -> dict[str, str]:
-    login = client.post("/v1/auth/login", json={"email": email, "password": password})
-    assert login.status_code == 200, login.text
-    return {"authorization": f"Bearer {login.json()['access_token']}"}
-
-
-def create_product(client: httpx.Client, admin: dict[str, str], stock: int, amount: int) -> dict:
-    body = {
-        "sku": f"UP-{uuid.uuid4().hex[:10]}",
-        "name": "Difference Engine",
-        "description": "Tabulates polynomials.",
-        "category": "machines",
-        "price": {"amount": amount, "currency": "USD"},
-        "stock": stock,
-    }
-    created = client.post("/v1/products", json=body, headers=admin)
-    assert created.status_code == 201, created.text
-    return created.json()
+    return login(client, email)
 
 
 def order_body(product_id: str | None, payment_method: str, quantity: int = 1) -> dict:

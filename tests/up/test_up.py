@@ -103,7 +103,7 @@ def test_the_whole_checkout_end_to_end(running: Running, admin: dict[str, str]) 
         ada = shop.customer(client)
         headers = ada.headers
         product = shop.create_product(client, admin, stock=5, amount=2500)
-        cart = client.put(f"/v1/cart/items/{product['id']}", json={"quantity": 2}, headers=headers)
+        cart = client.put(f"/v1/cart/items/{product}", json={"quantity": 2}, headers=headers)
         assert cart.status_code == 200 and cart.json()["total"]["amount"] == 5000, cart.text
         keyed = {**headers, "Idempotency-Key": uuid.uuid4().hex}
         body = shop.order_body(None, "pm_card_visa")
@@ -119,11 +119,11 @@ def test_the_whole_checkout_end_to_end(running: Running, admin: dict[str, str]) 
         payment = client.get(f"/v1/payments/{order['payment_id']}", headers=headers).json()
         assert (payment["status"], payment["amount"]["amount"]) == ("succeeded", 5000)
         assert client.get("/v1/cart", headers=headers).json()["items"] == []
-        assert shop.stock_of(client, product["id"]) == 3
+        assert shop.stock_of(client, product) == 3
 
         declined = client.post(
             "/v1/orders",
-            json=shop.order_body(product["id"], "pm_card_declined", quantity=3),
+            json=shop.order_body(product, "pm_card_declined", quantity=3),
             headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
         )
         assert declined.status_code == 202, declined.text
@@ -132,7 +132,7 @@ def test_the_whole_checkout_end_to_end(running: Running, admin: dict[str, str]) 
             "cancelled",
             "payment_declined",
         )
-        assert shop.stock_of(client, product["id"]) == 3
+        assert shop.stock_of(client, product) == 3
 
         def notified() -> list[str]:
             items = client.get("/v1/notifications", headers=headers).json()["items"]
@@ -215,7 +215,7 @@ def test_a_rolling_restart_of_orders_loses_or_doubles_no_checkout(
         product = shop.create_product(client, admin, stock=100_000, amount=300)
         shoppers = [shop.Shopper(shop.customer(client, f"Shopper{n}")) for n in range(3)]
     before = {p.name: p.pid for p in running.supervisor().programs()}
-    with shop.Checkouts(running.base, shoppers, product["id"]) as checkouts:
+    with shop.Checkouts(running.base, shoppers, product) as checkouts:
         time.sleep(1.0)
         began = time.monotonic()
         restarted = running.bazaar("restart", "orders", timeout=240)
@@ -249,7 +249,7 @@ def test_a_rolling_restart_of_orders_loses_or_doubles_no_checkout(
                 wanted = "cancelled" if key in shopper.declined else "confirmed"
                 assert order["status"] == wanted, order
             confirmed += sum(1 for o in orders if o["status"] == "confirmed")
-        assert shop.stock_of(client, product["id"]) == 100_000 - confirmed
+        assert shop.stock_of(client, product) == 100_000 - confirmed
 
 
 def _slow_csv(parts: int, pause: float) -> Iterator[bytes]:
