@@ -14,7 +14,6 @@ from bazaar.runtime.cluster import haproxy, supervisor
 from bazaar.runtime.cluster.budget import RESERVED, TOOLS, plan_budget
 from bazaar.runtime.cluster.servers import ServersError, State
 from bazaar.runtime.cluster.topology import (
-    SERVICES,
     PortSource,
     Process,
     Topology,
@@ -22,6 +21,7 @@ from bazaar.runtime.cluster.topology import (
     free_port,
     parse_instances,
 )
+from bazaar.runtime.services import SERVICES
 from tests.scaled import _unavailable
 
 

@@ -12,8 +12,6 @@ from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import Settings
 from bazaar.runtime.platform import Platform
 
-SERVICES = ("identity", "catalog", "orders", "payments", "notifications")
-
 
 def assemble(
     platform: Platform, settings: Settings, prices: CatalogPrices | None = None

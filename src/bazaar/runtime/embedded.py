@@ -21,11 +21,12 @@ from bazaar.platform.postgres import ensure_database
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.settings import SettingsError
 from bazaar.platform.web import BackgroundCheck, create_app
-from bazaar.runtime.assemble import SERVICES, assemble
+from bazaar.runtime.assemble import assemble
 from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import ProcessKind, Settings
 from bazaar.runtime.lifetime import Drain, die_with_parent, freeze_what_started
 from bazaar.runtime.platform import Platform, build_platform, require_servers
+from bazaar.runtime.services import SERVICES
 
 CATALOG_URL_NEEDED = (
     "orders serves its API without catalog in this process: set the base URL of the catalog"

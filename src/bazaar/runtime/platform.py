@@ -33,8 +33,7 @@ from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.replicas import SharedWritePositions
 from bazaar.platform.settings import PlatformSettings, SettingsError
 from bazaar.platform.shards import ShardedDatabase
-
-SERVICE_DATABASES = ("identity", "catalog", "payments", "notifications")
+from bazaar.runtime.services import SERVICE_DATABASES
 
 
 @dataclass

@@ -16,10 +16,10 @@ from litestar.types import ASGIApp
 
 from bazaar.platform.observability import configure_logging, log
 from bazaar.platform.settings import SettingsError
-from bazaar.runtime.assemble import SERVICES
 from bazaar.runtime.config import ProcessKind, Settings
 from bazaar.runtime.embedded import CATALOG_URL_NEEDED, Runtime
 from bazaar.runtime.lifetime import Drain, die_with_parent, freeze_what_started
+from bazaar.runtime.services import SERVICES
 
 DRAIN_SECONDS = 2.0
 """How long `bazaar serve` fails its readiness after SIGTERM before it stops: longer than

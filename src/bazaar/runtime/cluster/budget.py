@@ -15,7 +15,8 @@ process keeps the full client pools of its kind (PgBouncer multiplexes them).
 import math
 from dataclasses import dataclass
 
-from bazaar.runtime.cluster.topology import SERVICES, Process, TopologyError
+from bazaar.runtime.cluster.topology import Process, TopologyError
+from bazaar.runtime.services import SERVICE_DATABASES
 
 RESERVED = 3
 """PostgreSQL's `superuser_reserved_connections` default."""
@@ -105,7 +106,7 @@ def plan_pooled_budget(processes: list[Process], shards: int, max_connections: i
     (every database on the server gets an equal part); each process keeps its kind's full
     client pools, which PgBouncer accepts all of."""
     available = max_connections - RESERVED - TOOLS
-    databases = len(SERVICES) - 1 + shards  # orders keeps its rows in the shard databases
+    databases = len(SERVICE_DATABASES) + shards
     per_database = available // databases
     if per_database < 2:
         raise TopologyError(

@@ -21,8 +21,8 @@ from bazaar.runtime.cluster import haproxy
 from bazaar.runtime.cluster.folder import Folder, folder_from
 from bazaar.runtime.cluster.readiness import NotReady, wait_url
 from bazaar.runtime.cluster.supervisor import STOP_WAIT_SECONDS, Supervisor
-from bazaar.runtime.cluster.topology import SERVICES
 from bazaar.runtime.cluster.up import READY_TIMEOUT, Say, UpError
+from bazaar.runtime.services import SERVICES
 
 DRAIN_TIMEOUT = 30.0
 STOP_TIMEOUT = STOP_WAIT_SECONDS + 10.0

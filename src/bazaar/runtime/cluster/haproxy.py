@@ -1,6 +1,6 @@
 """The HAProxy configuration of `bazaar up`, generated from the topology.
 
-One frontend routes each path prefix to the service that owns it (topology.ROUTES) and balances
+One frontend routes each path prefix to the service that owns it (its DEFINITION) and balances
 over that service's instances (`leastconn`: a slow or restarting instance gets less). Each
 instance is health-checked on `/readyz` every 500 ms and taken out after 2 failures (within
 about a second), back after 1 success. A request whose connection failed is retried on another
@@ -16,7 +16,8 @@ process's metrics are on its own port) and any path no service owns (404, proble
 from dataclasses import dataclass
 from pathlib import Path
 
-from bazaar.runtime.cluster.topology import ROUTES, SERVICES, Process
+from bazaar.runtime.cluster.topology import Process
+from bazaar.runtime.services import ROUTES, SERVICES
 
 CHECK_INTERVAL_MS = 500
 FALL = 2
@@ -134,7 +135,9 @@ def _service_acls() -> list[str]:
         prefixes = ROUTES[service]
         lines.append(f"    acl to_{service} path {' '.join(prefixes)}")
         lines.append(f"    acl to_{service} path_beg {' '.join(p + '/' for p in prefixes)}")
-    lines.append("    acl to_catalog path /openapi.json")
+    # each service documents its own routes; through the balancer, catalog's documents
+    lines.append("    acl to_catalog path /docs /openapi.json")
+    lines.append("    acl to_catalog path_beg /docs/")
     return lines
 
 

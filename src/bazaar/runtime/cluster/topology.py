@@ -12,22 +12,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from bazaar.runtime.cluster.cpulimit import MAX_CORES, MIN_CORES
+from bazaar.runtime.services import SERVICES
 
-SERVICES = ("identity", "catalog", "orders", "payments", "notifications")
 DEFAULT_INSTANCES = 2
 DEFAULT_REPLICAS = 1
 DEFAULT_SHARDS = 2
-
-ROUTES: dict[str, tuple[str, ...]] = {
-    "identity": ("/v1/auth", "/v1/users", "/.well-known"),
-    "catalog": ("/v1/products", "/v1/categories", "/v1/jobs", "/docs"),
-    "orders": ("/v1/cart", "/v1/orders", "/v1/admin/orders"),
-    "payments": ("/v1/payments",),
-    "notifications": ("/v1/notifications", "/v1/webhooks"),
-}
-"""The path prefixes each service owns (API.md). `/docs` and `/openapi.json` are the catalog's
-(each service documents its own routes, on its own port); `/healthz`, `/readyz` and `/metrics`
-are answered by the load balancer itself (see haproxy.py)."""
 
 
 class TopologyError(ValueError):

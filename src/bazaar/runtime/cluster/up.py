@@ -43,7 +43,8 @@ from bazaar.runtime.cluster.supervisor import (
     group_members,
     is_alive,
 )
-from bazaar.runtime.cluster.topology import SERVICES, PortSource, Process, Topology, TopologyError
+from bazaar.runtime.cluster.topology import PortSource, Process, Topology, TopologyError
+from bazaar.runtime.services import SERVICES
 
 MIGRATE_TIMEOUT = 300
 READY_TIMEOUT = 120
