@@ -59,6 +59,35 @@ async def test_a_delivery_is_signed_retried_and_sent_once_acknowledged(
     assert payload["occurred_at"].endswith("Z") or "+00:00" in payload["occurred_at"]
 
 
+async def test_an_acknowledged_delivery_is_recorded_across_a_database_outage(
+    db: Database,
+    settings: NotificationsSettings,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The receiver answered 2xx while the database was down: the sender waits for the
+    database to record it, rather than leave it pending to be sent again."""
+    receiver.statuses = []
+    async with db.write() as session:
+        await webhooks.create_webhook(session, receiver.url, ["order.confirmed"], settings)
+    await publish(db, CONFIRMED)
+    record, outage = webhooks.record_attempt, [ConnectionRefusedError("primary down")] * 2
+
+    async def record_after_the_outage(*args, **kwargs) -> str:
+        if outage:
+            raise outage.pop()
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(webhooks, "record_attempt", record_after_the_outage)
+    sender = WebhookSender(db, settings)
+    async with sender.client() as client:
+        assert await sender.send_due(client) == 1
+        assert await sender.send_due(client) == 0
+    [delivered] = await deliveries(db)
+    assert (delivered.status, delivered.attempts) == (DELIVERED, 1)
+    assert len(receiver.requests) == 1 and outage == []
+
+
 async def test_only_subscribed_live_webhooks_get_a_delivery(
     db: Database, settings: NotificationsSettings, receiver: Receiver
 ) -> None:

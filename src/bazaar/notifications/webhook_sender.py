@@ -4,7 +4,9 @@ Each request carries the delivery's stored JSON body and the headers `Content-Ty
 application/json`, `Bazaar-Event-Id`, `Bazaar-Event-Type` and `Bazaar-Signature:
 sha256=<hex HMAC-SHA256 of the exact body bytes, keyed with the webhook's secret>`. A 2xx
 delivers it for good; anything else (another status, a timeout, a refused connection) is retried
-with exponential backoff up to the configured attempts, then the delivery has failed. Redirects
+with exponential backoff up to the configured attempts, then the delivery has failed. The answer
+is recorded even across a database outage (retried while the delivery's lease lasts), so an
+acknowledged delivery is sent again only if the sender dies before it could record it. Redirects
 are not followed: a 3xx is a failed attempt like any other status.
 
 Each connection is opened to an address checked just before (webhook_transport.py): a delivery
@@ -14,6 +16,7 @@ its `last_error`.
 """
 
 import asyncio
+import time
 
 import httpx
 
@@ -25,6 +28,7 @@ from bazaar.notifications.webhooks import DELIVERY_QUEUED, SIGNATURE_HEADER, Due
 from bazaar.platform.db import Database
 from bazaar.platform.loops import Waker
 from bazaar.platform.observability import log
+from bazaar.platform.transient import outlast
 
 
 class WebhookSender:
@@ -66,10 +70,15 @@ class WebhookSender:
         """POST every due delivery once; returns how many were tried."""
         async with self.db.write() as session:
             due = await webhooks.claim_due_deliveries(session, self.batch_size, self.lease)
-        await asyncio.gather(*(self._send_one(client, delivery) for delivery in due))
+        # The lease keeps them ours until then: an answer may be recorded until this deadline.
+        ours_until = time.monotonic() + self.lease - 2 * self.settings.webhook_timeout
+        sends = (self._send_one(client, delivery, ours_until) for delivery in due)
+        await asyncio.gather(*sends)
         return len(due)
 
-    async def _send_one(self, client: httpx.AsyncClient, delivery: DueDelivery) -> None:
+    async def _send_one(
+        self, client: httpx.AsyncClient, delivery: DueDelivery, ours_until: float
+    ) -> None:
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: webhooks.sign(delivery.secret, delivery.payload),
@@ -88,10 +97,16 @@ class WebhookSender:
             return
         except Exception as failure:  # refused, timed out, unresolvable...: a failed attempt
             error = f"{type(failure).__name__}: {failure}"
-        async with self.db.write() as session:
-            status = await webhooks.record_attempt(
-                session, delivery.id, self.settings, status_code=status_code, error=error
-            )
+
+        async def record() -> str:
+            async with self.db.write() as session:
+                return await webhooks.record_attempt(
+                    session, delivery.id, self.settings, status_code=status_code, error=error
+                )
+
+        # A database that is briefly down is outlasted: a delivery the receiver acknowledged
+        # left pending would be sent again once the lease lapsed.
+        status = await outlast(record, ours_until)
         if error:
             log.warning(
                 "webhook_not_delivered", delivery_id=delivery.id, status=status, error=error

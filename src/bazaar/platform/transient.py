@@ -8,8 +8,11 @@ retries it with backoff for as long as it lasts, without spending the delivery a
 are there to set a poison message aside. Everything else is a bug or bad data.
 """
 
+import asyncio
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import asyncpg
 import httpx
@@ -36,6 +39,7 @@ TRANSIENT_SQLSTATES = frozenset(
 TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
 """Connection exceptions, and insufficient resources (too many connections, out of memory)."""
 
+T = TypeVar("T")
 _SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
 
 _ALWAYS_TRANSIENT: tuple[type[BaseException], ...] = (
@@ -54,6 +58,21 @@ _ALWAYS_TRANSIENT: tuple[type[BaseException], ...] = (
 def is_transient(error: BaseException) -> bool:
     """True when `error`, or what it wraps, says a dependency is briefly unavailable."""
     return any(_is_transient_itself(cause) for cause in _causes(error))
+
+
+async def outlast(operation: Callable[[], Awaitable[T]], deadline: float) -> T:
+    """`operation()`, run again after each transient failure (backoff from 0.1 s, doubling to
+    2 s) until it succeeds; a failure that is not transient, or one past `deadline` (in
+    `time.monotonic()` seconds), is raised."""
+    delay = 0.1
+    while True:
+        try:
+            return await operation()
+        except Exception as error:
+            if not is_transient(error) or time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 def sqlstate(error: BaseException) -> str | None:
