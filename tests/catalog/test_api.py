@@ -5,7 +5,7 @@ import asyncio
 import httpx
 from prometheus_client import REGISTRY
 
-from bazaar.catalog.events import ProductChanged
+from bazaar.catalog.events import ProductUpdated
 from bazaar.platform.bus import RetryPolicy, deliver
 from bazaar.platform.events import Envelope
 from bazaar.runtime.embedded import Runtime
@@ -172,7 +172,7 @@ async def test_a_product_changed_elsewhere_drops_the_cached_page(
     await client.get(path)
     assert runtime.platform.response_cache.get(path) is not None
     drop = subscription(runtime, "catalog.drop_product_page")
-    envelope = Envelope.wrap(ProductChanged(product_id=created["id"]))
+    envelope = Envelope.wrap(ProductUpdated(product_id=created["id"]))
     assert await deliver(drop, envelope, RetryPolicy(attempts=1))
     assert runtime.platform.response_cache.get(path) is None
     assert await runtime.platform.cache.get(f"catalog:product:{created['id']}") is None

@@ -12,7 +12,7 @@ class CatalogEvent(Event, frozen=True, kw_only=True):
     source: ClassVar[str] = "catalog"
 
 
-class ProductChanged(CatalogEvent, frozen=True, kw_only=True):
+class ProductUpdated(CatalogEvent, frozen=True, kw_only=True):
     """A product was created, changed or deleted: caches of it must be dropped."""
 
     event_type: ClassVar[str] = "product.updated"

@@ -1,7 +1,7 @@
 """What catalog does when events arrive: the saga's stock steps, and dropping stale pages."""
 
 from bazaar.catalog import reservations
-from bazaar.catalog.events import ProductChanged
+from bazaar.catalog.events import ProductUpdated
 from bazaar.catalog.pages import ProductPages
 from bazaar.orders.events import OrderCancelled, OrderPlaced
 from bazaar.platform.bus import Subscription, broadcast, subscribe
@@ -19,12 +19,12 @@ def subscriptions(db: Database, pages: ProductPages) -> list[Subscription]:
         if released:
             pages.drop_after_commit(session, released)
 
-    async def drop_product_page(event: ProductChanged) -> None:
+    async def drop_product_page(event: ProductUpdated) -> None:
         # Another instance changed the product: this one's cached page is stale.
         await pages.drop([event.product_id])
 
     return [
         subscribe("catalog.reserve_stock", OrderPlaced, reserve_stock, db),
         subscribe("catalog.release_stock", OrderCancelled, release_stock, db),
-        broadcast("catalog.drop_product_page", ProductChanged, drop_product_page),
+        broadcast("catalog.drop_product_page", ProductUpdated, drop_product_page),
     ]

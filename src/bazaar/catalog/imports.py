@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy import insert, or_, select, update
 
 from bazaar.catalog.csv_records import Record, read_records
-from bazaar.catalog.events import ProductChanged
+from bazaar.catalog.events import ProductUpdated
 from bazaar.catalog.models import ImportFile, ImportJob, Product
 from bazaar.catalog.pages import ProductPages
 from bazaar.catalog.schemas import Amount, CategoryName, Description, JobRead, Name, Sku, Stock
@@ -202,7 +202,7 @@ async def apply_batch(session: WriteSession, records: list[Record]) -> BatchOutc
     if changes:
         await session.execute(update(Product), changes)
     for values in [*fresh, *changes]:
-        outbox.add(session, ProductChanged(product_id=values["id"]))
+        outbox.add(session, ProductUpdated(product_id=values["id"]))
     outcome.created += len(fresh)
     outcome.updated += len(changes)
     outcome.changed = [values["id"] for values in changes]

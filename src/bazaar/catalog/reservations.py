@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from sqlalchemy import update
 
 from bazaar.catalog.events import (
-    ProductChanged,
+    ProductUpdated,
     ReservedLine,
     StockRejected,
     StockReleased,
@@ -100,7 +100,7 @@ async def reserve_stock(session: WriteSession, order: OrderPlaced) -> StockReser
         ),
     )
     for line in lines:
-        outbox.add(session, ProductChanged(product_id=line.product_id))
+        outbox.add(session, ProductUpdated(product_id=line.product_id))
     return reservation
 
 
@@ -135,7 +135,7 @@ async def release_stock(session: WriteSession, order: OrderCancelled) -> list[st
             .execution_options(synchronize_session=False)
         )
         product_ids.append(line["product_id"])
-        outbox.add(session, ProductChanged(product_id=line["product_id"]))
+        outbox.add(session, ProductUpdated(product_id=line["product_id"]))
     reservation.status = RELEASED
     reservation.updated_at = now
     outbox.add(session, StockReleased(order_id=order.order_id))

@@ -1,6 +1,6 @@
 """Catalog's product use cases: create, change, delete, look up, list; categories.
 
-Every change records `product.updated` (ProductChanged) in its own transaction, so caches on
+Every change records `product.updated` (ProductUpdated) in its own transaction, so caches on
 every instance learn of it.
 """
 
@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bazaar.catalog.events import ProductChanged
+from bazaar.catalog.events import ProductUpdated
 from bazaar.catalog.models import Category, Product
 from bazaar.catalog.schemas import ProductCreate, ProductUpdate
 from bazaar.platform import outbox
@@ -88,7 +88,7 @@ async def create_product(session: WriteSession, data: ProductCreate) -> Product:
     )
     session.add(product)
     await use_categories(session, [data.category])
-    outbox.add(session, ProductChanged(product_id=product.id))
+    outbox.add(session, ProductUpdated(product_id=product.id))
     await _flush(session)
     return product
 
@@ -120,7 +120,7 @@ async def update_product(session: WriteSession, product_id: str, changes: Produc
     product.updated_at = utcnow()
     if "category" in changed:
         await use_categories(session, [product.category])
-    outbox.add(session, ProductChanged(product_id=product.id))
+    outbox.add(session, ProductUpdated(product_id=product.id))
     await _flush(session)
     return product
 
@@ -129,7 +129,7 @@ async def delete_product(session: WriteSession, product_id: str) -> None:
     """Soft-delete: the product stops being listed, fetched and sold; orders keep its id."""
     product = await get_product(session, product_id)
     product.deleted_at = product.updated_at = utcnow()
-    outbox.add(session, ProductChanged(product_id=product.id))
+    outbox.add(session, ProductUpdated(product_id=product.id))
 
 
 async def use_categories(session: WriteSession, names: Iterable[str]) -> None:
