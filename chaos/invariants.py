@@ -16,22 +16,16 @@ from pathlib import Path
 from sqlalchemy import select
 
 from bazaar.catalog.models import Product
-from bazaar.notifications.models import (
-    PENDING,
-    SENT,
-    Notification,
-    OutgoingEmail,
-    WebhookDelivery,
-)
+from bazaar.notifications.models import DeliveryStatus, Notification, OutgoingEmail, WebhookDelivery
 from bazaar.notifications.service import ORDER_CANCELLED, ORDER_CONFIRMED
-from bazaar.orders.models import CANCELLED, CONFIRMED, Order
-from bazaar.payments.models import REFUNDED, LedgerEntry, Payment
+from bazaar.orders.models import Order, OrderStatus
+from bazaar.payments.models import LedgerEntry, Payment, PaymentStatus
 from bazaar.platform.bus import stored_dead_letters
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.runtime.cluster.mailsink import SUFFIX
 from bazaar.runtime.embedded import Runtime
 
-KIND_OF = {CONFIRMED: ORDER_CONFIRMED, CANCELLED: ORDER_CANCELLED}
+KIND_OF = {OrderStatus.CONFIRMED: ORDER_CONFIRMED, OrderStatus.CANCELLED: ORDER_CANCELLED}
 
 
 @dataclass
@@ -58,7 +52,11 @@ class Findings:
 
     @property
     def unsettled(self) -> int:
-        return sum(n for status, n in self.statuses.items() if status not in (CONFIRMED, CANCELLED))
+        return sum(
+            n
+            for status, n in self.statuses.items()
+            if status not in (OrderStatus.CONFIRMED, OrderStatus.CANCELLED)
+        )
 
 
 async def orders_of(runtime: Runtime, order_ids: set[str]) -> dict[str, Order]:
@@ -87,14 +85,14 @@ async def emails_unsent(runtime: Runtime, order_ids: set[str]) -> int:
         statuses = await session.scalars(
             select(OutgoingEmail.status).where(OutgoingEmail.reference.in_(order_ids))
         )
-        return sum(1 for status in statuses if status != SENT)
+        return sum(1 for status in statuses if status != DeliveryStatus.SENT)
 
 
 async def webhooks_pending(runtime: Runtime) -> int:
     """Webhook deliveries not made yet (nor given up)."""
     async with runtime.platform.databases["notifications"].read(fresh=True) as session:
         statuses = await session.scalars(
-            select(WebhookDelivery.status).where(WebhookDelivery.status == PENDING)
+            select(WebhookDelivery.status).where(WebhookDelivery.status == DeliveryStatus.PENDING)
         )
         return len(list(statuses))
 
@@ -114,7 +112,7 @@ async def check(
     findings = await settlement(runtime, order_ids)
     orders = await orders_of(runtime, order_ids)
     for order in orders.values():
-        if order.status not in (CONFIRMED, CANCELLED):
+        if order.status not in (OrderStatus.CONFIRMED, OrderStatus.CANCELLED):
             findings.lost += 1
             findings.violations.append(f"order {order.id} is still {order.status}")
     await _payments(runtime, orders, findings)
@@ -163,14 +161,18 @@ async def _payments(runtime: Runtime, orders: dict[str, Order], findings: Findin
         if moved["charge"] > (payment.amount if payment is not None else 0):
             findings.double_charges += 1
             findings.violations.append(f"order {order.id} was charged {moved['charge']}: twice")
-        if order.status == CONFIRMED:
+        if order.status == OrderStatus.CONFIRMED:
             if payment is None or moved["charge"] != order.total_amount or moved["refund"]:
                 findings.kept_money += 1
                 findings.violations.append(f"confirmed order {order.id}: ledger {dict(moved)}")
-        elif order.status == CANCELLED and moved["charge"] != moved["refund"]:
+        elif order.status == OrderStatus.CANCELLED and moved["charge"] != moved["refund"]:
             findings.kept_money += 1
             findings.violations.append(f"cancelled order {order.id} kept money: {dict(moved)}")
-        elif order.status == CANCELLED and moved["charge"] and payment.status != REFUNDED:
+        elif (
+            order.status == OrderStatus.CANCELLED
+            and moved["charge"]
+            and payment.status != PaymentStatus.REFUNDED
+        ):
             findings.kept_money += 1
             findings.violations.append(f"cancelled order {order.id}: payment {payment.status}")
 
@@ -184,7 +186,7 @@ async def _stock(
     """Initial = on hand + sold once every order settled (nothing stays reserved then)."""
     sold: Counter = Counter()
     for order in orders.values():
-        if order.status == CONFIRMED:
+        if order.status == OrderStatus.CONFIRMED:
             for item in order.items:
                 sold[item.product_id] += item.quantity
     async with runtime.platform.databases["catalog"].read(fresh=True) as session:
@@ -249,7 +251,7 @@ def _mail_sink(folder: Path, emails: dict[str, OutgoingEmail], findings: Finding
         message_id = str(parser.parsebytes(path.read_bytes()).get("Message-ID", ""))
         received[message_id.strip("<>").split("@", 1)[0]] += 1
     for email_id, row in emails.items():
-        if row.status == SENT and received[email_id] == 0:
+        if row.status == DeliveryStatus.SENT and received[email_id] == 0:
             findings.missing_emails += 1
             findings.violations.append(f"email {email_id} ({row.kind}) is sent but not received")
         findings.resent_emails += max(received[email_id] - 1, 0)

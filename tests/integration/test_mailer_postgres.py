@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bazaar.notifications.mailer import Mailer
-from bazaar.notifications.models import SENT
+from bazaar.notifications.models import DeliveryStatus
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.notifications.wiring import SCHEMA
 from bazaar.platform import migrations
@@ -88,5 +88,5 @@ async def test_a_mailer_killed_mid_send_leaves_its_email_due_at_once(
         if dying.returncode is None:
             dying.kill()
         silent.close()
-    assert (await email_row(db, email_id)).status == SENT
+    assert (await email_row(db, email_id)).status == DeliveryStatus.SENT
     assert len(sink.received) == 1

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bazaar.notifications import service
 from bazaar.notifications.mailer import Mailer
-from bazaar.notifications.models import FAILED, PENDING, SENT, OutgoingEmail
+from bazaar.notifications.models import DeliveryStatus, OutgoingEmail
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.orders.events import OrderConfirmed
 from bazaar.platform.db import Database
@@ -85,7 +85,7 @@ async def test_without_smtp_each_email_becomes_an_eml_file_once(
     assert message["From"] == "Bazaar <no-reply@bazaar.localhost>"
     assert message["Message-ID"] == f"<{email_id}@bazaar.localhost>"
     assert "order-1" in message["Subject"] and "25.00 USD" in message.get_content()
-    assert (await email_row(db, email_id)).status == SENT
+    assert (await email_row(db, email_id)).status == DeliveryStatus.SENT
 
 
 async def test_with_an_smtp_url_the_sink_receives_the_email(
@@ -102,7 +102,7 @@ async def test_with_an_smtp_url_the_sink_receives_the_email(
     assert (mail_from, rcpt_tos) == ("shop@example.com", ["ada@example.com"])
     message = message_from_bytes(content, policy=policy.default)
     assert message["Subject"] == "Your order order-1 is confirmed"
-    assert (await email_row(db, email_id)).status == SENT
+    assert (await email_row(db, email_id)).status == DeliveryStatus.SENT
     assert not (tmp_path / "mail").exists()
 
 
@@ -117,14 +117,14 @@ async def test_the_running_mailer_is_woken_by_the_commit(
         await asyncio.sleep(0.05)  # the loop is now waiting out its 30-second poll
         email_id = await queue_email(db)
         for _ in range(100):
-            if (await email_row(db, email_id)).status == SENT:
+            if (await email_row(db, email_id)).status == DeliveryStatus.SENT:
                 break
             await asyncio.sleep(0.02)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert (await email_row(db, email_id)).status == SENT
+    assert (await email_row(db, email_id)).status == DeliveryStatus.SENT
     assert len(sink.received) == 1
 
 
@@ -138,8 +138,8 @@ async def test_an_unreachable_smtp_server_is_retried_with_backoff_then_given_up(
     email_id = await queue_email(db)
     assert await mailer.send_due() == 1
     first = await email_row(db, email_id)
-    assert (first.status, first.attempts) == (PENDING, 1) and first.last_error
+    assert (first.status, first.attempts) == (DeliveryStatus.PENDING, 1) and first.last_error
     assert await mailer.send_due() == 0  # not due before its backoff
     await asyncio.sleep(1.05)
     assert await mailer.send_due() == 1
-    assert (await email_row(db, email_id)).status == FAILED
+    assert (await email_row(db, email_id)).status == DeliveryStatus.FAILED

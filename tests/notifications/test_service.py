@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from bazaar.identity.events import UserRegistered
 from bazaar.notifications import handlers, service
-from bazaar.notifications.models import PENDING, Notification, OutgoingEmail, Recipient
+from bazaar.notifications.models import DeliveryStatus, Notification, OutgoingEmail, Recipient
 from bazaar.orders.events import OrderCancelled, OrderConfirmed
 from bazaar.platform.bus import RetryPolicy, deliver
 from bazaar.platform.db import Database
@@ -53,7 +53,7 @@ async def test_a_confirmed_order_gives_one_notification_and_one_email(db: Databa
     assert await count(db, Notification) == 1
     async with db.read() as session:
         email = (await session.scalars(select(OutgoingEmail))).one()
-    assert email.status == PENDING and email.to_address == "ada@example.com"
+    assert email.status == DeliveryStatus.PENDING and email.to_address == "ada@example.com"
     assert email.kind == "order_confirmed" and "order-1" in email.subject
     assert "1,234.56 USD" in email.body
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from bazaar.notifications import webhook_targets, webhooks
-from bazaar.notifications.models import DELIVERED, FAILED, PENDING
+from bazaar.notifications.models import DeliveryStatus
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.notifications.webhook_sender import WebhookSender
 from bazaar.platform.db import Database
@@ -161,7 +161,11 @@ async def test_a_host_rebound_to_a_private_address_is_not_delivered(
         assert await sender.send_due(client) == 1
         assert await sender.send_due(client) == 0  # refused for good, never retried
     [delivery] = await deliveries(db)
-    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (FAILED, 0, None)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (
+        DeliveryStatus.FAILED,
+        0,
+        None,
+    )
     assert delivery.last_error == (
         "refused: hooks.example.com resolves to 127.0.0.1, which is a loopback address"
     )
@@ -184,7 +188,7 @@ async def test_the_sender_connects_to_the_address_it_checked(
     async with sender.client() as client:
         assert await sender.send_due(client) == 1
     [delivery] = await deliveries(db)
-    assert delivery.status == DELIVERED
+    assert delivery.status == DeliveryStatus.DELIVERED
     [(headers, _body)] = receiver.requests
     assert headers["host"] == f"receiver.test:{receiver.port}"
 
@@ -200,5 +204,5 @@ async def test_a_redirect_is_not_followed(
     async with sender.client() as client:
         assert await sender.send_due(client) == 1
     [delivery] = await deliveries(db)
-    assert (delivery.status, delivery.last_status_code) == (PENDING, 307)
+    assert (delivery.status, delivery.last_status_code) == (DeliveryStatus.PENDING, 307)
     assert len(receiver.requests) == 1

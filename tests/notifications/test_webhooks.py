@@ -10,7 +10,7 @@ from typing import get_args
 import pytest
 
 from bazaar.notifications import handlers, webhook_targets, webhooks
-from bazaar.notifications.models import CANCELLED, DELIVERED, FAILED, PENDING
+from bazaar.notifications.models import DeliveryStatus
 from bazaar.notifications.schemas import WebhookEvent
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.notifications.webhook_sender import WebhookSender
@@ -35,14 +35,14 @@ async def test_a_delivery_is_signed_retried_and_sent_once_acknowledged(
     async with sender.client() as client:
         assert await sender.send_due(client) == 1  # answered 500
         [failed_once] = await deliveries(db)
-        assert (failed_once.status, failed_once.attempts) == (PENDING, 1)
+        assert (failed_once.status, failed_once.attempts) == (DeliveryStatus.PENDING, 1)
         assert failed_once.last_status_code == 500
         await asyncio.sleep(0.03)  # the first retry waits 0.01 s
         assert await sender.send_due(client) == 1  # answered 200
         await asyncio.sleep(0.03)
         assert await sender.send_due(client) == 0
     [delivered] = await deliveries(db)
-    assert (delivered.status, delivered.attempts) == (DELIVERED, 2)
+    assert (delivered.status, delivered.attempts) == (DeliveryStatus.DELIVERED, 2)
     assert len(receiver.requests) == 2
     first, second = receiver.requests
     assert first[1] == second[1]
@@ -84,7 +84,7 @@ async def test_an_acknowledged_delivery_is_recorded_across_a_database_outage(
         assert await sender.send_due(client) == 1
         assert await sender.send_due(client) == 0
     [delivered] = await deliveries(db)
-    assert (delivered.status, delivered.attempts) == (DELIVERED, 1)
+    assert (delivered.status, delivered.attempts) == (DeliveryStatus.DELIVERED, 1)
     assert len(receiver.requests) == 1 and outage == []
 
 
@@ -135,7 +135,7 @@ async def test_a_delivery_that_keeps_failing_is_given_up(
             await asyncio.sleep(0.05)
         assert await sender.send_due(client) == 0
     [delivery] = await deliveries(db)
-    assert (delivery.status, delivery.attempts) == (FAILED, 3)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, 3)
     assert len(receiver.requests) == 3
 
 
@@ -155,7 +155,7 @@ async def test_an_unreachable_webhook_is_retried(
     async with sender.client() as client:
         assert await sender.send_due(client) == 1
     [delivery] = await deliveries(db)
-    assert (delivery.status, delivery.attempts) == (PENDING, 1)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
     assert delivery.last_status_code is None and "ConnectError" in (delivery.last_error or "")
 
 
@@ -172,14 +172,14 @@ async def test_the_running_sender_delivers_after_the_commit(
             await webhooks.create_webhook(session, receiver.url, ["order.confirmed"], slow)
         await publish(db, CONFIRMED)
         for _ in range(100):
-            if (await deliveries(db))[0].status == DELIVERED:
+            if (await deliveries(db))[0].status == DeliveryStatus.DELIVERED:
                 break
             await asyncio.sleep(0.02)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert (await deliveries(db))[0].status == DELIVERED
+    assert (await deliveries(db))[0].status == DeliveryStatus.DELIVERED
     assert len(receiver.requests) == 1
 
 
@@ -193,7 +193,7 @@ async def test_deleting_a_webhook_cancels_its_pending_deliveries(
     await publish(db, CONFIRMED)
     async with db.write() as session:
         await webhooks.delete_webhook(session, hook.id)
-    assert [d.status for d in await deliveries(db)] == [CANCELLED]
+    assert [d.status for d in await deliveries(db)] == [DeliveryStatus.CANCELLED]
     async with db.write() as session:
         with pytest.raises(NotFound):
             await webhooks.delete_webhook(session, hook.id)

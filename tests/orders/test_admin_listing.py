@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from bazaar.orders import listing, service
-from bazaar.orders.models import CANCELLED, CONFIRMED, PENDING, Order
+from bazaar.orders.models import Order, OrderStatus
 from bazaar.orders.service import Line
 from bazaar.platform.clock import utcnow
 from bazaar.platform.ids import new_id
@@ -28,7 +28,7 @@ async def store_orders(
     start = utcnow()
     times = [start - timedelta(seconds=n) for n in range(instants)]
     people = [new_id() for _ in range(customers)]
-    statuses = itertools.cycle([PENDING, CONFIRMED, CANCELLED])
+    statuses = itertools.cycle([OrderStatus.PENDING, OrderStatus.CONFIRMED, OrderStatus.CANCELLED])
     stored = []
     for _ in range(count):
         customer_id = random.choice(people)
@@ -91,8 +91,8 @@ async def test_pages_across_shards_hold_every_order_once_even_with_equal_times(
 
 async def test_the_listing_filters_by_status_and_customer(orders: ShardedDatabase) -> None:
     stored = await store_orders(orders, 30, instants=2, customers=4)
-    cancelled = [o for o in stored if o.status == CANCELLED]
-    seen, _ = await read_all(orders, 4, status=CANCELLED)
+    cancelled = [o for o in stored if o.status == OrderStatus.CANCELLED]
+    seen, _ = await read_all(orders, 4, status=OrderStatus.CANCELLED)
     assert seen == newest_first(cancelled)
     someone = stored[0].customer_id
     theirs = [o for o in stored if o.customer_id == someone]
@@ -157,7 +157,7 @@ async def test_an_admin_pages_through_every_shard_over_http(
     confirmed = await client.get("/v1/admin/orders?status=confirmed&limit=100", headers=boss)
     # the placed order may be confirmed by now: the saga runs beside the test
     assert {o["id"] for o in confirmed.json()["items"]} - {placed["id"]} == {
-        o.id for o in stored if o.status == CONFIRMED
+        o.id for o in stored if o.status == OrderStatus.CONFIRMED
     }
     assert all(o["status"] == "confirmed" for o in confirmed.json()["items"])
 

@@ -3,6 +3,7 @@
 from bazaar.catalog import reservations
 from bazaar.catalog.events import ProductUpdated
 from bazaar.catalog.pages import ProductPages
+from bazaar.catalog.reservations import ReservationStatus
 from bazaar.orders.events import OrderCancelled, OrderPlaced
 from bazaar.platform.bus import Subscription, broadcast, subscribe
 from bazaar.platform.db import Database, WriteSession
@@ -11,7 +12,7 @@ from bazaar.platform.db import Database, WriteSession
 def subscriptions(db: Database, pages: ProductPages) -> list[Subscription]:
     async def reserve_stock(session: WriteSession, event: OrderPlaced) -> None:
         reservation = await reservations.reserve_stock(session, event)
-        if reservation is not None and reservation.status == reservations.RESERVED:
+        if reservation is not None and reservation.status == ReservationStatus.RESERVED:
             pages.drop_after_commit(session, [line["product_id"] for line in reservation.lines])
 
     async def release_stock(session: WriteSession, event: OrderCancelled) -> None:

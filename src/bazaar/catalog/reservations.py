@@ -7,6 +7,7 @@ are taken inside a savepoint that is rolled back when any of them cannot be had.
 
 from collections import Counter
 from collections.abc import Iterable
+from enum import StrEnum
 
 from sqlalchemy import update
 
@@ -23,11 +24,15 @@ from bazaar.platform import outbox
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import WriteSession
 
-RESERVED = "reserved"
-REJECTED = "rejected"
-RELEASED = "released"
-CANCELLED = "cancelled"
-"""The tombstone of an order cancelled before catalog saw it placed."""
+
+class ReservationStatus(StrEnum):
+    """Where an order's stock stands in catalog."""
+
+    RESERVED = "reserved"
+    REJECTED = "rejected"
+    RELEASED = "released"
+    CANCELLED = "cancelled"
+    """The tombstone of an order cancelled before catalog saw it placed."""
 
 
 def aggregate_lines(lines: Iterable[tuple[str, int]]) -> list[ReservedLine]:
@@ -75,13 +80,13 @@ async def reserve_stock(session: WriteSession, order: OrderPlaced) -> StockReser
     reservation = StockReservation(
         order_id=order.order_id,
         customer_id=order.customer_id,
-        status=REJECTED if short or not lines else RESERVED,
+        status=ReservationStatus.REJECTED if short or not lines else ReservationStatus.RESERVED,
         lines=[{"product_id": line.product_id, "quantity": line.quantity} for line in lines],
         created_at=now,
         updated_at=now,
     )
     session.add(reservation)
-    if reservation.status == REJECTED:
+    if reservation.status == ReservationStatus.REJECTED:
         outbox.add(
             session,
             StockRejected(
@@ -117,14 +122,14 @@ async def release_stock(session: WriteSession, order: OrderCancelled) -> list[st
             StockReservation(
                 order_id=order.order_id,
                 customer_id=order.customer_id,
-                status=CANCELLED,
+                status=ReservationStatus.CANCELLED,
                 lines=[],
                 created_at=now,
                 updated_at=now,
             )
         )
         return []
-    if reservation.status != RESERVED:
+    if reservation.status != ReservationStatus.RESERVED:
         return []
     product_ids = []
     for line in reservation.lines:
@@ -136,7 +141,7 @@ async def release_stock(session: WriteSession, order: OrderCancelled) -> list[st
         )
         product_ids.append(line["product_id"])
         outbox.add(session, ProductUpdated(product_id=line["product_id"]))
-    reservation.status = RELEASED
+    reservation.status = ReservationStatus.RELEASED
     reservation.updated_at = now
     outbox.add(session, StockReleased(order_id=order.order_id))
     return product_ids

@@ -2,17 +2,23 @@
 outgoing emails, webhooks and their deliveries."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bazaar.platform.db import Timestamp
 
-PENDING = "pending"
-SENT = "sent"
-DELIVERED = "delivered"
-FAILED = "failed"
-CANCELLED = "cancelled"
+
+class DeliveryStatus(StrEnum):
+    """Where an email (`pending`, `sent`, `failed`) or a webhook delivery (`pending`,
+    `delivered`, `failed`, `cancelled`) stands."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class Base(DeclarativeBase):

@@ -11,14 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, select, update
 
 from bazaar.identity.events import UserRegistered
-from bazaar.notifications.models import (
-    FAILED,
-    PENDING,
-    SENT,
-    Notification,
-    OutgoingEmail,
-    Recipient,
-)
+from bazaar.notifications.models import DeliveryStatus, Notification, OutgoingEmail, Recipient
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.orders.events import OrderCancelled, OrderConfirmed
 from bazaar.platform.clock import utcnow
@@ -160,7 +153,7 @@ async def _notify(session: WriteSession, recipient: Recipient, message: Message)
         to_name=recipient.name,
         subject=message.subject,
         body=message.body,
-        status=PENDING,
+        status=DeliveryStatus.PENDING,
         attempts=0,
         next_attempt_at=now,
         created_at=now,
@@ -194,7 +187,7 @@ async def mark_read(session: WriteSession, user_id: str, notification_id: str) -
 def _due_emails(now: datetime) -> Select[tuple[OutgoingEmail]]:
     return (
         select(OutgoingEmail)
-        .where(OutgoingEmail.status == PENDING, OutgoingEmail.next_attempt_at <= now)
+        .where(OutgoingEmail.status == DeliveryStatus.PENDING, OutgoingEmail.next_attempt_at <= now)
         .order_by(OutgoingEmail.next_attempt_at)
         .limit(1)
     )
@@ -223,7 +216,7 @@ async def claim_due_email(session: WriteSession, lease: float) -> OutgoingEmail 
         update(OutgoingEmail)
         .where(
             OutgoingEmail.id == email.id,
-            OutgoingEmail.status == PENDING,
+            OutgoingEmail.status == DeliveryStatus.PENDING,
             OutgoingEmail.next_attempt_at <= now,
         )
         .values(next_attempt_at=now + timedelta(seconds=lease))
@@ -235,8 +228,8 @@ async def claim_due_email(session: WriteSession, lease: float) -> OutgoingEmail 
 async def mark_email_sent(session: WriteSession, email_id: str) -> None:
     await session.execute(
         update(OutgoingEmail)
-        .where(OutgoingEmail.id == email_id, OutgoingEmail.status == PENDING)
-        .values(status=SENT, sent_at=utcnow(), attempts=OutgoingEmail.attempts + 1)
+        .where(OutgoingEmail.id == email_id, OutgoingEmail.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.SENT, sent_at=utcnow(), attempts=OutgoingEmail.attempts + 1)
     )
 
 
@@ -253,12 +246,12 @@ async def record_email_failure(
     Returns the email's new status.
     """
     email = await session.get(OutgoingEmail, email_id)
-    if email is None or email.status != PENDING:
-        return email.status if email else FAILED
+    if email is None or email.status != DeliveryStatus.PENDING:
+        return email.status if email else DeliveryStatus.FAILED
     email.attempts += 1
     email.last_error = error[:2000]
     if permanent or email.attempts >= settings.email_attempts:
-        email.status = FAILED
+        email.status = DeliveryStatus.FAILED
     else:
         email.next_attempt_at = _after(settings.email_delay(email.attempts))
     return email.status

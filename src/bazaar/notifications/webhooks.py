@@ -16,14 +16,7 @@ import msgspec
 from sqlalchemy import select, update
 
 from bazaar.notifications import webhook_targets
-from bazaar.notifications.models import (
-    CANCELLED,
-    DELIVERED,
-    FAILED,
-    PENDING,
-    Webhook,
-    WebhookDelivery,
-)
+from bazaar.notifications.models import DeliveryStatus, Webhook, WebhookDelivery
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import (
@@ -95,8 +88,11 @@ async def delete_webhook(session: WriteSession, webhook_id: str) -> None:
     webhook.deleted_at = utcnow()
     await session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == PENDING)
-        .values(status=CANCELLED)
+        .where(
+            WebhookDelivery.webhook_id == webhook_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        .values(status=DeliveryStatus.CANCELLED)
     )
 
 
@@ -131,7 +127,7 @@ async def enqueue_deliveries(
             event_id=envelope.id,
             event_type=envelope.type,
             payload=payload,
-            status=PENDING,
+            status=DeliveryStatus.PENDING,
             attempts=0,
             next_attempt_at=now,
             created_at=now,
@@ -150,7 +146,7 @@ async def claim_due_deliveries(
         select(WebhookDelivery, Webhook.url, Webhook.secret)
         .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
         .where(
-            WebhookDelivery.status == PENDING,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
             WebhookDelivery.next_attempt_at <= now,
             Webhook.deleted_at.is_(None),
         )
@@ -163,7 +159,7 @@ async def claim_due_deliveries(
             update(WebhookDelivery)
             .where(
                 WebhookDelivery.id == delivery.id,
-                WebhookDelivery.status == PENDING,
+                WebhookDelivery.status == DeliveryStatus.PENDING,
                 WebhookDelivery.next_attempt_at <= now,
             )
             .values(next_attempt_at=now + timedelta(seconds=lease))
@@ -194,16 +190,16 @@ async def record_attempt(
     """Count one POST: a 2xx delivers it for good; otherwise retry with backoff until the last
     attempt, then it has failed. Returns the delivery's new status."""
     delivery = await session.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.status != PENDING:
-        return delivery.status if delivery else FAILED
+    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+        return delivery.status if delivery else DeliveryStatus.FAILED
     delivery.attempts += 1
     delivery.last_status_code = status_code
     delivery.last_error = error[:2000] if error else None
     if status_code is not None and 200 <= status_code < 300:
-        delivery.status = DELIVERED
+        delivery.status = DeliveryStatus.DELIVERED
         delivery.delivered_at = utcnow()
     elif delivery.attempts >= settings.webhook_attempts:
-        delivery.status = FAILED
+        delivery.status = DeliveryStatus.FAILED
     else:
         delivery.next_attempt_at = _after(settings.webhook_delay(delivery.attempts))
     return delivery.status
@@ -213,9 +209,9 @@ async def refuse_delivery(session: WriteSession, delivery_id: str, reason: str) 
     """Fail a delivery for good without sending it: its host now resolves to an address
     webhooks may not reach. Not counted as an attempt, since nothing was sent."""
     delivery = await session.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.status != PENDING:
-        return delivery.status if delivery else FAILED
-    delivery.status = FAILED
+    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+        return delivery.status if delivery else DeliveryStatus.FAILED
+    delivery.status = DeliveryStatus.FAILED
     delivery.last_status_code = None
     delivery.last_error = f"refused: {reason}"[:2000]
     return delivery.status

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from bazaar.catalog.events import StockRejected
 from bazaar.orders import service
-from bazaar.orders.models import OUT_OF_STOCK, PAYMENT_DECLINED, PAYMENT_FAILED, Order
+from bazaar.orders.models import CancelReason, Order
 from bazaar.payments.events import PaymentDeclined, PaymentFailed, PaymentSucceeded
 from bazaar.platform.bus import Subscription, subscribe
 from bazaar.platform.clock import utcnow
@@ -36,8 +36,8 @@ def _settled(session: WriteSession, order: Order | None, order_id: str, outcome:
 
 
 async def on_stock_rejected(session: WriteSession, event: StockRejected) -> None:
-    order = await service.abandon_order(session, event.order_id, OUT_OF_STOCK)
-    _settled(session, order, event.order_id, OUT_OF_STOCK)
+    order = await service.abandon_order(session, event.order_id, CancelReason.OUT_OF_STOCK)
+    _settled(session, order, event.order_id, CancelReason.OUT_OF_STOCK)
 
 
 async def on_payment_succeeded(session: WriteSession, event: PaymentSucceeded) -> None:
@@ -46,13 +46,17 @@ async def on_payment_succeeded(session: WriteSession, event: PaymentSucceeded) -
 
 
 async def on_payment_declined(session: WriteSession, event: PaymentDeclined) -> None:
-    order = await service.abandon_order(session, event.order_id, PAYMENT_DECLINED, event.payment_id)
-    _settled(session, order, event.order_id, PAYMENT_DECLINED)
+    order = await service.abandon_order(
+        session, event.order_id, CancelReason.PAYMENT_DECLINED, event.payment_id
+    )
+    _settled(session, order, event.order_id, CancelReason.PAYMENT_DECLINED)
 
 
 async def on_payment_failed(session: WriteSession, event: PaymentFailed) -> None:
-    order = await service.abandon_order(session, event.order_id, PAYMENT_FAILED, event.payment_id)
-    _settled(session, order, event.order_id, PAYMENT_FAILED)
+    order = await service.abandon_order(
+        session, event.order_id, CancelReason.PAYMENT_FAILED, event.payment_id
+    )
+    _settled(session, order, event.order_id, CancelReason.PAYMENT_FAILED)
 
 
 def subscriptions(orders: ShardedDatabase) -> Sequence[Subscription]:

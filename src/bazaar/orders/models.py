@@ -1,6 +1,7 @@
 """Orders' tables: carts, orders and their lines, on every order shard."""
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
@@ -9,14 +10,22 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from bazaar.platform.db import Timestamp
 from bazaar.platform.money import Money
 
-PENDING = "pending"
-CONFIRMED = "confirmed"
-CANCELLED = "cancelled"
 
-OUT_OF_STOCK = "out_of_stock"
-PAYMENT_DECLINED = "payment_declined"
-PAYMENT_FAILED = "payment_failed"
-CUSTOMER_CANCELLED = "customer_cancelled"
+class OrderStatus(StrEnum):
+    """What an order is: `pending` until the checkout saga settles it."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+
+
+class CancelReason(StrEnum):
+    """Why an order was cancelled (`cancel_reason`)."""
+
+    OUT_OF_STOCK = "out_of_stock"
+    PAYMENT_DECLINED = "payment_declined"
+    PAYMENT_FAILED = "payment_failed"
+    CUSTOMER_CANCELLED = "customer_cancelled"
 
 
 class Base(DeclarativeBase):

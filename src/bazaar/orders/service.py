@@ -14,15 +14,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from bazaar.orders.events import OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced
-from bazaar.orders.models import (
-    CANCELLED,
-    CONFIRMED,
-    CUSTOMER_CANCELLED,
-    PENDING,
-    CartItem,
-    Order,
-    OrderItem,
-)
+from bazaar.orders.models import CancelReason, CartItem, Order, OrderItem, OrderStatus
 from bazaar.orders.prices import CatalogPrices, Quote
 from bazaar.platform import outbox
 from bazaar.platform.auth import Principal
@@ -186,7 +178,7 @@ async def place_order(
     order = Order(
         id=order_id,
         customer_id=customer_id,
-        status=PENDING,
+        status=OrderStatus.PENDING,
         cancel_reason=None,
         total_amount=total.amount,
         currency=total.currency,
@@ -275,7 +267,7 @@ async def _lock(session: WriteSession, order_id: str) -> Order | None:
 
 
 def _cancel(session: WriteSession, order: Order, reason: str, payment_id: str | None) -> None:
-    order.status = CANCELLED
+    order.status = OrderStatus.CANCELLED
     order.cancel_reason = reason
     order.payment_id = payment_id or order.payment_id
     order.updated_at = utcnow()
@@ -300,9 +292,9 @@ async def cancel_order(session: WriteSession, order_id: str, principal: Principa
     order = await _lock(session, order_id)
     if order is None or not principal.may_see(order.customer_id):
         raise NotFound("No such order")
-    if order.status == CANCELLED:
+    if order.status == OrderStatus.CANCELLED:
         raise Conflict("The order is already cancelled")
-    _cancel(session, order, CUSTOMER_CANCELLED, None)
+    _cancel(session, order, CancelReason.CUSTOMER_CANCELLED, None)
     await session.flush()
     return order
 
@@ -313,9 +305,9 @@ async def confirm_order(session: WriteSession, order_id: str, payment_id: str) -
     Returns None, changing nothing, when the order is unknown or no longer pending.
     """
     order = await _lock(session, order_id)
-    if order is None or order.status != PENDING:
+    if order is None or order.status != OrderStatus.PENDING:
         return None
-    order.status = CONFIRMED
+    order.status = OrderStatus.CONFIRMED
     order.payment_id = payment_id
     order.updated_at = utcnow()
     outbox.add(
@@ -339,7 +331,7 @@ async def abandon_order(
     Returns None, changing nothing, when the order is unknown or no longer pending.
     """
     order = await _lock(session, order_id)
-    if order is None or order.status != PENDING:
+    if order is None or order.status != OrderStatus.PENDING:
         return None
     _cancel(session, order, reason, payment_id)
     await session.flush()

@@ -1,6 +1,7 @@
 """Payments' tables: one payment per order, its ledger, and tombstones of cancelled orders."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -8,10 +9,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from bazaar.platform.db import Timestamp
 from bazaar.platform.money import Money
 
-SUCCEEDED = "succeeded"
-DECLINED = "declined"
-FAILED = "failed"
-REFUNDED = "refunded"
+
+class PaymentStatus(StrEnum):
+    """What became of a payment."""
+
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    FAILED = "failed"
+    REFUNDED = "refunded"
 
 
 class Base(DeclarativeBase):
@@ -47,7 +52,7 @@ class Payment(Base):
     @property
     def refundable(self) -> Money:
         """What is left to give back: nothing unless the charge was captured."""
-        captured = self.status in (SUCCEEDED, REFUNDED)
+        captured = self.status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
         return Money(self.amount - self.refunded_amount if captured else 0, self.currency)
 
 

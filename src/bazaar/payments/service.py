@@ -14,15 +14,7 @@ from bazaar.payments.events import (
     PaymentRefunded,
     PaymentSucceeded,
 )
-from bazaar.payments.models import (
-    DECLINED,
-    FAILED,
-    REFUNDED,
-    SUCCEEDED,
-    CancelledOrder,
-    LedgerEntry,
-    Payment,
-)
+from bazaar.payments.models import CancelledOrder, LedgerEntry, Payment, PaymentStatus
 from bazaar.payments.provider import (
     PaymentProvider,
     ProviderError,
@@ -83,7 +75,7 @@ async def capture_payment(
         # A timeout on the last attempt may hide a charge the provider did make; the
         # provider's records under the order id are where an operator reconciles it.
         log.warning("payment_failed", order_id=order_id, error=type(error).__name__)
-        payment.status = FAILED
+        payment.status = PaymentStatus.FAILED
         session.add(payment)
         outbox.add(
             session,
@@ -92,7 +84,7 @@ async def capture_payment(
         return payment
     payment.provider_charge_id = charge.id
     if charge.outcome != "succeeded":
-        payment.status = DECLINED
+        payment.status = PaymentStatus.DECLINED
         payment.decline_code = charge.decline_code or "card_declined"
         session.add(payment)
         outbox.add(
@@ -105,7 +97,7 @@ async def capture_payment(
             ),
         )
         return payment
-    payment.status = SUCCEEDED
+    payment.status = PaymentStatus.SUCCEEDED
     session.add(payment)
     await _record(session, payment, "charge", total, charge.id, order_id)
     outbox.add(
@@ -166,7 +158,7 @@ async def refund_payment(
         raise NotFound("No such payment")
     await _serialize_on_order(session, order_id)
     payment = await session.get_one(Payment, payment_id, populate_existing=True)
-    if payment.status not in (SUCCEEDED, REFUNDED):
+    if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
         raise Conflict(f"Only a captured payment can be refunded; this one is {payment.status}")
     rest = payment.refundable
     if rest.amount == 0:
@@ -216,7 +208,11 @@ async def _refund(
         # Nothing is recorded: a retry with the same key gets the refund if it did happen.
         raise Unavailable("The payment provider did not answer; retry the refund") from error
     payment.refunded_amount += amount.amount
-    payment.status = REFUNDED if payment.refunded_amount >= payment.amount else SUCCEEDED
+    payment.status = (
+        PaymentStatus.REFUNDED
+        if payment.refunded_amount >= payment.amount
+        else PaymentStatus.SUCCEEDED
+    )
     payment.updated_at = utcnow()
     await _record(session, payment, "refund", amount, refund.id, idempotency_key)
     outbox.add(
