@@ -87,7 +87,7 @@ def chaos(
     console.print(f"Report: {written}")
     if publish:
         shutil.rmtree(PUBLISHED, ignore_errors=True)
-        shutil.copytree(folder, PUBLISHED, ignore=shutil.ignore_patterns("data"))
+        shutil.copytree(folder, PUBLISHED, ignore=shutil.ignore_patterns("data", "logs"))
         console.print(f"Published to {PUBLISHED}/")
     if not all(result.passed for result in results):
         raise typer.Exit(1)
