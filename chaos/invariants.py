@@ -20,8 +20,6 @@ from bazaar.notifications.models import DeliveryStatus, Notification, OutgoingEm
 from bazaar.notifications.service import ORDER_CANCELLED, ORDER_CONFIRMED
 from bazaar.orders.models import Order, OrderStatus
 from bazaar.payments.models import LedgerEntry, Payment, PaymentStatus
-from bazaar.platform.bus import stored_dead_letters
-from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.runtime.cluster.mailsink import SUFFIX
 from bazaar.runtime.embedded import Runtime
 
@@ -259,12 +257,6 @@ def _mail_sink(folder: Path, emails: dict[str, OutgoingEmail], findings: Finding
 
 async def _dead_letters(runtime: Runtime, findings: Findings) -> None:
     consumers = {s.consumer for p in runtime.parts for s in p.subscriptions if not s.is_broadcast}
-    for db in runtime.platform.all_databases():
-        for row in await stored_dead_letters(db):
-            findings.dead_letters += 1
-            findings.violations.append(f"dead letter in {db.name}: {row.consumer} {row.type}")
-    bus = runtime.platform.bus
-    if isinstance(bus, RabbitMQBus):
-        for letter in await bus.dead_letters(consumers):
-            findings.dead_letters += 1
-            findings.violations.append(f"dead letter on RabbitMQ: {letter.consumer} {letter.type}")
+    for letter in await runtime.platform.bus.dead_letters(consumers):
+        findings.dead_letters += 1
+        findings.violations.append(f"dead letter: {letter.consumer} {letter.type} {letter.reason}")

@@ -20,6 +20,7 @@ import pytest
 
 from bazaar.runtime.cluster.supervisor import descendants, is_alive
 from bazaar.runtime.processes import DRAIN_SECONDS
+from chaos.shop import create_product
 from tests.up import shop
 from tests.up.running import ReadStream, Running, prepared, start, status_of, wait_for
 
@@ -102,7 +103,7 @@ def test_the_whole_checkout_end_to_end(running: Running, admin: dict[str, str]) 
     with httpx.Client(base_url=running.base, timeout=10) as client:
         ada = shop.customer(client)
         headers = ada.headers
-        product = shop.create_product(client, admin, stock=5, amount=2500)
+        product = create_product(client, admin, stock=5, amount=2500)
         cart = client.put(f"/v1/cart/items/{product}", json={"quantity": 2}, headers=headers)
         assert cart.status_code == 200 and cart.json()["total"]["amount"] == 5000, cart.text
         keyed = {**headers, "Idempotency-Key": uuid.uuid4().hex}
@@ -212,7 +213,7 @@ def test_a_rolling_restart_of_orders_loses_or_doubles_no_checkout(
     running: Running, admin: dict[str, str]
 ) -> None:
     with httpx.Client(base_url=running.base, timeout=10) as client:
-        product = shop.create_product(client, admin, stock=100_000, amount=300)
+        product = create_product(client, admin, stock=100_000, amount=300)
         shoppers = [shop.Shopper(shop.customer(client, f"Shopper{n}")) for n in range(3)]
     before = {p.name: p.pid for p in running.supervisor().programs()}
     with shop.Checkouts(running.base, shoppers, product) as checkouts:

@@ -85,44 +85,27 @@ def seed(
 
 
 def _dead_letters(replay: bool, consumer: str | None, event_id: str | None) -> list[tuple]:
-    """(consumer, event id, type, why, when) of the dead letters, replayed first if asked: the
-    broker's dead-letter queues when BAZAAR_BROKER_URL is set, else the dead_letter tables."""
-    from bazaar.platform import bus
-    from bazaar.platform.rabbitmq import RabbitMQBus
+    """(consumer, event id, type, why, when) of the dead letters, replayed first if asked:
+    wherever the bus keeps them (the broker's dead-letter queues with BAZAAR_BROKER_URL, else
+    the dead_letter tables)."""
     from bazaar.runtime.embedded import Runtime
 
     async def run() -> list[tuple]:
         runtime = Runtime(settings_or_exit())
-        subscriptions = [s for part in runtime.parts for s in part.subscriptions]
-        consumers = {s.consumer for s in subscriptions if not s.is_broadcast}
-        if consumer is not None:
-            consumers &= {consumer}
+        consumers = None if consumer is None else [consumer]
         try:
-            broker = runtime.platform.bus
-            if isinstance(broker, RabbitMQBus):
-                if replay:
-                    letters = await broker.replay_dead_letters(consumers, event_id)
-                else:
-                    letters = await broker.dead_letters(consumers)
-                return [
-                    (d.consumer, d.event_id, d.type, d.reason, d.failed_at)
-                    for d in letters
-                    if event_id in (None, d.event_id)
-                ]
-            await runtime.migrate()
-            found = []
-            for db in {id(db): db for part in runtime.parts for db in part.databases}.values():
-                rows = await bus.stored_dead_letters(db, consumer)
-                found += [
-                    (r.consumer, r.event_id, r.type, r.error.splitlines()[-1], r.failed_at)
-                    for r in rows
-                    if event_id in (None, r.event_id)
-                ]
-                if replay:
-                    await bus.replay_stored_dead_letters(
-                        db, subscriptions, consumer=consumer, event_id=event_id
-                    )
-            return found
+            if runtime.platform.settings.embedded:  # the SQLite files may be new
+                await runtime.migrate()
+            bus = runtime.platform.bus
+            if replay:
+                letters = await bus.replay_dead_letters(consumers, event_id)
+            else:
+                letters = await bus.dead_letters(consumers)
+            return [
+                (d.consumer, d.event_id, d.type, d.reason, d.failed_at)
+                for d in letters
+                if event_id in (None, d.event_id)
+            ]
         finally:
             await runtime.platform.close()
 

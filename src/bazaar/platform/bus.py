@@ -11,8 +11,9 @@ import asyncio
 import random
 import traceback
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from sqlalchemy import select, update
@@ -83,6 +84,25 @@ def broadcast(
     return Subscription(consumer, event_class.event_type, notify, None)
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message a consumer gave up on: kept for a person to read and replay."""
+
+    consumer: str
+    event_id: str
+    type: str
+    reason: str
+    failed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    consumer: str
+    ready: int | None
+    """Messages waiting for the consumer (None: its queue does not exist yet)."""
+    dead: int | None
+
+
 class EventBus(Protocol):
     confirm_waits_for_consumers: bool
     """True when publish returns only after the consumers handled the messages (in-process);
@@ -96,6 +116,24 @@ class EventBus(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def problem(self) -> str | None:
+        """None while the bus carries messages, else what is wrong (for /readyz)."""
+
+    async def declare_queues(self, subscriptions: Iterable[Subscription]) -> None:
+        """Make a place for each consumer's messages before it first runs (`bazaar migrate`)."""
+
+    async def queue_depths(self, consumers: Collection[str]) -> list[QueueDepth]:
+        """How many messages wait for each consumer, and how many it gave up on."""
+
+    async def dead_letters(self, consumers: Collection[str] | None = None) -> list[DeadLetter]:
+        """The messages these consumers (None: every one the bus can find) gave up on, left
+        where they are."""
+
+    async def replay_dead_letters(
+        self, consumers: Collection[str] | None = None, event_id: str | None = None
+    ) -> list[DeadLetter]:
+        """Deliver them again (all, or the one with `event_id`); returns those replayed."""
 
 
 @dataclass(frozen=True)
@@ -221,16 +259,17 @@ async def stored_dead_letters(db: Database, consumer: str | None = None) -> list
 async def replay_stored_dead_letters(
     db: Database,
     subscriptions: Sequence[Subscription],
-    *,
-    consumer: str | None = None,
+    consumers: Collection[str] | None = None,
     event_id: str | None = None,
     retry: RetryPolicy | None = None,
-) -> int:
-    """Deliver `db`'s dead letters again, here, to their consumer's handler, and mark each row
-    replayed (a failure dead-letters it anew); returns how many were replayed."""
-    replayed = 0
-    for row in await stored_dead_letters(db, consumer):
-        if event_id is not None and row.event_id != event_id:
+) -> list[DeadLetter]:
+    """Deliver `db`'s dead letters of `consumers` again, here, to their consumer's handler,
+    and mark each row replayed (a failure dead-letters it anew); returns those replayed."""
+    replayed = []
+    for row in await stored_dead_letters(db):
+        if consumers is not None and row.consumer not in consumers:
+            continue
+        if event_id not in (None, row.event_id):
             continue
         for subscription in subscriptions:
             if (subscription.consumer, subscription.event_type) == (row.consumer, row.type):
@@ -239,8 +278,14 @@ async def replay_stored_dead_letters(
             await session.execute(
                 update(dead_letter).where(dead_letter.c.id == row.id).values(replayed_at=utcnow())
             )
-        replayed += 1
+        replayed.append(stored_letter(row))
     return replayed
+
+
+def stored_letter(row) -> DeadLetter:  # a row of the dead_letter table
+    return DeadLetter(
+        row.consumer, row.event_id, row.type, row.error.splitlines()[-1], row.failed_at
+    )
 
 
 class InProcessBus:
@@ -252,9 +297,16 @@ class InProcessBus:
 
     confirm_waits_for_consumers = True
 
-    def __init__(self, retry: RetryPolicy | None = None, workers_per_consumer: int = 4) -> None:
+    def __init__(
+        self,
+        retry: RetryPolicy | None = None,
+        workers_per_consumer: int = 4,
+        stores: Sequence[Database] = (),
+    ) -> None:
         self.retry = retry or RetryPolicy()
         self.workers_per_consumer = workers_per_consumer
+        self.stores = stores
+        """The databases whose dead_letter tables keep what the consumers gave up on."""
         self._by_type: dict[str, list[Subscription]] = defaultdict(list)
         self._queues: dict[str, asyncio.Queue] = {}
         self._tasks: list[asyncio.Task] = []
@@ -296,3 +348,39 @@ class InProcessBus:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+    async def problem(self) -> str | None:
+        return None  # it is this process
+
+    async def declare_queues(self, subscriptions: Iterable[Subscription]) -> None:
+        pass  # its queues live as long as the process: nothing to make beforehand
+
+    async def queue_depths(self, consumers: Collection[str]) -> list[QueueDepth]:
+        letters = await self.dead_letters(consumers)
+        return [
+            QueueDepth(
+                consumer,
+                self._queues[consumer].qsize() if consumer in self._queues else None,
+                sum(1 for letter in letters if letter.consumer == consumer),
+            )
+            for consumer in sorted(consumers)
+        ]
+
+    async def dead_letters(self, consumers: Collection[str] | None = None) -> list[DeadLetter]:
+        return [
+            stored_letter(row)
+            for db in self.stores
+            for row in await stored_dead_letters(db)
+            if consumers is None or row.consumer in consumers
+        ]
+
+    async def replay_dead_letters(
+        self, consumers: Collection[str] | None = None, event_id: str | None = None
+    ) -> list[DeadLetter]:
+        subscriptions = [s for found in self._by_type.values() for s in found]
+        replayed = []
+        for db in self.stores:
+            replayed += await replay_stored_dead_letters(
+                db, subscriptions, consumers, event_id, self.retry
+            )
+        return replayed

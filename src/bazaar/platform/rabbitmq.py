@@ -34,10 +34,7 @@ delivery limit, a per-message attempt count that moves a poison message to a
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 
 import aio_pika
 from aio_pika.abc import (
@@ -48,23 +45,20 @@ from aio_pika.abc import (
     AbstractQueue,
 )
 
-from bazaar.platform.bus import RetryPolicy, Subscription, apply, deliver, handler_failed
+from bazaar.platform import rabbitmq_letters as letters
+from bazaar.platform.bus import (
+    QueueDepth,
+    RetryPolicy,
+    Subscription,
+    apply,
+    deliver,
+    handler_failed,
+)
 from bazaar.platform.events import Envelope
 from bazaar.platform.observability import log
+from bazaar.platform.rabbitmq_letters import BrokerDeadLetter
 from bazaar.platform.settings import SettingsError
 from bazaar.platform.transient import is_transient
-
-
-@dataclass(frozen=True)
-class BrokerDeadLetter:
-    """A message in a consumer's dead-letter queue."""
-
-    consumer: str
-    event_id: str
-    type: str
-    reason: str
-    failed_at: datetime | None
-    body: bytes
 
 
 class RabbitMQBus:
@@ -282,7 +276,7 @@ class RabbitMQBus:
         await channel.declare_exchange(
             self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
-        dead = await self._declare_dead_letter_queue(channel, consumer)
+        dead = await self.declare_dead_letter_queue(channel, consumer)
         await dead.bind(self.dead_letter_exchange, routing_key=consumer)
         return await channel.declare_queue(
             self.queue_name(consumer),
@@ -297,55 +291,31 @@ class RabbitMQBus:
             },
         )
 
-    async def _declare_dead_letter_queue(
+    async def declare_dead_letter_queue(
         self, channel: AbstractChannel, consumer: str
     ) -> AbstractQueue:
         # Classic, not quorum: listing returns messages unacknowledged, which a quorum
         # queue would count towards a delivery limit.
         return await channel.declare_queue(self.dead_letter_queue_name(consumer), durable=True)
 
-    # dead letters --------------------------------------------------------------------------
-    async def dead_letters(self, consumers: Iterable[str]) -> list[BrokerDeadLetter]:
-        """Every message in the consumers' dead-letter queues, left where it is."""
-        found: list[BrokerDeadLetter] = []
+    async def queue_depths(self, consumers: Collection[str]) -> list[QueueDepth]:
+        return await letters.queue_depths(self, await self._connect(robust=False), consumers)
+
+    async def dead_letters(self, consumers: Iterable[str] | None = None) -> list[BrokerDeadLetter]:
         connection = await self._connect(robust=False)
-        async with connection:
-            channel = await connection.channel()
-            for consumer in sorted(set(consumers)):
-                queue = await self._declare_dead_letter_queue(channel, consumer)
-                while (message := await queue.get(fail=False)) is not None:
-                    found.append(dead_letter_of(consumer, message))
-            # Closing the connection returns every message unacknowledged, in place.
-        return found
+        return await letters.dead_letters(self, connection, self._named(consumers))
 
     async def replay_dead_letters(
-        self, consumers: Iterable[str], event_id: str | None = None
+        self, consumers: Iterable[str] | None = None, event_id: str | None = None
     ) -> list[BrokerDeadLetter]:
-        """Republish dead-lettered messages to their consumer's queue (all, or the one with
-        `event_id`), each removed from the dead-letter queue once the broker confirmed it."""
-        replayed: list[BrokerDeadLetter] = []
         connection = await self._connect(robust=False)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            for consumer in sorted(set(consumers)):
-                await self.declare_consumer_queue(channel, consumer)
-                queue = await self._declare_dead_letter_queue(channel, consumer)
-                while (message := await queue.get(fail=False)) is not None:
-                    if event_id is not None and message.message_id != event_id:
-                        continue  # left unacknowledged: back in place when the channel closes
-                    await channel.default_exchange.publish(
-                        aio_pika.Message(
-                            message.body,
-                            message_id=message.message_id,
-                            type=message.type,
-                            content_type=message.content_type,
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        ),
-                        routing_key=self.queue_name(consumer),
-                    )
-                    await message.ack()
-                    replayed.append(dead_letter_of(consumer, message))
-        return replayed
+        return await letters.replay(self, connection, self._named(consumers), event_id)
+
+    def _named(self, consumers: Iterable[str] | None) -> Iterable[str]:
+        """`consumers`, or every subscribed consumer with a queue (broadcasts have none)."""
+        if consumers is not None:
+            return consumers
+        return [c for c, found in self._subscriptions.items() if not _broadcast_only(found)]
 
     async def delete_topology(self, consumers: Iterable[str]) -> None:
         """Delete the exchanges and queues under this prefix (tests and teardown)."""
@@ -373,20 +343,4 @@ def message_of(envelope: Envelope) -> aio_pika.Message:
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         timestamp=envelope.occurred_at,
-    )
-
-
-def dead_letter_of(consumer: str, message: AbstractIncomingMessage) -> BrokerDeadLetter:
-    headers: dict[str, Any] = dict(message.headers or {})
-    deaths = headers.get("x-death") or [{}]
-    death = deaths[0] if isinstance(deaths, list | tuple) and deaths else {}
-    reason = headers.get("x-first-death-reason") or death.get("reason") or "unknown"
-    failed_at = death.get("time") if isinstance(death.get("time"), datetime) else None
-    return BrokerDeadLetter(
-        consumer=consumer,
-        event_id=message.message_id or "",
-        type=message.type or "",
-        reason=str(reason.decode() if isinstance(reason, bytes) else reason),
-        failed_at=failed_at,
-        body=message.body,
     )

@@ -13,12 +13,10 @@ from bazaar.orders.catalog_http import HttpCatalogPrices
 from bazaar.orders.prices import CatalogPrices
 from bazaar.platform import migrations
 from bazaar.platform.bus import Subscription
-from bazaar.platform.cache import RedisCache
 from bazaar.platform.db import Database
 from bazaar.platform.observability import configure_logging, log
 from bazaar.platform.outbox import OutboxRelay
 from bazaar.platform.postgres import ensure_database
-from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.settings import SettingsError
 from bazaar.platform.web import BackgroundCheck, create_app
 from bazaar.runtime.assemble import assemble
@@ -94,9 +92,8 @@ class Runtime:
                 if db.dialect == "postgresql":
                     await ensure_database(db.primary.url)
                 await migrations.upgrade(db, part.schema)
-        bus = self.platform.bus
-        if isinstance(bus, RabbitMQBus):
-            await bus.declare_queues(s for part in self.parts for s in part.subscriptions)
+        subscriptions = (s for part in self.parts for s in part.subscriptions)
+        await self.platform.bus.declare_queues(subscriptions)
 
     async def start(self) -> None:
         await self._check_redis()
@@ -164,20 +161,18 @@ class Runtime:
 
     async def _check_redis(self) -> None:
         """A Redis that does not answer at start is a wrong URL; later it is an outage."""
-        cache = self.platform.cache
-        problem = await cache.problem_at_start() if isinstance(cache, RedisCache) else None
+        problem = await self.platform.cache_problem(at_start=True)
         if problem is not None:
             raise SettingsError("REDIS_URL", f"does not answer ({problem})")
 
     async def _redis_answers(self) -> str | None:
-        cache = self.platform.cache
-        return await cache.problem() if isinstance(cache, RedisCache) else None
+        return await self.platform.cache_problem()
 
     async def _broker_answers(self) -> str | None:
         bus = self.platform.bus
         if not self._bus_started and self.kind is ProcessKind.SERVE:
             return None  # this API needs no broker
-        return await bus.problem() if isinstance(bus, RabbitMQBus) else None
+        return await bus.problem()
 
     async def _databases_answer(self) -> str | None:
         for db in self.databases:

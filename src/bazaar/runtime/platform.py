@@ -61,6 +61,13 @@ class Platform:
     def all_databases(self) -> list[Database]:
         return [*self.databases.values(), *self.orders.shards]
 
+    async def cache_problem(self, *, at_start: bool = False) -> str | None:
+        """None while the shared cache answers (or there is none: the process's own memory),
+        else what is wrong; `at_start`, waiting a moment for a server still starting."""
+        if not isinstance(self.cache, RedisCache):
+            return None
+        return await (self.cache.problem_at_start() if at_start else self.cache.problem())
+
     async def close(self) -> None:
         for db in self.all_databases():
             await db.dispose()
@@ -94,7 +101,7 @@ def build_platform(
             settings.broker_url, prefix=settings.broker_prefix, concurrency=consumer_concurrency
         )
         if settings.broker_url
-        else InProcessBus(),
+        else InProcessBus(stores=[*databases.values(), *shards]),
         cache=cache,
         limiter=RateLimiter(settings.redis_url),
         signing_key=signing_key,

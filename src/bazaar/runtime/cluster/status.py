@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bazaar.platform.settings import SettingsError
 from bazaar.runtime.cluster import haproxy
 from bazaar.runtime.cluster.folder import Folder, folder_from
 from bazaar.runtime.cluster.mailsink import count_messages
@@ -120,45 +121,20 @@ async def _replica_lag(database_url: str) -> list[dict] | str:
 
 
 async def _queues(environment: Mapping[str, str]) -> list[dict] | str:
-    """Messages ready in each consumer's queue and its dead-letter queue (passive declares:
-    nothing is created)."""
-    import aio_pika
-
-    from bazaar.platform.rabbitmq import RabbitMQBus
+    """Messages ready in each consumer's queue and its dead-letter queue (nothing is created)."""
     from bazaar.runtime.config import Settings
     from bazaar.runtime.embedded import Runtime
 
     runtime = Runtime(Settings.from_env(environment))
-    try:
-        bus = runtime.platform.bus
-        consumers = sorted(
-            {s.consumer for p in runtime.parts for s in p.subscriptions if not s.is_broadcast}
-        )
-    finally:
-        await runtime.platform.close()
-    if not isinstance(bus, RabbitMQBus):
-        return "no broker"
-    found = []
+    consumers = {s.consumer for p in runtime.parts for s in p.subscriptions if not s.is_broadcast}
     try:
         async with asyncio.timeout(ASK_TIMEOUT * 2):
-            connection = await aio_pika.connect(environment["BAZAAR_BROKER_URL"], timeout=2)
-            async with connection:
-                for consumer in consumers:
-                    depths = []
-                    for name in (bus.queue_name(consumer), bus.dead_letter_queue_name(consumer)):
-                        channel = await connection.channel()
-                        try:
-                            queue = await channel.declare_queue(name, passive=True)
-                            depths.append(queue.declaration_result.message_count)
-                        except aio_pika.exceptions.ChannelClosed:
-                            depths.append(None)  # not declared yet
-                        finally:
-                            if not channel.is_closed:
-                                await channel.close()
-                    found.append({"consumer": consumer, "ready": depths[0], "dead": depths[1]})
-    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as error:
+            depths = await runtime.platform.bus.queue_depths(consumers)
+    except (OSError, TimeoutError, SettingsError) as error:
         return f"RabbitMQ does not answer ({type(error).__name__})"
-    return found
+    finally:
+        await runtime.platform.close()
+    return [{"consumer": d.consumer, "ready": d.ready, "dead": d.dead} for d in depths]
 
 
 def render(report: dict) -> str:
