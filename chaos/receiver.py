@@ -9,6 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from bazaar.runtime.cluster.topology import free_port
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    """The sender posts many at once: the default backlog (5) reset some of them."""
+
+
 class Receiver:
     def __init__(self) -> None:
         self.port = free_port()
@@ -29,7 +35,7 @@ class Receiver:
             def log_message(self, *_args: object) -> None:  # quiet: the counts say it all
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
