@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from bazaar.catalog.models import Product
 from bazaar.cli import app
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import FAST_ENV, settings_for
+from tests.plugin import FAST_ENV, settings_for
 from tests.postgres import SERVER_URL
 from tests.replication import free_port
 

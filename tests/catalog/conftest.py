@@ -13,22 +13,18 @@ from bazaar.catalog.pages import ProductPages
 from bazaar.catalog.schemas import Price, ProductCreate
 from bazaar.catalog.wiring import SCHEMA
 from bazaar.orders.events import OrderCancelled, OrderLine, OrderPlaced
-from bazaar.platform import migrations
-from bazaar.platform.db import Database, sqlite_database
+from bazaar.platform.db import Database
 from bazaar.platform.events import Envelope
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.platform.schema import outbox_message
+from tests.plugin import migrated
 
 
 @pytest.fixture
 async def catalog(tmp_path: Path) -> AsyncIterator[Database]:
-    db = sqlite_database("catalog", tmp_path / "catalog.db")
-    await migrations.upgrade(db, SCHEMA)
-    try:
+    async with migrated("catalog", tmp_path, SCHEMA) as db:
         yield db
-    finally:
-        await db.dispose()
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from bazaar.platform.bus import RetryPolicy, deliver
 from bazaar.platform.events import Envelope
 from bazaar.runtime.embedded import Runtime
 from tests.catalog.conftest import placed
-from tests.conftest import admin, customer
 from tests.e2e.checkout import eventually
+from tests.plugin import admin, customer
 
 HEADER = "sku,name,description,category,price_amount,currency,stock\n"
 

@@ -2,8 +2,8 @@
 
 import httpx
 
-from tests.conftest import admin
 from tests.e2e.checkout import create_product
+from tests.plugin import admin
 
 
 async def test_ids_give_the_products_on_sale_among_them(runtime, client: httpx.AsyncClient) -> None:

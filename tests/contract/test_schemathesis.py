@@ -24,9 +24,9 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from bazaar.catalog.api import IMPORT_HEADER
 from bazaar.identity import service
 from bazaar.identity.wiring import passwords
-from bazaar.runtime.assemble import SERVICES
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import settings_for
+from bazaar.runtime.services import SERVICES
+from tests.plugin import settings_for
 
 pytestmark = pytest.mark.filterwarnings(
     # The app runs in schemathesis's event-loop thread and draws request ids (`random`) while

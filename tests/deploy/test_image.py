@@ -11,8 +11,8 @@ import uuid
 
 import httpx
 
-from tests.conftest import FAST_ENV
 from tests.deploy.conftest import podman
+from tests.plugin import FAST_ENV
 from tests.replication import free_port
 
 SIZE_BOUND_MB = 400

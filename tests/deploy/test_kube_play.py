@@ -25,11 +25,11 @@ from bazaar.platform.postgres import drop_database
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.runtime.embedded import Runtime
 from bazaar.runtime.processes import SERVICES
-from tests.conftest import settings_for
 from tests.deploy.conftest import REPOSITORY, podman
 from tests.e2e.checkout import ADDRESS, create_product, eventually
 from tests.integration.test_rabbitmq import BROKER_URL
 from tests.notifications.test_mailer import Sink
+from tests.plugin import settings_for
 from tests.postgres import SERVER_URL, require_server
 
 OVERLAY = REPOSITORY / "deploy" / "k8s" / "overlays" / "local"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import started
+from tests.plugin import started
 from tests.postgres import fresh_database_url, require_server
 from tests.scaled import ScaledServers
 

@@ -9,9 +9,9 @@ from bazaar.payments.sandbox import SandboxProvider
 from bazaar.payments.wiring import provider_for
 from bazaar.platform.money import Money
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin as make_admin
-from tests.conftest import customer
 from tests.e2e.checkout import create_product, eventually, place_order, settled, stock_of
+from tests.plugin import admin as make_admin
+from tests.plugin import customer
 
 
 async def test_happy_path_confirms_charges_notifies(

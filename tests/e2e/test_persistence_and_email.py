@@ -10,9 +10,9 @@ import httpx
 from aiosmtpd.controller import Controller
 
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin as make_admin
-from tests.conftest import customer, login, settings_for
 from tests.e2e.checkout import create_product, eventually, place_order, settled
+from tests.plugin import admin as make_admin
+from tests.plugin import customer, login, settings_for
 
 
 def client_for(runtime: Runtime) -> httpx.AsyncClient:

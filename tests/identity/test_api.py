@@ -2,7 +2,7 @@
 
 import httpx
 
-from tests.conftest import login, register
+from tests.plugin import login, register
 
 
 async def test_register_then_me(client: httpx.AsyncClient) -> None:

@@ -16,7 +16,7 @@ from bazaar.platform.settings import SettingsError
 from bazaar.runtime.config import ProcessKind, Settings
 from bazaar.runtime.embedded import Runtime
 from bazaar.runtime.processes import SERVICES
-from tests.conftest import FAST_ENV, login, register
+from tests.plugin import FAST_ENV, login, register
 
 
 def private_pem(key: Ed25519PrivateKey) -> str:

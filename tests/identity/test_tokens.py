@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 
 from bazaar.platform.keys import KEY_FILE, PUBLIC_KEY_FILE, load_or_create_key
-from tests.conftest import login, register
+from tests.plugin import login, register
 
 
 async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:

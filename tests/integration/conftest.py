@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import started
 from tests.integration.test_rabbitmq import prefix  # noqa: F401
 from tests.integration.test_redis import own_redis, redis_url  # noqa: F401
 from tests.notifications.test_mailer import smtp_sink  # noqa: F401
+from tests.plugin import started
 from tests.postgres import fresh_database_url, require_server
 
 

@@ -22,8 +22,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import FAST_ENV, settings_for
 from tests.integration.test_redis import free_port
+from tests.plugin import FAST_ENV, settings_for
 from tests.postgres import drop_databases, fresh_database_url, require_server
 
 CONNECTIONS = 1000

@@ -20,9 +20,9 @@ from bazaar.platform.db import WriteSession
 from bazaar.platform.errors import Conflict, Unprocessable
 from bazaar.platform.idempotency import Idempotency, StoredResponse
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, customer
 from tests.integration.test_redis import RedisServer, running
 from tests.orders.test_api import keyed, order_body, product
+from tests.plugin import admin, customer
 from tests.statements import statements_where
 
 REQUEST_TABLES = ("idempotency_record", "cart_item", "customer_order", "FROM product")

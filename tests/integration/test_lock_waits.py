@@ -8,10 +8,10 @@ import pytest
 
 from bazaar.platform.postgres import LOCK_TIMEOUT
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin
 from tests.e2e.checkout import create_product
 from tests.integration.conftest import on_fresh_database
 from tests.integration.row_locks import patch_while_held
+from tests.plugin import admin
 
 
 @pytest.fixture

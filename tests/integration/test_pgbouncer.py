@@ -26,9 +26,9 @@ from bazaar.runtime.cluster.budget import ServerPools
 from bazaar.runtime.cluster.pgcluster import SERVER_USER
 from bazaar.runtime.cluster.topology import free_port
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, customer, settings_for
 from tests.e2e.checkout import create_product, place_order, settled, stock_of
 from tests.integration.row_locks import patch_while_held
+from tests.plugin import admin, customer, settings_for
 from tests.postgres import SERVER_URL, fresh_database_url, require_server
 from tests.scaled import _unavailable
 

@@ -32,7 +32,6 @@ from bazaar.platform.transient import is_transient
 from bazaar.runtime.cluster.pgcluster import LocalPostgres
 from bazaar.runtime.embedded import Runtime
 from chaos import invariants
-from tests.conftest import admin, customer, started
 from tests.e2e.checkout import create_product, eventually, place_order
 from tests.integration.test_rabbitmq import (
     BROKER_URL,
@@ -46,6 +45,7 @@ from tests.integration.test_rabbitmq import (
     recording,
     require_broker,
 )
+from tests.plugin import admin, customer, started
 from tests.replication import own_server
 
 

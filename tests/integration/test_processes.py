@@ -31,9 +31,9 @@ from bazaar.platform.postgres import drop_database, service_url
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.runtime.config import Settings
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import FAST_ENV
 from tests.e2e.checkout import create_product, eventually, place_order
 from tests.integration.test_rabbitmq import BROKER_URL
+from tests.plugin import FAST_ENV
 from tests.postgres import SERVER_URL, fresh_database_url
 
 BAZAAR = str(Path(sys.executable).with_name("bazaar"))

@@ -21,7 +21,6 @@ from bazaar.platform.events import Envelope
 from bazaar.platform.money import Money
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import settings_for
 from tests.e2e.checkout import eventually
 from tests.integration.test_rabbitmq import (
     BROKER_URL,
@@ -35,6 +34,7 @@ from tests.integration.test_rabbitmq import (
     recording,
     require_broker,
 )
+from tests.plugin import settings_for
 
 
 async def queue_length(name: str) -> int:

@@ -26,9 +26,9 @@ from bazaar.platform.outbox import OutboxRelay
 from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import readiness_once_checked_again, settings_for
 from tests.e2e.checkout import eventually
 from tests.e2e.test_checkout import test_happy_path_confirms_charges_notifies
+from tests.plugin import readiness_once_checked_again, settings_for
 from tests.postgres import drop_databases, fresh_database_url, require_server
 
 BROKER_URL = os.environ.get("BAZAAR_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")

@@ -25,7 +25,7 @@ from cashews import Cache
 from bazaar.catalog.pages import ProductPages
 from bazaar.platform.cache import create_cache
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, readiness_once_checked_again, register, settings_for
+from tests.plugin import admin, readiness_once_checked_again, register, settings_for
 from tests.statements import statements_where
 
 REDIS_URL = os.environ.get("BAZAAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -19,8 +19,8 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, customer, settings_for
 from tests.e2e.checkout import create_product, eventually, place_order
+from tests.plugin import admin, customer, settings_for
 from tests.postgres import drop_databases
 from tests.replication import ReplicatedServer
 

@@ -17,8 +17,8 @@ from bazaar.platform.bus import RetryPolicy, deliver
 from bazaar.platform.keys import public_pem
 from bazaar.runtime.config import ProcessKind, Settings
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import FAST_ENV
 from tests.payments.test_service import stock_reserved
+from tests.plugin import FAST_ENV
 from tests.postgres import drop_databases, fresh_database_url, require_server
 
 

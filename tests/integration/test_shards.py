@@ -16,8 +16,8 @@ from sqlalchemy.engine import make_url
 
 from bazaar.platform.shards import ShardMap
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, customer, settings_for
 from tests.e2e.checkout import create_product, place_order
+from tests.plugin import admin, customer, settings_for
 from tests.postgres import drop_databases, fresh_database_url, require_server
 
 CUSTOMERS = 40

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bazaar.runtime.cluster.pgcluster import SERVER_USER, LocalPostgres
-from tests.conftest import customer, started
 from tests.e2e.checkout import eventually
+from tests.plugin import customer, started
 from tests.replication import own_server
 
 

@@ -15,12 +15,12 @@ from bazaar.notifications.models import WebhookDelivery
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.notifications.wiring import SCHEMA
 from bazaar.orders.events import OrderConfirmed
-from bazaar.platform import migrations
 from bazaar.platform.bus import RetryPolicy, deliver
-from bazaar.platform.db import Database, sqlite_database
+from bazaar.platform.db import Database
 from bazaar.platform.events import Envelope, Event
 from bazaar.platform.money import Money
 from bazaar.platform.settings import Env
+from tests.plugin import migrated
 
 FAST = {
     "BAZAAR_MAILER_POLL_INTERVAL": "0.01",
@@ -47,12 +47,8 @@ def settings() -> NotificationsSettings:
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = sqlite_database("notifications", tmp_path / "notifications.db")
-    await migrations.upgrade(database, SCHEMA)
-    try:
+    async with migrated("notifications", tmp_path, SCHEMA) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 async def add_recipient(

@@ -12,7 +12,7 @@ from bazaar.notifications.models import Recipient
 from bazaar.orders.events import OrderConfirmed
 from bazaar.platform.money import Money
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, customer, started
+from tests.plugin import admin, customer, started
 
 
 @pytest.fixture

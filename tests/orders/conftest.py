@@ -7,11 +7,10 @@ import pytest
 
 from bazaar.orders.prices import Quote
 from bazaar.orders.wiring import SCHEMA
-from bazaar.platform import migrations
-from bazaar.platform.db import sqlite_database
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.platform.shards import ShardedDatabase, ShardMap
+from tests.plugin import migrated
 
 
 class PriceList:
@@ -37,14 +36,11 @@ class PriceList:
 
 @pytest.fixture
 async def orders(tmp_path: Path) -> AsyncIterator[ShardedDatabase]:
-    shards = [sqlite_database(f"orders_{i}", tmp_path / f"orders_{i}.db") for i in range(2)]
-    for shard in shards:
-        await migrations.upgrade(shard, SCHEMA)
-    sharded = ShardedDatabase(shards, ShardMap(len(shards)))
-    try:
-        yield sharded
-    finally:
-        await sharded.dispose()
+    async with (
+        migrated("orders_0", tmp_path, SCHEMA) as first,
+        migrated("orders_1", tmp_path, SCHEMA) as second,
+    ):
+        yield ShardedDatabase([first, second], ShardMap(2))
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from bazaar.platform.clock import utcnow
 from bazaar.platform.ids import new_id
 from bazaar.platform.shards import ShardedDatabase
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, customer
 from tests.e2e.checkout import ADDRESS
 from tests.orders.conftest import PriceList
 from tests.orders.test_api import keyed, order_body, product
+from tests.plugin import admin, customer
 
 
 async def store_orders(

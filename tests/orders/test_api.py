@@ -11,8 +11,8 @@ from bazaar.platform.clock import utcnow
 from bazaar.platform.db import insert_ignoring_duplicates
 from bazaar.platform.schema import idempotency_record
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, customer
 from tests.e2e.checkout import ADDRESS
+from tests.plugin import admin, customer
 
 
 async def product(client: httpx.AsyncClient, admin_headers: dict, amount: int = 1999) -> str:

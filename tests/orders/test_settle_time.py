@@ -14,8 +14,6 @@ from bazaar.payments.events import PaymentFailed
 from bazaar.platform.bus import deliver
 from bazaar.platform.shards import ShardedDatabase
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin as make_admin
-from tests.conftest import customer, started
 from tests.e2e.checkout import create_product, eventually, place_order, settled
 from tests.orders.conftest import PriceList
 from tests.orders.test_handlers import (
@@ -26,6 +24,8 @@ from tests.orders.test_handlers import (
     subscription_for,
     succeeded,
 )
+from tests.plugin import admin as make_admin
+from tests.plugin import customer, started
 from tests.postgres import fresh_database_url, require_server
 
 

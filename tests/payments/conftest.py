@@ -10,20 +10,16 @@ from sqlalchemy import select
 from bazaar.payments.sandbox import SandboxProvider
 from bazaar.payments.settings import PaymentsSettings
 from bazaar.payments.wiring import SCHEMA
-from bazaar.platform import migrations
-from bazaar.platform.db import Database, sqlite_database
+from bazaar.platform.db import Database
 from bazaar.platform.events import Envelope
 from bazaar.platform.schema import outbox_message
+from tests.plugin import migrated
 
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = sqlite_database("payments", tmp_path / "payments.db")
-    await migrations.upgrade(database, SCHEMA)
-    try:
+    async with migrated("payments", tmp_path, SCHEMA) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

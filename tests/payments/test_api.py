@@ -10,7 +10,7 @@ from bazaar.platform.events import Envelope
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, login, register
+from tests.plugin import admin, login, register
 
 USD_2500 = {"amount": 2500, "currency": "USD"}
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin, customer
 from tests.orders.test_api import product
 from tests.payments.test_api import ada, keyed, paid_order
+from tests.plugin import admin, customer
 
 
 def product_body(**changes: object) -> dict:

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from bazaar.platform.web import BackgroundCheck
 from bazaar.runtime.embedded import Runtime
-from tests.conftest import admin
+from tests.plugin import admin
 
 
 async def test_unknown_route_is_a_problem_with_a_request_id(client: httpx.AsyncClient) -> None:

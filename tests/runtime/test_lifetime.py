@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import FAST_ENV
+from tests.plugin import FAST_ENV
 from tests.replication import free_port
 
 

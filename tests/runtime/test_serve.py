@@ -19,8 +19,8 @@ from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import ProcessKind, Settings
 from bazaar.runtime.embedded import Runtime
 from bazaar.runtime.processes import settings_for
-from tests.conftest import FAST_ENV, admin
 from tests.e2e.checkout import create_product, place_order
+from tests.plugin import FAST_ENV, admin
 
 
 def env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import pytest
 from bazaar.platform.keys import KEY_FILE, load_or_create_key
 from bazaar.runtime.embedded import Runtime
 from bazaar.runtime.services import DEFINITIONS, ROUTES, SERVICE_DATABASES, SERVICES
-from tests.conftest import settings_for
+from tests.plugin import settings_for
 
 ANSWERED_BY_EVERY_PROCESS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 
