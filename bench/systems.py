@@ -3,7 +3,6 @@ afterwards: one `bazaar dev` process (embedded), the whole `bazaar up` topology 
 the hello-world baseline, each instance under test held to a CPU quota.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from bazaar.runtime.cluster.cpulimit import CpuGroups
+from bazaar.runtime.cluster.record import RunRecord
 from bazaar.runtime.cluster.servers import OwnPostgres, State
 from bazaar.runtime.cluster.supervisor import Layout, Supervisor, descendants
 from bazaar.runtime.cluster.topology import free_port
@@ -225,7 +225,7 @@ class Scaled:
     most: int
     port: int = field(default_factory=free_port)
     stats_port: int = field(default_factory=free_port)
-    run: dict = field(default_factory=dict)
+    run: RunRecord | None = None
 
     @property
     def url(self) -> str:
@@ -246,7 +246,7 @@ class Scaled:
         command += ["--port", str(self.port), "--stats-port", str(self.stats_port)]
         _check(command, self.environment)
         up = self.data_dir / "up"
-        self.run = json.loads((up / "run.json").read_text())
+        self.run = RunRecord.load(up / "run.json")
         servers = dict(
             line.split("=", 1) for line in (up / "env").read_text().splitlines() if "=" in line
         )
@@ -257,12 +257,13 @@ class Scaled:
         _check([*_bazaar(), "scale", service, str(count)], self.environment, timeout=180)
 
     def metrics_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{p['port']}" for p in self.run.get("processes", [])]
+        processes = self.run.processes if self.run else []
+        return [f"http://127.0.0.1:{p.port}" for p in processes]
 
     def relay_urls(self) -> list[str]:
         """The workers: the relays that publish the outbox run there."""
-        processes = self.run.get("processes", [])
-        return [f"http://127.0.0.1:{p['port']}" for p in processes if p["kind"] == "worker"]
+        processes = self.run.processes if self.run else []
+        return [f"http://127.0.0.1:{p.port}" for p in processes if p.kind == "worker"]
 
     def processes(self) -> dict[str, list[int]]:
         up = self.data_dir / "up"

@@ -14,7 +14,6 @@ run.json, state.json and supervisord name), on 127.0.0.1: never the machine's ow
   between the processes and each server (faultproxy.py), set through `proxy(server, mode)`.
 """
 
-import json
 import os
 import signal
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from bazaar.runtime.cluster.faultproxy import Mode, set_mode
 from bazaar.runtime.cluster.folder import Folder
 from bazaar.runtime.cluster.pgcluster import LocalPostgres
+from bazaar.runtime.cluster.record import RunRecord
 from bazaar.runtime.cluster.servers import OwnPostgres, State
 from bazaar.runtime.cluster.supervisor import Supervisor
 
@@ -44,15 +44,14 @@ class FaultKit:
     def supervisor(self) -> Supervisor:
         return Supervisor(self.folder.layout, timeout=60)
 
-    def run(self) -> dict:
-        return json.loads(self.folder.run.read_text())
+    def run(self) -> RunRecord:
+        return RunRecord.load(self.folder.run)
 
     def instance(self, service: str, kind: str = "serve", index: int = 0) -> str:
         """The name of a service's API instance (`kind="serve"`) or of its worker."""
-        named = [p["name"] for p in self.run()["processes"] if p["service"] == service]
-        found = [n for n in named if n.endswith("-worker") == (kind == "worker")]
+        found = [p.name for p in self.run().of(service, kind)]
         if len(found) <= index:
-            raise FaultError(f"{service} has no {kind} number {index}: {', '.join(named)}")
+            raise FaultError(f"{service} has no {kind} number {index}: {', '.join(found)}")
         return found[index]
 
     def pid_of(self, name: str) -> int:

@@ -1,7 +1,6 @@
 """A `bazaar up --detach` of the tests' own: its folder, its commands, and what the tests
 watch it with (a stream of reads through HAProxy, bounded waits)."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ import httpx
 from bazaar.runtime.cluster import haproxy
 from bazaar.runtime.cluster.folder import Folder
 from bazaar.runtime.cluster.pgcluster import ClusterError, binaries
+from bazaar.runtime.cluster.record import RunRecord
 from bazaar.runtime.cluster.status import running_environment
 from bazaar.runtime.cluster.supervisor import Layout, Supervisor
 from bazaar.runtime.cluster.topology import free_port
@@ -57,11 +57,11 @@ class Running:
         """The processes' settings as `up` wrote them (for `seed`, `admin create`...)."""
         return running_environment(Folder(self.data_dir))
 
-    def run(self) -> dict:
-        return json.loads((self.up_folder / "run.json").read_text())
+    def run(self) -> RunRecord:
+        return RunRecord.load(self.up_folder / "run.json")
 
     def port_of(self, name: str) -> int:
-        return next(p["port"] for p in self.run()["processes"] if p["name"] == name)
+        return self.run().process(name).port
 
     def supervisor(self) -> Supervisor:
         return Supervisor(Layout(self.up_folder), timeout=60)

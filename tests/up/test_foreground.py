@@ -17,7 +17,7 @@ INSTANCES = "identity=1,catalog=1,orders=1,payments=1,notifications=1"
 
 def recorded_pids(up: Running) -> list[int]:
     try:
-        return up.run()["pids"]
+        return up.run().pids
     except (OSError, ValueError):  # not written yet, or being written
         return []
 

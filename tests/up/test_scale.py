@@ -67,10 +67,10 @@ def test_instances_held_to_their_quota_scale_down_and_up_and_leave_no_group() ->
         started = start(up, instances, 0, 1, "--cpu-quota", "catalog=0.5")
         assert started.returncode == 0, started.stdout + started.stderr
         run = up.run()
-        assert run["topology"]["cpu_quota"] == {"catalog": 0.5}
-        groups = {p["name"]: Path(p["cpu_group"]) for p in run["processes"] if p["cpu_group"]}
+        assert run.topology.cpu_quota == {"catalog": 0.5}
+        groups = {p.name: Path(p.cpu_group) for p in run.processes if p.cpu_group}
         assert sorted(groups) == CATALOG
-        assert all(p["cpu_quota"] == 0.5 for p in run["processes"] if p["name"] in CATALOG)
+        assert all(p.cpu_quota == 0.5 for p in run.processes if p.name in CATALOG)
         _assert_each_instance_in_its_group(up, groups)
 
         scaled = _scale(up, 1)

@@ -35,7 +35,7 @@ def running() -> Iterator[Running]:
         instances = "identity=2,catalog=2,orders=2,payments=2,notifications=2"
         started = start(up, instances, replicas=1, shards=2)
         assert started.returncode == 0, started.stdout + started.stderr
-        up.recorded = up.run()["pids"]
+        up.recorded = up.run().pids
         yield up
 
 

@@ -12,7 +12,6 @@ an instance taken out is drained, stopped (it uses no CPU) and put in maintenanc
 one brought back is started, waited for and put back in rotation.
 """
 
-import json
 import subprocess
 import time
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from collections.abc import Mapping
 from bazaar.runtime.cluster import haproxy
 from bazaar.runtime.cluster.folder import Folder, folder_from
 from bazaar.runtime.cluster.readiness import NotReady, wait_url
+from bazaar.runtime.cluster.record import RunRecord
 from bazaar.runtime.cluster.supervisor import STOP_WAIT_SECONDS, Supervisor
 from bazaar.runtime.cluster.up import READY_TIMEOUT, Say, UpError
 from bazaar.runtime.services import SERVICES
@@ -41,16 +41,12 @@ def restart(service: str, environ: Mapping[str, str], say: Say) -> None:
         raise UpError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
     folder = folder_from(environ)
     supervisor = _running(folder)
-    run = json.loads(folder.run.read_text())
+    run = RunRecord.load(folder.run)
     stopped = {p.name for p in supervisor.programs() if p.state == "STOPPED"}
-    processes = [
-        p
-        for p in run["processes"]
-        if p["service"] == service and not (p["kind"] == "serve" and p["name"] in stopped)
-    ]
-    for process in sorted(processes, key=lambda p: p["kind"] == "worker"):
-        name, port = process["name"], process["port"]
-        serving = process["kind"] == "serve"
+    processes = [p for p in run.of(service) if not (p.kind == "serve" and p.name in stopped)]
+    for process in sorted(processes, key=lambda p: p.kind == "worker"):
+        name, port = process.name, process.port
+        serving = process.kind == "serve"
         say(f"restarting {name}")
         if serving:
             haproxy.set_state(folder.haproxy_socket, service, name, "drain")
@@ -73,23 +69,22 @@ def set_in_service(service: str, count: int, environ: Mapping[str, str], say: Sa
         raise UpError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
     folder = folder_from(environ)
     supervisor = _running(folder)
-    run = json.loads(folder.run.read_text())
-    instances = [p for p in run["processes"] if p["service"] == service and p["kind"] == "serve"]
+    instances = RunRecord.load(folder.run).of(service, "serve")
     if not 1 <= count <= len(instances):
         raise UpError(
             f"{service}: 1 to {len(instances)} instances in service (`bazaar up` started"
             f" {len(instances)}), got {count}"
         )
     states = {p.name: p.state for p in supervisor.programs()}
-    kept = [p["name"] for p in instances[:count]]
+    kept = [p.name for p in instances[:count]]
     for name in kept:
         if states[name] in DOWN_STATES:
             say(f"starting {name}")
             supervisor.start(f"{service}:{name}", wait=False)
     for process in instances[:count]:
-        _wait_ready(process["name"], process["port"])
-        haproxy.set_state(folder.haproxy_socket, service, process["name"], "ready")
-    out = [p["name"] for p in instances[count:]]
+        _wait_ready(process.name, process.port)
+        haproxy.set_state(folder.haproxy_socket, service, process.name, "ready")
+    out = [p.name for p in instances[count:]]
     leaving = [name for name in out if states[name] not in DOWN_STATES]
     for name in leaving:
         say(f"taking {name} out")

@@ -6,17 +6,18 @@ hiding the rest.
 """
 
 import asyncio
-import json
 import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httpx
+import msgspec
 
 from bazaar.platform.settings import SettingsError
 from bazaar.runtime.cluster import haproxy
 from bazaar.runtime.cluster.folder import Folder, folder_from
 from bazaar.runtime.cluster.mailsink import count_messages
+from bazaar.runtime.cluster.record import RunRecord
 from bazaar.runtime.cluster.supervisor import Supervisor
 
 ASK_TIMEOUT = 3.0
@@ -36,9 +37,9 @@ def gather(environ: Mapping[str, str]) -> dict:
     supervisor = Supervisor(folder.layout, timeout=ASK_TIMEOUT)
     if not supervisor.answers():
         return {"up": False, "folder": str(folder.root)}
-    run = json.loads(folder.run.read_text())
+    run = RunRecord.load(folder.run)
     environment = running_environment(folder)
-    ports = {p["name"]: p["port"] for p in run["processes"]}
+    ports = {p.name: p.port for p in run.processes}
     restarts = supervisor.exits()
     now = time.time()
     states = supervisor.programs()
@@ -62,9 +63,9 @@ def gather(environ: Mapping[str, str]) -> dict:
     return {
         "up": True,
         "folder": str(folder.root),
-        "url": f"http://127.0.0.1:{run['topology']['port']}",
-        "stats": f"http://127.0.0.1:{run['topology']['stats_port']}/stats",
-        "budget": run["budget"],
+        "url": f"http://127.0.0.1:{run.topology.port}",
+        "stats": f"http://127.0.0.1:{run.topology.stats_port}/stats",
+        "budget": msgspec.structs.asdict(run.budget),
         "broker": _broker(
             environment["BAZAAR_BROKER_URL"], any(p.name == "rabbitmq" for p in states)
         ),

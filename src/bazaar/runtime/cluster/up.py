@@ -8,7 +8,6 @@ them in the reverse order, then PostgreSQL, and checks that no process it starte
 """
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -28,6 +27,7 @@ from bazaar.runtime.cluster.pgbouncer import PgBouncerError
 from bazaar.runtime.cluster.pgcluster import ClusterError
 from bazaar.runtime.cluster.rabbitmq_node import NodeError, wait_for_node
 from bazaar.runtime.cluster.readiness import NotReady, wait_ready, wait_url
+from bazaar.runtime.cluster.record import RunBudget, RunProcess, RunRecord, RunTopology
 from bazaar.runtime.cluster.servers import (
     OwnPostgres,
     ServersError,
@@ -55,7 +55,7 @@ class UpError(RuntimeError):
     """`bazaar up` cannot run as asked; the message says what to change."""
 
 
-def up(topology: Topology, environ: Mapping[str, str], say: Say) -> dict:
+def up(topology: Topology, environ: Mapping[str, str], say: Say) -> RunRecord:
     """Bring everything up and return what runs (also written to run.json)."""
     folder = folder_from(environ)
     folder.root.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ def _start(
     folder: Folder,
     supervisor: Supervisor,
     say: Say,
-) -> dict:
+) -> RunRecord:
     state = State.load(folder.state)
     ports = PortSource()
     try:
@@ -138,33 +138,35 @@ def _start(
     folder.layout.config.write_text(supervisor_config.render(folder.layout, programs, environment))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
     supervisor_pid = supervisor.launch(clean)
-    run = {
-        "topology": {
-            "instances": topology.instances,
-            "replicas": topology.replicas,
-            "shards": topology.shards,
-            "port": topology.port,
-            "stats_port": topology.stats_port,
-            "cpu_quota": topology.cpu_quota,
-            "fault_proxies": [str(route) for route in proxies],
-        },
-        "processes": [
-            {
-                **p.__dict__,
-                "cpu_quota": topology.cpu_quota[p.service] if p.name in groups else None,
-                "cpu_group": str(groups[p.name].path) if p.name in groups else None,
-            }
+    run = RunRecord(
+        topology=RunTopology(
+            instances=topology.instances,
+            replicas=topology.replicas,
+            shards=topology.shards,
+            port=topology.port,
+            stats_port=topology.stats_port,
+            cpu_quota=topology.cpu_quota,
+            fault_proxies=[str(route) for route in proxies],
+        ),
+        processes=[
+            RunProcess(
+                p.name,
+                p.service,
+                p.kind,
+                p.port,
+                cpu_quota=topology.cpu_quota[p.service] if p.name in groups else None,
+                cpu_group=str(groups[p.name].path) if p.name in groups else None,
+            )
             for p in processes
         ],
-        "budget": {
-            "max_connections": budget.max_connections,
-            "total": budget.total,
-            "pgbouncer": [bouncer.port for bouncer in bouncers],
-        },
-        "supervisord_pid": supervisor_pid,
-        "pids": [],
-    }
-    folder.run.write_text(json.dumps(run, indent=2))
+        budget=RunBudget(
+            max_connections=budget.max_connections,
+            total=budget.total,
+            pgbouncer=[bouncer.port for bouncer in bouncers],
+        ),
+        supervisord_pid=supervisor_pid,
+    )
+    run.save(folder.run)
     if "servers" in {p.group for p in programs}:
         extra = ", PgBouncer" if bouncers else ", fault proxies" if proxies else ""
         say("Redis and the mail sink" + extra)
@@ -187,8 +189,8 @@ def _start(
     wait_ready(processes, READY_TIMEOUT, supervisor)
     supervisor.start_group("edge")
     wait_url(f"http://127.0.0.1:{topology.port}/readyz", READY_TIMEOUT)
-    run["pids"] = sorted({*descendants(supervisor_pid), *(postgres.pids() if postgres else [])})
-    folder.run.write_text(json.dumps(run, indent=2))
+    run.pids = sorted({*descendants(supervisor_pid), *(postgres.pids() if postgres else [])})
+    run.save(folder.run)
     return run
 
 
@@ -334,10 +336,10 @@ def down(environ: Mapping[str, str], say: Say) -> list[int]:
 
 def _recorded_pids(folder: Folder) -> list[int]:
     try:
-        run = json.loads(folder.run.read_text())
-    except (OSError, ValueError):
+        run = RunRecord.load(folder.run)
+    except (OSError, ValueError):  # msgspec's DecodeError is a ValueError
         return []
-    return [run.get("supervisord_pid", 0), *run.get("pids", [])]
+    return [run.supervisord_pid, *run.pids]
 
 
 def _wait_gone(pids: set[int], timeout: float) -> list[int]:
