@@ -126,7 +126,7 @@ async def test_a_get_right_after_a_patch_shows_the_change(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
     headers = await admin(runtime, client)
-    created = await create(client, headers)
+    created = await created_and_dropped(client, headers)
     path = f"/v1/products/{created['id']}"
     before = await client.get(path)
     assert runtime.platform.response_cache.get(path) is not None  # the edge answers next time
@@ -152,6 +152,15 @@ async def test_a_reservation_drops_the_cached_page(
     assert (await client.get(path)).json()["stock"] == 3
 
 
+async def created_and_dropped(client: httpx.AsyncClient, headers: dict) -> dict:
+    """A new product, once its own product.updated has dropped its page everywhere: on real
+    servers that broadcast may arrive after a first GET and drop the page it cached."""
+    before = drops_handled()
+    created = await create(client, headers)
+    await eventually(lambda: asyncio.sleep(0, drops_handled() > before))
+    return created
+
+
 def drops_handled() -> float:
     labels = {"consumer": "catalog.drop_product_page", "outcome": "handled"}
     return REGISTRY.get_sample_value("bazaar_events_handled_total", labels) or 0.0
@@ -164,10 +173,7 @@ def subscription(runtime: Runtime, consumer: str):
 async def test_a_product_changed_elsewhere_drops_the_cached_page(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
-    before = drops_handled()
-    created = await create(client, await admin(runtime, client))
-    # the creation's own product.updated drops the page too: let it pass before caching it
-    await eventually(lambda: asyncio.sleep(0, drops_handled() > before))
+    created = await created_and_dropped(client, await admin(runtime, client))
     path = f"/v1/products/{created['id']}"
     await client.get(path)
     assert runtime.platform.response_cache.get(path) is not None
