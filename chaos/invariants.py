@@ -10,7 +10,7 @@ is conserved, every settlement of an order has exactly one in-app notification a
 import email.parser
 import email.policy
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from sqlalchemy import select
@@ -26,12 +26,10 @@ from bazaar.runtime.embedded import Runtime
 KIND_OF = {OrderStatus.CONFIRMED: ORDER_CONFIRMED, OrderStatus.CANCELLED: ORDER_CANCELLED}
 
 
-@dataclass
-class Findings:
-    """What the databases say about a set of accepted orders. Every count but `statuses` and
-    `resent_emails` must be 0, and `violations` says where one is not."""
+@dataclass(kw_only=True)
+class Counts:
+    """What the promises count after a fault: every one but `resent_emails` must be 0."""
 
-    statuses: Counter = field(default_factory=Counter)
     lost: int = 0
     double_charges: int = 0
     kept_money: int = 0
@@ -46,6 +44,17 @@ class Findings:
     duplicate_webhooks: int = 0
     """Deliveries received again for one event after a 2xx: the contract allows none."""
     dead_letters: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(Counts)}
+
+
+@dataclass(kw_only=True)
+class Findings(Counts):
+    """What the databases say about a set of accepted orders; `violations` says where a
+    count is not 0."""
+
+    statuses: Counter = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
 
     @property

@@ -12,10 +12,9 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from chaos.runner import TIMELINE_BIN as BIN
 from chaos.runner import Result
 
-BIN = 0.5
-"""Seconds per point of a timeline."""
 ZERO_COLUMNS = (
     ("lost", "lost"),
     ("double charges", "double_charges"),
@@ -38,14 +37,6 @@ def write(folder: Path, results: list[Result], quick: bool) -> Path:
     path = folder / "report.md"
     path.write_text(markdown(results, quick))
     return path
-
-
-def load(folder: Path) -> tuple[list[Result], bool]:
-    data = json.loads((folder / "results.json").read_text())
-    results = [Result(**r) for r in data["scenarios"]]
-    for result in results:
-        result.timeline = [tuple(point) for point in result.timeline]  # type: ignore[misc]
-    return results, data["quick"]
 
 
 def _missing(result: Result) -> int:
@@ -104,13 +95,13 @@ def plot_timeline(result: Result, path: Path) -> None:
     below; the fault shaded."""
     ok: dict[str, Counter] = defaultdict(Counter)
     errors: dict[str, Counter] = defaultdict(Counter)
-    for at, operation, status in result.timeline:
-        slot = int(at / BIN)
+    for at, operation, status, count in result.timeline:
+        slot = round(at / BIN)
         if 200 <= status < 300:
-            ok[operation][slot] += 1
+            ok[operation][slot] += count
         elif status != 409:
-            errors["no answer" if status < 0 else str(status)][slot] += 1
-    end = max((int(at / BIN) for at, _op, _st in result.timeline), default=0) + 1
+            errors["no answer" if status < 0 else str(status)][slot] += count
+    end = max((round(at / BIN) for at, *_rest in result.timeline), default=0) + 1
     times = [slot * BIN for slot in range(end)]
     figure = Figure(figsize=(10, 5))
     top, bottom = figure.subplots(2, 1, sharex=True)

@@ -7,18 +7,17 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from bazaar.runtime.cluster.folder import Folder
+from bazaar.runtime.cluster.folder import Folder, bazaar_command
 from bazaar.runtime.cluster.status import running_environment
 from bazaar.runtime.cluster.supervisor import Supervisor
 from bazaar.runtime.cluster.topology import free_port
@@ -32,6 +31,7 @@ from chaos.shop import (
     NO_ANSWER,
     PASSWORD,
     TIMED_OUT,
+    Answer,
     Customer,
     Stream,
     Timeline,
@@ -45,6 +45,8 @@ SETTLE_TIMEOUT = 120.0
 HEALTHY_TIMEOUT = 120.0
 INSTANCES = "catalog=2,orders=2,identity=1,payments=1,notifications=1"
 STOCK = 10_000
+TIMELINE_BIN = 0.5
+"""Seconds per point of a timeline."""
 SCARCE_STOCK = 6
 """One product runs out during each scenario, so compensation (a cancelled reservation's
 units back, no charge) is exercised under the fault as well."""
@@ -67,24 +69,13 @@ class ChaosError(RuntimeError):
     """The topology would not start, or did not come back healthy between scenarios."""
 
 
-@dataclass
-class Result:
+@dataclass(kw_only=True)
+class Result(invariants.Counts):
     name: str
     fault: str
     accepted: int
     confirmed: int
     cancelled: int
-    lost: int
-    double_charges: int
-    kept_money: int
-    stock_drift: int
-    duplicate_notifications: int
-    missing_notifications: int
-    missing_emails: int
-    resent_emails: int
-    missing_webhooks: int
-    duplicate_webhooks: int
-    dead_letters: int
     answers: dict[str, int]
     """Client answers by status, every operation together: `closed` when the connection
     closed without an answer, `timeout` when none came in time."""
@@ -100,17 +91,13 @@ class Result:
     """Seconds from the stream's end until every accepted order settled and was emailed, and
     every webhook delivered."""
     violations: list[str] = field(default_factory=list)
-    timeline: list[tuple[float, str, int]] = field(default_factory=list)
+    timeline: list[tuple[float, str, int, int]] = field(default_factory=list)
+    """Answers per `TIMELINE_BIN` seconds: (the bin's start, operation, status, how many)."""
     marks: dict[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return not self.violations and self.accepted > 0
-
-    def summary(self) -> dict:
-        found = asdict(self)
-        del found["timeline"]
-        return found
 
 
 @dataclass
@@ -144,9 +131,8 @@ class Shop:
         }
 
     def bazaar(self, *arguments: str, environ: dict[str, str] | None = None) -> str:
-        command = [str(Path(sys.executable).parent / "bazaar"), *arguments]
         done = subprocess.run(
-            command,
+            [*bazaar_command(), *arguments],
             env=environ or self.environment(),
             capture_output=True,
             text=True,
@@ -178,7 +164,7 @@ class Shop:
     def stop(self) -> None:
         self.receiver.stop()
         subprocess.run(
-            [str(Path(sys.executable).parent / "bazaar"), "down"],
+            [*bazaar_command(), "down"],
             env=self.environment(),
             capture_output=True,
             timeout=300,
@@ -305,31 +291,27 @@ def _result(
         kinds = Counter(f"{a.operation} {a.status}" for a in outside)
         violations.append(f"answers outside the contract: {dict(kinds)}")
     return Result(
+        **findings.counts(),
         name=scenario.name,
         fault=scenario.fault,
         accepted=len(accepted),
         confirmed=findings.statuses["confirmed"],
         cancelled=findings.statuses["cancelled"],
-        lost=findings.lost,
-        double_charges=findings.double_charges,
-        kept_money=findings.kept_money,
-        stock_drift=findings.stock_drift,
-        duplicate_notifications=findings.duplicate_notifications,
-        missing_notifications=findings.missing_notifications,
-        missing_emails=findings.missing_emails,
-        resent_emails=findings.resent_emails,
-        missing_webhooks=findings.missing_webhooks,
-        duplicate_webhooks=findings.duplicate_webhooks,
-        dead_letters=findings.dead_letters,
         answers=dict(sorted(by_status.items())),
         outside_contract=len(outside),
         error_window=round(window, 2),
         recovery=round(back - fault, 2),
         settle=round(settle, 2),
         violations=violations,
-        timeline=[(round(a.at, 3), a.operation, a.status) for a in answers],
+        timeline=binned(answers),
         marks={name: round(at, 3) for name, at in timeline.marks.items()},
     )
+
+
+def binned(answers: list[Answer]) -> list[tuple[float, str, int, int]]:
+    """How many answers of each operation and status came in each `TIMELINE_BIN`."""
+    counts = Counter((int(a.at / TIMELINE_BIN), a.operation, a.status) for a in answers)
+    return [(slot * TIMELINE_BIN, *kind, n) for (slot, *kind), n in sorted(counts.items())]
 
 
 def _allowed(status: int, retry_after: bool, scenario: Scenario) -> bool:

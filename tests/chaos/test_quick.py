@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from chaos.scenarios import SCENARIOS
-from tests.up.running import require_packages
+from tests.up.running import BAZAAR, require_packages
 
-BAZAAR = str(Path(sys.executable).parent / "bazaar")
 ZERO = (
     "lost",
     "double_charges",
