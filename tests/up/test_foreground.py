@@ -69,6 +69,9 @@ def test_up_in_the_foreground_serves_until_ctrl_c_then_leaves_nothing() -> None:
             assert me.status_code == 200, me.text
             # `up` writes down what it started once everything is up, HAProxy last
             started = wait_for(lambda: recorded_pids(up), 60, "the recorded pids")
+            printed = up.data_dir / "up-foreground.log"
+            # until `up` has handed Ctrl-C over to its wait (a Ctrl-C before is a start cut off)
+            wait_for(lambda: "Ctrl-C stops everything" in printed.read_text(), 30, "up waiting")
 
             os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
             process.wait(timeout=180)
