@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench chaos
 	$(VENV)/bin/ruff format --check src tests bench chaos
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 # The whole suite (the image built and its manifests played with podman included), then the
 # API tests once more on every real server at once (a PostgreSQL primary with a replica, order

@@ -115,3 +115,43 @@ def test_dlq_lists_and_replays_the_dead_letter_tables(run, tmp_path: Path) -> No
     replayed = run("dlq", "replay", "--id", "event-1")
     assert replayed.exit_code == 0 and "1 message(s) replayed" in replayed.output
     assert "event-1" not in run("dlq", "list").output
+
+
+def test_dlq_lists_and_replays_dead_jobs(run, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from bazaar.platform import jobs
+    from bazaar.platform.schema import job
+
+    assert run("migrate").exit_code == 0
+    catalog = "catalog"
+
+    async def with_catalog(work):
+        runtime = Runtime(settings_for(tmp_path / "data"))
+        try:
+            return await work(runtime.platform.databases[catalog])
+        finally:
+            await runtime.platform.close()
+
+    async def kill_one(db):
+        async with db.write() as session:
+            job_id = jobs.enqueue(session, "product_import", {"import_id": "gone"})
+        async with db.write() as session:
+            await session.execute(
+                job.update().values(status=jobs.JobStatus.DEAD, last_error="GiveUp: no file")
+            )
+        return job_id
+
+    async def status_of(db):
+        async with db.read() as session:
+            return await session.scalar(select(job.c.status))
+
+    job_id = asyncio.run(with_catalog(kill_one))
+    listed = run("dlq", "list", "--consumer", "job:product_import")
+    assert listed.exit_code == 0, listed.output
+    assert job_id in listed.output and "GiveUp: no file" in listed.output
+    assert job_id not in run("dlq", "list", "--consumer", "nobody.listens").output
+    replayed = run("dlq", "replay", "--id", job_id)
+    assert replayed.exit_code == 0 and "1 message(s) replayed" in replayed.output
+    assert asyncio.run(with_catalog(status_of)) == "queued"
+    assert job_id not in run("dlq", "list").output

@@ -8,21 +8,24 @@ from sqlalchemy import select, update
 
 from bazaar.catalog import imports, service
 from bazaar.catalog.csv_records import Record
-from bazaar.catalog.imports import MAX_ATTEMPTS, BatchOutcome, ImportWorker, JobLost
+from bazaar.catalog.imports import MAX_ATTEMPTS, BatchOutcome, ProductImports
 from bazaar.catalog.models import ImportJob, Product
 from bazaar.catalog.pages import ProductPages
 from bazaar.catalog.settings import CatalogSettings
+from bazaar.platform import jobs
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession
+from bazaar.platform.jobs import JobLost, JobWorker
+from bazaar.platform.schema import job as job_table
 from bazaar.platform.settings import Env
 from tests.catalog.conftest import add_product, outbox_events
 
 HEADER = "sku,name,description,category,price_amount,currency,stock\n"
 
 
-def worker(catalog: Database, pages: ProductPages, batch_size: int = 2) -> ImportWorker:
+def worker(catalog: Database, pages: ProductPages, batch_size: int = 2) -> JobWorker:
     settings = CatalogSettings.from_env(Env({"BAZAAR_IMPORT_BATCH_SIZE": str(batch_size)}))
-    return ImportWorker(catalog, pages, settings)
+    return JobWorker(catalog, [ProductImports(catalog, pages, settings)], batch_size=1)
 
 
 async def job_of(catalog: Database, job_id: str) -> dict:
@@ -31,13 +34,10 @@ async def job_of(catalog: Database, job_id: str) -> dict:
     return {"status": read.status, "progress": read.progress, **(read.result or {})}
 
 
-async def run_import(catalog: Database, importer: ImportWorker, csv: str) -> dict:
+async def run_import(catalog: Database, importer: JobWorker, csv: str) -> dict:
     async with catalog.write() as session:
         job = await imports.submit_import(session, csv.encode(), "admin-1")
-    async with catalog.write() as session:
-        claimed = await imports.claim_job(session, lease_seconds=30)
-    assert claimed is not None and claimed.id == job.id
-    await importer.work(claimed)
+    assert await importer.run_due() == 1
     async with catalog.read() as session:
         read = imports.job_read(await imports.get_job(session, job.id))
     return {
@@ -94,16 +94,10 @@ async def test_a_job_taken_over_resumes_after_the_last_committed_batch(
         await session.execute(
             update(ImportJob)
             .where(ImportJob.id == job.id)
-            .values(
-                status="running",
-                processed_rows=2,
-                heartbeat_at=job.created_at - timedelta(minutes=5),
-            )
+            .values(status="running", processed_rows=2)
         )
-    async with catalog.write() as session:
-        claimed = await imports.claim_job(session, lease_seconds=1)
-    assert claimed is not None and claimed.processed_rows == 2
-    await worker(catalog, pages).work(claimed)
+        await session.execute(update(job_table).values(attempts=1))
+    assert await worker(catalog, pages).run_due() == 1
     async with catalog.read() as session:
         skus = [p.sku for p in await service.list_products(session, limit=10)]
     assert skus == ["SKU-2", "SKU-3", "SKU-4"]
@@ -115,17 +109,17 @@ async def test_a_running_job_with_a_live_worker_is_not_claimed_twice(
 ) -> None:
     async with catalog.write() as session:
         job = await imports.submit_import(session, (HEADER + "A,A,,x,1,USD,1\n").encode(), "a")
-    async with catalog.write() as session:
-        first = await imports.claim_job(session, lease_seconds=30)
-    async with catalog.write() as session:
-        assert await imports.claim_job(session, lease_seconds=30) is None
-    # A worker whose view of the job is stale loses it instead of applying rows twice.
-    assert first is not None and first.id == job.id
-    importer = worker(catalog, pages)
-    await importer.work(first)
-    first.status, first.processed_rows = "running", 0
+    settings = CatalogSettings.from_env(Env({}))
+    first, second = ProductImports(catalog, pages, settings), worker(catalog, pages)
+    [claimed] = await jobs.claim(catalog, first, limit=1)
+    assert await second.run_due() == 0  # claimed by the first worker
+    await expire_lease(catalog)  # the first worker stalls past its lease
+    assert await second.run_due() == 1  # the second takes the job over and imports
+    # The first worker loses the job instead of applying its rows twice.
     with pytest.raises(JobLost):
-        await importer.work(first)
+        await first.run(claimed)
+    assert (await job_of(catalog, job.id))["created"] == 1
+    assert await skus(catalog) == {"A"}
 
 
 async def skus(catalog: Database) -> set[str]:
@@ -190,20 +184,17 @@ async def submit(catalog: Database, csv: str) -> str:
         return (await imports.submit_import(session, csv.encode(), "admin-1")).id
 
 
-async def expire_lease(catalog: Database, job_id: str) -> None:
-    """As if the lease had run out since the job's last heartbeat."""
+async def expire_lease(catalog: Database) -> None:
+    """As if the claim's lease (or a crash's backoff) had run out."""
     async with catalog.write() as session:
-        await session.execute(
-            update(ImportJob)
-            .where(ImportJob.id == job_id)
-            .values(heartbeat_at=utcnow() - timedelta(hours=1))
-        )
+        await session.execute(update(job_table).values(run_at=utcnow() - timedelta(hours=1)))
 
 
 async def attempts_of(catalog: Database, job_id: str) -> tuple[str, int, str | None]:
     async with catalog.read() as session:
         job = await imports.get_job(session, job_id)
-        return job.status, job.attempts, job.error
+        attempts = await session.scalar(select(job_table.c.attempts))
+        return job.status, attempts or 0, job.error
 
 
 ROWS = "A,Lamp,,home,100,USD,1\nB,Pen,,office,100,USD,1\nC,Cup,,x,1,USD,1\nD,Mug,,x,1,USD,1\n"
@@ -223,18 +214,18 @@ async def test_a_job_that_crashes_every_time_fails_after_its_attempts(
     job_id = await submit(catalog, HEADER + ROWS)
     importer = worker(catalog, pages, batch_size=2)
     for attempt in range(1, MAX_ATTEMPTS):
-        assert await importer.work_next() is True
+        assert await importer.run_due() == 1
         assert await attempts_of(catalog, job_id) == ("running", attempt, None)
-        # the retry waits for the lease: a worker asking at once finds nothing to claim
-        assert await importer.work_next() is False
-        await expire_lease(catalog, job_id)
-    assert await importer.work_next() is True
+        # the retry waits for its backoff: a worker asking at once finds nothing to claim
+        assert await importer.run_due() == 0
+        await expire_lease(catalog)
+    assert await importer.run_due() == 1
     status, attempts, error = await attempts_of(catalog, job_id)
     assert (status, attempts) == ("failed", MAX_ATTEMPTS)
     assert error is not None and f"crashed {MAX_ATTEMPTS} times (RuntimeError)" in error
     # a failed job is never taken again; the batch before the crash stays imported
-    await expire_lease(catalog, job_id)
-    assert await importer.work_next() is False
+    await expire_lease(catalog)
+    assert await importer.run_due() == 0
     job = await job_of(catalog, job_id)
     assert job["status"] == "failed" and job["processed"] == 2
     assert await skus(catalog) == {"A", "B"}
@@ -256,9 +247,9 @@ async def test_an_outage_while_importing_waits_without_spending_attempts(
     job_id = await submit(catalog, HEADER + ROWS)
     importer = worker(catalog, pages, batch_size=2)
     while outage["rounds"] > 0:
-        assert await importer.work_next() is True
+        assert await importer.run_due() == 1
         assert await attempts_of(catalog, job_id) == ("running", 0, None)
-        await expire_lease(catalog, job_id)
-    assert await importer.work_next() is True
+        await expire_lease(catalog)
+    assert await importer.run_due() == 1
     assert await attempts_of(catalog, job_id) == ("succeeded", 0, None)
     assert await skus(catalog) == {"A", "B", "C", "D"}

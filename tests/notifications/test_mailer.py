@@ -19,6 +19,7 @@ from bazaar.notifications.models import DeliveryStatus, OutgoingEmail
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.orders.events import OrderConfirmed
 from bazaar.platform.db import Database
+from bazaar.platform.jobs import JobWorker
 from bazaar.platform.money import Money
 from bazaar.platform.settings import Env
 from tests.notifications.conftest import FAST, add_recipient
@@ -75,8 +76,8 @@ async def test_without_smtp_each_email_becomes_an_eml_file_once(
 ) -> None:
     mailer = Mailer(db, settings, smtp_url=None, mail_dir=tmp_path / "mail")
     email_id = await queue_email(db)
-    assert await mailer.send_due() == 1
-    assert await mailer.send_due() == 0
+    assert await JobWorker(db, [mailer]).run_due() == 1
+    assert await JobWorker(db, [mailer]).run_due() == 0
     files = list((tmp_path / "mail").iterdir())
     assert [file.name for file in files] == [f"{email_id}.eml"]
     message = message_from_bytes(files[0].read_bytes(), policy=policy.default)
@@ -96,7 +97,7 @@ async def test_with_an_smtp_url_the_sink_receives_the_email(
     settings = NotificationsSettings.from_env(env)
     mailer = Mailer(db, settings, smtp_url=f"smtp://127.0.0.1:{port}", mail_dir=tmp_path / "mail")
     email_id = await queue_email(db)
-    assert await mailer.send_due() == 1
+    assert await JobWorker(db, [mailer]).run_due() == 1
     assert len(sink.received) == 1
     mail_from, rcpt_tos, content = sink.received[0]
     assert (mail_from, rcpt_tos) == ("shop@example.com", ["ada@example.com"])
@@ -112,7 +113,7 @@ async def test_the_running_mailer_is_woken_by_the_commit(
     sink, port = smtp_sink
     slow = NotificationsSettings.from_env(Env({**FAST, "BAZAAR_MAILER_POLL_INTERVAL": "30"}))
     mailer = Mailer(db, slow, smtp_url=f"smtp://127.0.0.1:{port}", mail_dir=tmp_path)
-    task = asyncio.create_task(mailer.run())
+    task = asyncio.create_task(JobWorker(db, [mailer], poll_interval=30).run())
     try:
         await asyncio.sleep(0.05)  # the loop is now waiting out its 30-second poll
         email_id = await queue_email(db)
@@ -136,10 +137,10 @@ async def test_an_unreachable_smtp_server_is_retried_with_backoff_then_given_up(
     settings = NotificationsSettings.from_env(Env({**FAST, **backoff}))
     mailer = Mailer(db, settings, smtp_url=f"smtp://127.0.0.1:{free_port()}", mail_dir=tmp_path)
     email_id = await queue_email(db)
-    assert await mailer.send_due() == 1
+    assert await JobWorker(db, [mailer]).run_due() == 1
     first = await email_row(db, email_id)
     assert (first.status, first.attempts) == (DeliveryStatus.PENDING, 1) and first.last_error
-    assert await mailer.send_due() == 0  # not due before its backoff
-    await asyncio.sleep(1.05)
-    assert await mailer.send_due() == 1
+    assert await JobWorker(db, [mailer]).run_due() == 0  # not due before its backoff
+    await asyncio.sleep(1.15)  # the backoff's 1 s, and its jitter
+    assert await JobWorker(db, [mailer]).run_due() == 1
     assert (await email_row(db, email_id)).status == DeliveryStatus.FAILED

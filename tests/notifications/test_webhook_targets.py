@@ -1,6 +1,7 @@
 """Where webhooks may point: private addresses refused when registered and when delivered
 (DNS rebinding), unless the operator allows them; the sender connects to the checked address."""
 
+import contextlib
 import ipaddress
 import socket
 
@@ -12,6 +13,7 @@ from bazaar.notifications.settings import NotificationsSettings
 from bazaar.notifications.webhook_sender import WebhookSender
 from bazaar.platform.db import Database
 from bazaar.platform.errors import Unavailable, Unprocessable
+from bazaar.platform.jobs import JobWorker
 from bazaar.platform.settings import Env
 from tests.notifications.conftest import CONFIRMED, FAST, Receiver, deliveries, publish
 
@@ -157,9 +159,10 @@ async def test_a_host_rebound_to_a_private_address_is_not_delivered(
     dns["hooks.example.com"] = ["127.0.0.1"]  # where the receiver listens
     await publish(db, CONFIRMED)
     sender = WebhookSender(db, strict)
-    async with sender.client() as client:
-        assert await sender.send_due(client) == 1
-        assert await sender.send_due(client) == 0  # refused for good, never retried
+    worker = JobWorker(db, [sender])
+    async with contextlib.aclosing(sender):
+        assert await worker.run_due() == 1
+        assert await worker.run_due() == 0  # refused for good, never retried
     [delivery] = await deliveries(db)
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == (
         DeliveryStatus.FAILED,
@@ -185,8 +188,9 @@ async def test_the_sender_connects_to_the_address_it_checked(
         await webhooks.create_webhook(session, url, ["order.confirmed"], settings)
     await publish(db, CONFIRMED)
     sender = WebhookSender(db, settings)
-    async with sender.client() as client:
-        assert await sender.send_due(client) == 1
+    worker = JobWorker(db, [sender])
+    async with contextlib.aclosing(sender):
+        assert await worker.run_due() == 1
     [delivery] = await deliveries(db)
     assert delivery.status == DeliveryStatus.DELIVERED
     [(headers, _body)] = receiver.requests
@@ -201,8 +205,9 @@ async def test_a_redirect_is_not_followed(
         await webhooks.create_webhook(session, receiver.url, ["order.confirmed"], settings)
     await publish(db, CONFIRMED)
     sender = WebhookSender(db, settings)
-    async with sender.client() as client:
-        assert await sender.send_due(client) == 1
+    worker = JobWorker(db, [sender])
+    async with contextlib.aclosing(sender):
+        assert await worker.run_due() == 1
     [delivery] = await deliveries(db)
     assert (delivery.status, delivery.last_status_code) == (DeliveryStatus.PENDING, 307)
     assert len(receiver.requests) == 1

@@ -18,6 +18,7 @@ from bazaar.orders.events import OrderCancelled
 from bazaar.payments.events import PaymentRefunded
 from bazaar.platform.db import Database
 from bazaar.platform.errors import NotFound, Unprocessable
+from bazaar.platform.jobs import JobWorker
 from bazaar.platform.money import Money
 from bazaar.platform.settings import Env
 from tests.notifications.conftest import CONFIRMED, FAST, Receiver, deliveries, publish
@@ -32,15 +33,16 @@ async def test_a_delivery_is_signed_retried_and_sent_once_acknowledged(
     envelope = await publish(db, CONFIRMED)
     await publish(db, CONFIRMED, envelope)  # re-delivered: still one delivery
     sender = WebhookSender(db, settings)
-    async with sender.client() as client:
-        assert await sender.send_due(client) == 1  # answered 500
+    worker = JobWorker(db, [sender])
+    async with contextlib.aclosing(sender):
+        assert await worker.run_due() == 1  # answered 500
         [failed_once] = await deliveries(db)
         assert (failed_once.status, failed_once.attempts) == (DeliveryStatus.PENDING, 1)
         assert failed_once.last_status_code == 500
         await asyncio.sleep(0.03)  # the first retry waits 0.01 s
-        assert await sender.send_due(client) == 1  # answered 200
+        assert await worker.run_due() == 1  # answered 200
         await asyncio.sleep(0.03)
-        assert await sender.send_due(client) == 0
+        assert await worker.run_due() == 0
     [delivered] = await deliveries(db)
     assert (delivered.status, delivered.attempts) == (DeliveryStatus.DELIVERED, 2)
     assert len(receiver.requests) == 2
@@ -71,18 +73,19 @@ async def test_an_acknowledged_delivery_is_recorded_across_a_database_outage(
     async with db.write() as session:
         await webhooks.create_webhook(session, receiver.url, ["order.confirmed"], settings)
     await publish(db, CONFIRMED)
-    record, outage = webhooks.record_attempt, [ConnectionRefusedError("primary down")] * 2
+    record, outage = webhooks.record_delivered, [ConnectionRefusedError("primary down")] * 2
 
-    async def record_after_the_outage(*args, **kwargs) -> str:
+    async def record_after_the_outage(*args, **kwargs) -> None:
         if outage:
             raise outage.pop()
         return await record(*args, **kwargs)
 
-    monkeypatch.setattr(webhooks, "record_attempt", record_after_the_outage)
+    monkeypatch.setattr(webhooks, "record_delivered", record_after_the_outage)
     sender = WebhookSender(db, settings)
-    async with sender.client() as client:
-        assert await sender.send_due(client) == 1
-        assert await sender.send_due(client) == 0
+    worker = JobWorker(db, [sender])
+    async with contextlib.aclosing(sender):
+        assert await worker.run_due() == 1
+        assert await worker.run_due() == 0
     [delivered] = await deliveries(db)
     assert (delivered.status, delivered.attempts) == (DeliveryStatus.DELIVERED, 1)
     assert len(receiver.requests) == 1 and outage == []
@@ -129,11 +132,12 @@ async def test_a_delivery_that_keeps_failing_is_given_up(
         await webhooks.create_webhook(session, receiver.url, ["order.confirmed"], settings)
     await publish(db, CONFIRMED)
     sender = WebhookSender(db, settings)
-    async with sender.client() as client:
+    worker = JobWorker(db, [sender])
+    async with contextlib.aclosing(sender):
         for _ in range(settings.webhook_attempts):
-            assert await sender.send_due(client) == 1
+            assert await worker.run_due() == 1
             await asyncio.sleep(0.05)
-        assert await sender.send_due(client) == 0
+        assert await worker.run_due() == 0
     [delivery] = await deliveries(db)
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, 3)
     assert len(receiver.requests) == 3
@@ -152,8 +156,9 @@ async def test_an_unreachable_webhook_is_retried(
         )
     await publish(db, CONFIRMED)
     sender = WebhookSender(db, settings)
-    async with sender.client() as client:
-        assert await sender.send_due(client) == 1
+    worker = JobWorker(db, [sender])
+    async with contextlib.aclosing(sender):
+        assert await worker.run_due() == 1
     [delivery] = await deliveries(db)
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
     assert delivery.last_status_code is None and "ConnectError" in (delivery.last_error or "")
@@ -165,7 +170,7 @@ async def test_the_running_sender_delivers_after_the_commit(
     receiver.statuses = []
     slow = NotificationsSettings.from_env(Env({**FAST, "BAZAAR_WEBHOOK_POLL_INTERVAL": "30"}))
     sender = WebhookSender(db, slow)
-    task = asyncio.create_task(sender.run())
+    task = asyncio.create_task(JobWorker(db, [sender], poll_interval=30).run())
     try:
         await asyncio.sleep(0.05)
         async with db.write() as session:

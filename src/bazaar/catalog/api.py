@@ -10,7 +10,6 @@ from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from bazaar.catalog import imports, service
-from bazaar.catalog.imports import ImportWorker
 from bazaar.catalog.models import Product
 from bazaar.catalog.pages import ProductPages, etag_matches, product_read
 from bazaar.catalog.schemas import (
@@ -71,7 +70,7 @@ class CsvImportOperation(Operation):
 NOT_MODIFIED = {304: ResponseSpec(None, description="Not modified: `If-None-Match` names the ETag")}
 
 
-def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Router:
+def create_router(db: Database, pages: ProductPages) -> Router:
     @get("/products", summary="List products")
     async def list_products(
         limit: Limit = 20,
@@ -179,7 +178,6 @@ def create_router(db: Database, pages: ProductPages, worker: ImportWorker) -> Ro
         content = await request.body()
         async with db.write() as session:
             job = await imports.submit_import(session, content, user.id)
-        worker.wake()
         return JobAccepted(job_id=job.id)
 
     @get(

@@ -77,9 +77,9 @@ class StockReservation(Base):
 
 
 class ImportJob(Base):
-    """A background job (a CSV product import). `processed_rows` is where a resumed job goes on;
-    `errors` lists the bad rows as `{line, message}`; `attempts` counts the crashes of its
-    processing (not a dependency's outages), which fail the job at a bound."""
+    """A CSV product import, worked by a job of the platform's queue (catalog/imports.py).
+    `processed_rows` is where a resumed import goes on; `errors` lists the bad rows as
+    `{line, message}`."""
 
     __tablename__ = "import_job"
 
@@ -93,11 +93,9 @@ class ImportJob(Base):
     failed_count: Mapped[int] = mapped_column(Integer)
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     created_by: Mapped[str] = mapped_column(String(36))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-    heartbeat_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
 

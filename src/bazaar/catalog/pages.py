@@ -15,12 +15,11 @@ from typing import NamedTuple
 
 import msgspec
 from cashews import Cache
-from sqlalchemy import event
 
 from bazaar.catalog.models import Product
 from bazaar.catalog.schemas import Price, ProductRead
 from bazaar.platform.cache import jittered
-from bazaar.platform.db import WriteSession
+from bazaar.platform.db import WriteSession, after_commit
 from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.ids import new_id
 from bazaar.platform.observability import log, record_cache_lookup
@@ -83,7 +82,7 @@ class ProductPages:
         self.ttl = ttl
         self.edge = edge
         self.cache_control = cache_control
-        self._pending: set[asyncio.Task] = set()
+        self._pending: set[asyncio.Task[None]] = set()
         self._loading: dict[str, asyncio.Future[Page]] = {}
 
     @staticmethod
@@ -131,14 +130,14 @@ class ProductPages:
         deadline = time.monotonic() + LOAD_LOCK_SECONDS
         while time.monotonic() < deadline:
             await asyncio.sleep(LOAD_POLL_SECONDS)
-            page = await self.cache.get(self._key(product_id))
+            page: Page | None = await self.cache.get(self._key(product_id))
             if page is not None:
                 self._to_edge(product_id, page)
                 return page
         return None
 
     async def lookup(self, product_id: str) -> Page | None:
-        page = await self.cache.get(self._key(product_id))
+        page: Page | None = await self.cache.get(self._key(product_id))
         record_cache_lookup("product_page", hit=page is not None)
         if page is not None:
             self._to_edge(product_id, page)
@@ -175,12 +174,12 @@ class ProductPages:
         """Drop the pages once `session` commits (for code that does not own the commit)."""
         ids = list(product_ids)
 
-        def committed(_session: object) -> None:
+        def committed() -> None:
             task = asyncio.get_running_loop().create_task(self._drop_quietly(ids))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
-        event.listen(session.sync_session, "after_commit", committed, once=True)
+        after_commit(session, committed)
 
     async def _drop_quietly(self, product_ids: list[str]) -> None:
         try:

@@ -22,7 +22,7 @@ from bazaar.catalog.models import Product, StockReservation
 from bazaar.orders.events import OrderCancelled, OrderPlaced
 from bazaar.platform import outbox
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import WriteSession
+from bazaar.platform.db import WriteSession, rows_matched
 
 
 class ReservationStatus(StrEnum):
@@ -71,7 +71,7 @@ async def reserve_stock(session: WriteSession, order: OrderPlaced) -> StockReser
             .values(stock=Product.stock - line.quantity, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-        if taken.rowcount != 1:
+        if rows_matched(taken) != 1:
             short.append(line.product_id)
     if short or not lines:
         await savepoint.rollback()

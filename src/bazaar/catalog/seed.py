@@ -8,6 +8,7 @@ would only keep the relay busy.
 import random
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import insert, text
 
@@ -64,7 +65,7 @@ async def seed_products(
     return done
 
 
-def _product(rng: random.Random, run: str, number: int) -> dict:
+def _product(rng: random.Random, run: str, number: int) -> dict[str, Any]:
     now = utcnow()
     name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {number}"
     return {

@@ -1,13 +1,14 @@
-"""Catalog's parts for a process: routes, schema, event handlers and the import worker."""
+"""Catalog's parts for a process: routes, schema, event handlers and the job worker of imports."""
 
 from cashews import Cache
 
 from bazaar.catalog import api, handlers, models
-from bazaar.catalog.imports import ImportWorker
+from bazaar.catalog.imports import ProductImports
 from bazaar.catalog.pages import ProductPages
 from bazaar.catalog.settings import CatalogSettings
 from bazaar.platform.db import Database
 from bazaar.platform.edge_cache import ResponseCache
+from bazaar.platform.jobs import JobWorker
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
 
@@ -23,8 +24,10 @@ def build(
     """Catalog's parts; with `edge`, product pages are also answered by the edge cache."""
     cache_control = f"public, max-age={settings.product_max_age}"
     pages = ProductPages(cache, settings.product_cache_seconds, edge, cache_control)
-    worker = ImportWorker(db, pages, settings)
-    router = api.create_router(db, pages, worker)
+    imports = ProductImports(db, pages, settings)
+    # one import at a time, as each is a long run of batches
+    worker = JobWorker(db, [imports], poll_interval=settings.import_poll_interval, batch_size=1)
+    router = api.create_router(db, pages)
     return ServiceParts(
         "catalog",
         SCHEMA,

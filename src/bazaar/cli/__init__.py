@@ -1,11 +1,17 @@
 """The `bazaar` command line."""
 
 import os
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from bazaar.platform.settings import SettingsError
+
+if TYPE_CHECKING:  # imported where used, so that a command loads only what it needs
+    from rich.progress import Progress
+
+    from bazaar.runtime.config import Settings
 
 app = typer.Typer(help="Bazaar: a horizontally scalable e-commerce backend.", no_args_is_help=True)
 admin = typer.Typer(help="Administrator accounts.", no_args_is_help=True)
@@ -17,7 +23,7 @@ STOP_SECONDS = 20
 """How long granian lets a process stop cleanly before killing it."""
 
 
-def settings_or_exit():
+def settings_or_exit() -> "Settings":
     from bazaar.runtime.config import Settings
 
     try:
@@ -27,7 +33,7 @@ def settings_or_exit():
         raise typer.Exit(2) from None
 
 
-def progress_bar():
+def progress_bar() -> "Progress":
     """A progress bar on standard error: what is being done, how far, for how long."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 

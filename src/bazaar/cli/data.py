@@ -1,11 +1,15 @@
 """Data: administrator accounts, a generated catalog, dead-lettered messages."""
 
 import asyncio
-from typing import Annotated
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bazaar.cli import admin, app, console, dlq, progress_bar, settings_or_exit
+
+if TYPE_CHECKING:
+    from bazaar.platform.db import Database
 
 
 @admin.command("create")
@@ -84,39 +88,76 @@ def seed(
     console.print(f"[green]{count} products seeded[/green] in {elapsed:.1f} s")
 
 
-def _dead_letters(replay: bool, consumer: str | None, event_id: str | None) -> list[tuple]:
+Letter = tuple[str, str, str, str, datetime | None]
+"""A dead letter as listed: consumer, event id, type, why, when."""
+
+
+def _dead_letters(replay: bool, consumer: str | None, event_id: str | None) -> list[Letter]:
     """(consumer, event id, type, why, when) of the dead letters, replayed first if asked:
-    wherever the bus keeps them (the broker's dead-letter queues with BAZAAR_BROKER_URL, else
-    the dead_letter tables)."""
+    the bus's, wherever it keeps them (the broker's dead-letter queues with BAZAAR_BROKER_URL,
+    else the dead_letter tables), and the dead jobs of every database (`job:<kind>`)."""
+    from bazaar.platform import jobs
     from bazaar.runtime.embedded import Runtime
 
-    async def run() -> list[tuple]:
+    async def run() -> list[Letter]:
         runtime = Runtime(settings_or_exit())
         consumers = None if consumer is None else [consumer]
+        kinds = None
+        if consumer is not None and consumer.startswith(jobs.DEAD_LETTER_PREFIX):
+            consumers, kinds = [], [consumer.removeprefix(jobs.DEAD_LETTER_PREFIX)]
+        elif consumer is not None:
+            kinds = []
         try:
             if runtime.platform.settings.embedded:  # the SQLite files may be new
                 await runtime.migrate()
             bus = runtime.platform.bus
-            if replay:
-                letters = await bus.replay_dead_letters(consumers, event_id)
-            else:
-                letters = await bus.dead_letters(consumers)
-            return [
-                (d.consumer, d.event_id, d.type, d.reason, d.failed_at)
-                for d in letters
-                if event_id in (None, d.event_id)
-            ]
+            listed: list[Letter] = []
+            if consumers != []:
+                if replay:
+                    letters = await bus.replay_dead_letters(consumers, event_id)
+                else:
+                    letters = await bus.dead_letters(consumers)
+                listed += [(d.consumer, d.event_id, d.type, d.reason, d.failed_at) for d in letters]
+            if kinds != []:
+                for db in runtime.platform.all_databases():
+                    listed += await _dead_jobs(db, kinds, event_id, replay=replay)
+            return [letter for letter in listed if event_id in (None, letter[1])]
         finally:
             await runtime.platform.close()
 
     return asyncio.run(run())
 
 
+async def _dead_jobs(
+    db: "Database", kinds: list[str] | None, job_id: str | None, *, replay: bool
+) -> list[Letter]:
+    from bazaar.platform import jobs
+
+    async with db.read(fresh=True) as session:
+        dead = [job for job in await jobs.dead_jobs(session, kinds) if job_id in (None, job.id)]
+    if replay and dead:
+        async with db.write() as session:
+            for job in dead:
+                await jobs.replay_dead(session, job_id=job.id)
+    return [
+        (
+            f"{jobs.DEAD_LETTER_PREFIX}{job.kind}",
+            job.id,
+            job.kind,
+            (job.last_error or "").rpartition("\n")[2],
+            job.failed_at,
+        )
+        for job in dead
+    ]
+
+
 @dlq.command("list")
 def dlq_list(
-    consumer: Annotated[str | None, typer.Option(help="Only this consumer's.")] = None,
+    consumer: Annotated[
+        str | None, typer.Option(help="Only this consumer's (`job:<kind>`: dead jobs).")
+    ] = None,
 ) -> None:
-    """List the messages that failed too often (consumer, event id, type, why, when)."""
+    """List the messages and jobs that failed too often (consumer, id, type, why, when)."""
     letters = _dead_letters(False, consumer, None)
     for letter in letters:
         typer.echo("\t".join(str(field) for field in letter))

@@ -71,10 +71,10 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (granian).")] = 1,
 ) -> None:
     """One service's HTTP API, on the real servers (no relay, no consumers: see `worker`)."""
-    service = Service(service).value
-    _scaled_settings("serve", service)
-    console.print(f"Bazaar {service} on http://{host}:{port}  (docs: /docs)")
-    _run_granian(f"bazaar.runtime.processes:serve_{service}", host, port, workers)
+    name = Service(service).value
+    _scaled_settings("serve", name)
+    console.print(f"Bazaar {name} on http://{host}:{port}  (docs: /docs)")
+    _run_granian(f"bazaar.runtime.processes:serve_{name}", host, port, workers)
 
 
 @app.command()
@@ -90,16 +90,16 @@ def worker(
     SIGTERM or SIGINT stops it cleanly: it takes no new message, lets the running handlers
     finish (a few seconds at most) and leaves the others to the broker for another worker.
     """
-    service = Service(service).value
-    _scaled_settings("worker", service)
+    name = Service(service).value
+    _scaled_settings("worker", name)
     if port is None:
         from bazaar.runtime.processes import run_worker
 
-        console.print(f"Bazaar {service} worker started")
-        asyncio.run(run_worker(service))
+        console.print(f"Bazaar {name} worker started")
+        asyncio.run(run_worker(name))
         return
-    console.print(f"Bazaar {service} worker, health on http://{host}:{port}/healthz")
-    _run_granian(f"bazaar.runtime.processes:worker_{service}", host, port)
+    console.print(f"Bazaar {name} worker, health on http://{host}:{port}/healthz")
+    _run_granian(f"bazaar.runtime.processes:worker_{name}", host, port)
 
 
 @app.command()

@@ -5,7 +5,8 @@ or `smtps://` (implicit TLS), with `user:password@` credentials if the server wa
 Without it, each email is written as an RFC 5322 `.eml` file under `<data_dir>/mail/`. An email
 that fails is retried with backoff, then marked failed. Delivery is at least once: an email is
 sent again, with the same Message-ID (which mail clients collapse), only if the process dies
-between the server's acceptance and the commit that records it.
+between the server's acceptance and the commit that records it. Each email is a job of the
+platform's queue (platform/jobs.py), enqueued with the email in the transaction that decided it.
 """
 
 import asyncio
@@ -19,12 +20,13 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from bazaar.notifications import service
-from bazaar.notifications.models import OutgoingEmail
-from bazaar.notifications.service import EMAIL_QUEUED
+from bazaar.notifications.models import DeliveryStatus, OutgoingEmail
+from bazaar.notifications.service import EMAIL_JOB
 from bazaar.notifications.settings import NotificationsSettings
+from bazaar.platform import jobs
 from bazaar.platform.db import Database, WriteSession
-from bazaar.platform.loops import Waker
-from bazaar.platform.observability import log
+from bazaar.platform.jobs import Failed, GiveUp, Job
+from bazaar.platform.transient import outlast
 
 
 def compose(email: OutgoingEmail, sender: str) -> EmailMessage:
@@ -41,19 +43,11 @@ def compose(email: OutgoingEmail, sender: str) -> EmailMessage:
 
 
 class Mailer:
-    """Sends due emails, a few at once; woken after a commit that queued one, else polls.
+    """The handler of `email` jobs: sends one outgoing email, and records it sent with the
+    job's end. Retries, their backoff and the last attempt are the job queue's
+    (platform/jobs.py), with the attempts and first delay of `NotificationsSettings`."""
 
-    On PostgreSQL an email is locked (`FOR UPDATE SKIP LOCKED`) in a transaction that stays
-    open while it is sent and records it sent as it commits: other mailers skip it meanwhile,
-    a mailer that dies releases it at once (its connection closes) instead of after a lease,
-    and an email is sent again only if the process dies between the server's acceptance and
-    that commit. On SQLite (one process, and a transaction there would hold every writer) an
-    email is claimed for a lease (`smtp_timeout` + 5 s) instead and recorded after the send.
-    """
-
-    batch_size = 48
-    """Emails tried in one round, by `lanes` sends at once."""
-    lanes = 4
+    kind = EMAIL_JOB
 
     def __init__(
         self,
@@ -67,78 +61,42 @@ class Mailer:
         self.settings = settings
         self.smtp_url = smtp_url
         self.mail_dir = mail_dir
-        # Long enough for the slowest send to finish before another mailer may retry it.
+        # Long enough for the slowest send to end before another worker may try it again.
         self.lease = settings.smtp_timeout + 5
-        self._waker = Waker(settings.mailer_poll_interval)
-        db.listen(EMAIL_QUEUED, self._waker.wake)
+        self.backoff = settings.email_backoff
 
-    async def run(self) -> None:
-        while True:
+    async def run(self, job: Job) -> None:
+        email_id = job.payload["email_id"]
+        async with self.db.read(fresh=True) as session:
+            email = await session.get(OutgoingEmail, email_id)
+        if email is not None and email.status == DeliveryStatus.PENDING:
             try:
-                sent = await self.send_due()
-            except Exception as error:  # the database is busy or gone: try again shortly
-                log.warning("mailer_failed", error=str(error))
-                sent = 0
-            if sent < self.batch_size:
-                await self._waker.wait()
+                message = compose(email, self.settings.email_from)
+            except (ValueError, TypeError) as error:  # an address no retry can fix
+                raise GiveUp(f"cannot compose: {error}") from error
+            try:
+                if self.smtp_url:
+                    await self._send_smtp(self.smtp_url, message)
+                else:
+                    await asyncio.to_thread(self._write_file, email.id, message)
+            except Exception as error:  # refused, unreachable, timed out...: a failed attempt
+                raise Failed(f"{type(error).__name__}: {error}") from error
 
-    async def send_due(self) -> int:
-        """Try due emails once each, up to `batch_size`; returns how many were tried."""
-        per_lane = self.batch_size // self.lanes
-        return sum(await asyncio.gather(*(self._lane(per_lane) for _ in range(self.lanes))))
+        async def record() -> None:
+            async with self.db.write() as session:
+                await service.mark_email_sent(session, email_id)
+                await jobs.finish(session, job)
 
-    async def _lane(self, limit: int) -> int:
-        tried = 0
-        send_next = self._send_locked if self.db.dialect == "postgresql" else self._send_leased
-        while tried < limit and await send_next():
-            tried += 1
-        return tried
+        # Outlast a brief database outage: an email the server took, left pending, would be
+        # sent again once the lease lapsed.
+        await outlast(record, job.deadline)
 
-    async def _send_locked(self) -> bool:
-        async with self.db.write() as session:
-            email = await service.lock_due_email(session)
-            if email is None:
-                return False
-            error, permanent = await self._send(email)
-            await self._record(session, email, error, permanent=permanent)
-        return True
-
-    async def _send_leased(self) -> bool:
-        async with self.db.write() as session:
-            email = await service.claim_due_email(session, self.lease)
-        if email is None:
-            return False
-        error, permanent = await self._send(email)
-        async with self.db.write() as session:
-            await self._record(session, email, error, permanent=permanent)
-        return True
-
-    async def _send(self, email: OutgoingEmail) -> tuple[str | None, bool]:
-        """Send `email`; returns None when the server took it, else why not and whether no
-        retry can help."""
-        try:
-            message = compose(email, self.settings.email_from)
-        except (ValueError, TypeError) as error:  # an address no retry can fix
-            return f"cannot compose: {error}", True
-        try:
-            if self.smtp_url:
-                await self._send_smtp(self.smtp_url, message)
-            else:
-                await asyncio.to_thread(self._write_file, email.id, message)
-        except Exception as error:  # refused, unreachable, timed out...: a failed attempt
-            return f"{type(error).__name__}: {error}", False
-        return None, False
-
-    async def _record(
-        self, session: WriteSession, email: OutgoingEmail, error: str | None, *, permanent: bool
+    async def failed(
+        self, session: WriteSession, job: Job, error: BaseException, *, final: bool
     ) -> None:
-        if error is None:
-            await service.mark_email_sent(session, email.id)
-            return
-        status = await service.record_email_failure(
-            session, email.id, error, self.settings, permanent=permanent
-        )
-        log.warning("email_not_sent", email_id=email.id, status=status, error=error)
+        known = isinstance(error, (GiveUp, Failed))
+        reason = str(error) if known else f"{type(error).__name__}: {error}"
+        await service.record_email_failure(session, job.payload["email_id"], reason, final=final)
 
     async def _send_smtp(self, smtp_url: str, message: EmailMessage) -> None:
         url = urlsplit(smtp_url)

@@ -61,7 +61,6 @@ class OutgoingEmail(Base):
     __tablename__ = "outgoing_email"
     __table_args__ = (
         UniqueConstraint("kind", "reference", name="uq_outgoing_email_kind_reference"),
-        Index("ix_outgoing_email_due", "status", "next_attempt_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -74,7 +73,6 @@ class OutgoingEmail(Base):
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20))
     attempts: Mapped[int]
-    next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
@@ -98,7 +96,6 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_delivery"
     __table_args__ = (
         UniqueConstraint("webhook_id", "event_id", name="uq_webhook_delivery_webhook_event"),
-        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -108,7 +105,6 @@ class WebhookDelivery(Base):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(20))
     attempts: Mapped[int]
-    next_attempt_at: Mapped[datetime]
     last_status_code: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]

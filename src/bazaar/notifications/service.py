@@ -1,33 +1,27 @@
 """Notifications' use cases: learn recipients, notify customers of their orders in the app and by
-email, list and read notifications, and the outgoing-email queue the mailer works.
+email (a job the mailer runs), list and read notifications.
 
 Each order event produces at most one notification and one email: both rows are unique per
 (kind, order id), so an event delivered twice, even under two envelope ids, adds nothing.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import select, update
 
 from bazaar.identity.events import UserRegistered
 from bazaar.notifications.models import DeliveryStatus, Notification, OutgoingEmail, Recipient
-from bazaar.notifications.settings import NotificationsSettings
 from bazaar.orders.events import OrderCancelled, OrderConfirmed
+from bazaar.platform import jobs
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import (
-    ReadSession,
-    WriteSession,
-    insert_ignoring_duplicates,
-    signal_after_commit,
-)
+from bazaar.platform.db import ReadSession, WriteSession, insert_ignoring_duplicates
 from bazaar.platform.errors import NotFound
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.platform.pagination import Page, decode_cursor, page_of
 
-EMAIL_QUEUED = "notifications.email_queued"
-"""The signal that wakes the mailer after a commit that queued an email."""
+EMAIL_JOB = "email"
+"""The job that sends one outgoing email (notifications/mailer.py)."""
 
 ORDER_CONFIRMED = "order_confirmed"
 ORDER_CANCELLED = "order_cancelled"
@@ -142,10 +136,11 @@ async def _notify(session: WriteSession, recipient: Recipient, message: Message)
     )
     if not created:
         return False
-    await insert_ignoring_duplicates(
+    email_id = new_id()
+    queued = await insert_ignoring_duplicates(
         session,
         OutgoingEmail.__table__,
-        id=new_id(),
+        id=email_id,
         user_id=recipient.user_id,
         kind=message.kind,
         reference=message.reference,
@@ -155,10 +150,10 @@ async def _notify(session: WriteSession, recipient: Recipient, message: Message)
         body=message.body,
         status=DeliveryStatus.PENDING,
         attempts=0,
-        next_attempt_at=now,
         created_at=now,
     )
-    signal_after_commit(session, EMAIL_QUEUED)
+    if queued:
+        jobs.enqueue(session, EMAIL_JOB, {"email_id": email_id})
     return True
 
 
@@ -184,47 +179,6 @@ async def mark_read(session: WriteSession, user_id: str, notification_id: str) -
     return notification
 
 
-def _due_emails(now: datetime) -> Select[tuple[OutgoingEmail]]:
-    return (
-        select(OutgoingEmail)
-        .where(OutgoingEmail.status == DeliveryStatus.PENDING, OutgoingEmail.next_attempt_at <= now)
-        .order_by(OutgoingEmail.next_attempt_at)
-        .limit(1)
-    )
-
-
-async def lock_due_email(session: WriteSession) -> OutgoingEmail | None:
-    """The next due email, locked until `session` ends; None when none is due but locked.
-
-    Another mailer skips a locked email (`SKIP LOCKED`); a mailer that dies releases its lock
-    with its connection, so the email is due again at once (PostgreSQL).
-    """
-    return await session.scalar(_due_emails(utcnow()).with_for_update(skip_locked=True))
-
-
-async def claim_due_email(session: WriteSession, lease: float) -> OutgoingEmail | None:
-    """Take the next due email for `lease` seconds, for a database without row locks (SQLite).
-
-    A claimed email is not due again until its lease ends, so two mailers never send it at
-    the same time; if this one dies mid-send, another sends it after the lease (at least once).
-    """
-    now = utcnow()
-    email = await session.scalar(_due_emails(now))
-    if email is None:
-        return None
-    taken = await session.execute(
-        update(OutgoingEmail)
-        .where(
-            OutgoingEmail.id == email.id,
-            OutgoingEmail.status == DeliveryStatus.PENDING,
-            OutgoingEmail.next_attempt_at <= now,
-        )
-        .values(next_attempt_at=now + timedelta(seconds=lease))
-        .execution_options(synchronize_session=False)
-    )
-    return email if taken.rowcount else None
-
-
 async def mark_email_sent(session: WriteSession, email_id: str) -> None:
     await session.execute(
         update(OutgoingEmail)
@@ -234,28 +188,13 @@ async def mark_email_sent(session: WriteSession, email_id: str) -> None:
 
 
 async def record_email_failure(
-    session: WriteSession,
-    email_id: str,
-    error: str,
-    settings: NotificationsSettings,
-    *,
-    permanent: bool = False,
-) -> str:
-    """Count a failed try: retry later with backoff, or give up after the last attempt.
-
-    Returns the email's new status.
-    """
+    session: WriteSession, email_id: str, error: str, *, final: bool
+) -> None:
+    """Count a failed try; the job queue decides when to try again, and `final` ends it."""
     email = await session.get(OutgoingEmail, email_id)
     if email is None or email.status != DeliveryStatus.PENDING:
-        return email.status if email else DeliveryStatus.FAILED
+        return
     email.attempts += 1
     email.last_error = error[:2000]
-    if permanent or email.attempts >= settings.email_attempts:
+    if final:
         email.status = DeliveryStatus.FAILED
-    else:
-        email.next_attempt_at = _after(settings.email_delay(email.attempts))
-    return email.status
-
-
-def _after(seconds: float) -> datetime:
-    return utcnow() + timedelta(seconds=seconds)

@@ -3,6 +3,7 @@ where webhooks may point."""
 
 from dataclasses import dataclass
 
+from bazaar.platform.jobs import Backoff
 from bazaar.platform.settings import Env
 
 
@@ -38,10 +39,10 @@ class NotificationsSettings:
             max_retry_delay=env.number("NOTIFICATION_MAX_RETRY_DELAY", 3600.0, minimum=0.0),
         )
 
-    def email_delay(self, attempts: int) -> float:
-        """Seconds before the next try of an email that failed `attempts` times."""
-        return min(self.max_retry_delay, self.email_first_delay * 2 ** (attempts - 1))
+    @property
+    def email_backoff(self) -> Backoff:
+        return Backoff(self.email_attempts, self.email_first_delay, self.max_retry_delay)
 
-    def webhook_delay(self, attempts: int) -> float:
-        """Seconds before the next try of a delivery that failed `attempts` times."""
-        return min(self.max_retry_delay, self.webhook_first_delay * 2 ** (attempts - 1))
+    @property
+    def webhook_backoff(self) -> Backoff:
+        return Backoff(self.webhook_attempts, self.webhook_first_delay, self.max_retry_delay)

@@ -1,5 +1,5 @@
-"""Webhook use cases: register, list and remove webhooks, fan events out to deliveries, and
-the delivery queue the webhook sender works.
+"""Webhook use cases: register, list and remove webhooks, fan events out to deliveries (each a
+job the webhook sender runs), and record what each POST got.
 
 A delivery is unique per (webhook, event id) and carries the exact body it will POST, so every
 retry sends the same bytes with the same signature, and an acknowledged one is never sent again.
@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -18,20 +17,16 @@ from sqlalchemy import select, update
 from bazaar.notifications import webhook_targets
 from bazaar.notifications.models import DeliveryStatus, Webhook, WebhookDelivery
 from bazaar.notifications.settings import NotificationsSettings
+from bazaar.platform import jobs
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import (
-    ReadSession,
-    WriteSession,
-    insert_ignoring_duplicates,
-    signal_after_commit,
-)
+from bazaar.platform.db import ReadSession, WriteSession, insert_ignoring_duplicates
 from bazaar.platform.errors import NotFound
 from bazaar.platform.events import Envelope
 from bazaar.platform.ids import new_id
 from bazaar.platform.pagination import Page, decode_cursor, page_of
 
-DELIVERY_QUEUED = "notifications.delivery_queued"
-"""The signal that wakes the webhook sender after a commit that queued a delivery."""
+WEBHOOK_JOB = "webhook"
+"""The job that POSTs one delivery (notifications/webhook_sender.py)."""
 
 SIGNATURE_HEADER = "Bazaar-Signature"
 
@@ -119,103 +114,75 @@ async def enqueue_deliveries(
     for webhook in webhooks:
         if envelope.type not in webhook.events:
             continue
-        created += await insert_ignoring_duplicates(
+        delivery_id = new_id()
+        queued = await insert_ignoring_duplicates(
             session,
             WebhookDelivery.__table__,
-            id=new_id(),
+            id=delivery_id,
             webhook_id=webhook.id,
             event_id=envelope.id,
             event_type=envelope.type,
             payload=payload,
             status=DeliveryStatus.PENDING,
             attempts=0,
-            next_attempt_at=now,
             created_at=now,
         )
-    if created:
-        signal_after_commit(session, DELIVERY_QUEUED)
+        if queued:
+            jobs.enqueue(session, WEBHOOK_JOB, {"delivery_id": delivery_id})
+            created += 1
     return created
 
 
-async def claim_due_deliveries(
-    session: WriteSession, limit: int, lease: float
-) -> list[DueDelivery]:
-    """Take up to `limit` due deliveries of live webhooks for `lease` seconds (see mailer)."""
-    now = utcnow()
-    rows = await session.execute(
-        select(WebhookDelivery, Webhook.url, Webhook.secret)
-        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-        .where(
-            WebhookDelivery.status == DeliveryStatus.PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-            Webhook.deleted_at.is_(None),
-        )
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
-    )
-    claimed = []
-    for delivery, url, secret in rows.all():
-        taken = await session.execute(
-            update(WebhookDelivery)
+async def due_delivery(session: ReadSession, delivery_id: str) -> DueDelivery | None:
+    """The delivery to POST, with its webhook's URL and secret; None when there is nothing to
+    send any more (delivered, failed, cancelled with its webhook)."""
+    row = (
+        await session.execute(
+            select(WebhookDelivery, Webhook.url, Webhook.secret)
+            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(
-                WebhookDelivery.id == delivery.id,
+                WebhookDelivery.id == delivery_id,
                 WebhookDelivery.status == DeliveryStatus.PENDING,
-                WebhookDelivery.next_attempt_at <= now,
+                Webhook.deleted_at.is_(None),
             )
-            .values(next_attempt_at=now + timedelta(seconds=lease))
-            .execution_options(synchronize_session=False)
         )
-        if taken.rowcount:
-            claimed.append(
-                DueDelivery(
-                    delivery.id,
-                    delivery.event_id,
-                    delivery.event_type,
-                    delivery.payload,
-                    url,
-                    secret,
-                )
-            )
-    return claimed
+    ).one_or_none()
+    if row is None:
+        return None
+    delivery, url, secret = row
+    return DueDelivery(
+        delivery.id, delivery.event_id, delivery.event_type, delivery.payload, url, secret
+    )
 
 
-async def record_attempt(
-    session: WriteSession,
-    delivery_id: str,
-    settings: NotificationsSettings,
-    *,
-    status_code: int | None,
-    error: str | None,
-) -> str:
-    """Count one POST: a 2xx delivers it for good; otherwise retry with backoff until the last
-    attempt, then it has failed. Returns the delivery's new status."""
+async def record_delivered(session: WriteSession, delivery_id: str, status_code: int) -> None:
+    """The receiver acknowledged the delivery with a 2xx: it is delivered for good."""
     delivery = await session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.status != DeliveryStatus.PENDING:
-        return delivery.status if delivery else DeliveryStatus.FAILED
+        return
     delivery.attempts += 1
     delivery.last_status_code = status_code
-    delivery.last_error = error[:2000] if error else None
-    if status_code is not None and 200 <= status_code < 300:
-        delivery.status = DeliveryStatus.DELIVERED
-        delivery.delivered_at = utcnow()
-    elif delivery.attempts >= settings.webhook_attempts:
-        delivery.status = DeliveryStatus.FAILED
-    else:
-        delivery.next_attempt_at = _after(settings.webhook_delay(delivery.attempts))
-    return delivery.status
+    delivery.last_error = None
+    delivery.status = DeliveryStatus.DELIVERED
+    delivery.delivered_at = utcnow()
 
 
-async def refuse_delivery(session: WriteSession, delivery_id: str, reason: str) -> str:
-    """Fail a delivery for good without sending it: its host now resolves to an address
-    webhooks may not reach. Not counted as an attempt, since nothing was sent."""
+async def record_failure(
+    session: WriteSession,
+    delivery_id: str,
+    *,
+    status_code: int | None,
+    error: str,
+    final: bool,
+    counted: bool = True,
+) -> None:
+    """A POST that was not acknowledged (or, not `counted`, one refused before it was sent):
+    the job queue tries again later, and `final` fails the delivery."""
     delivery = await session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.status != DeliveryStatus.PENDING:
-        return delivery.status if delivery else DeliveryStatus.FAILED
-    delivery.status = DeliveryStatus.FAILED
-    delivery.last_status_code = None
-    delivery.last_error = f"refused: {reason}"[:2000]
-    return delivery.status
-
-
-def _after(seconds: float) -> datetime:
-    return utcnow() + timedelta(seconds=seconds)
+        return
+    delivery.attempts += 1 if counted else 0
+    delivery.last_status_code = status_code
+    delivery.last_error = error[:2000]
+    if final:
+        delivery.status = DeliveryStatus.FAILED

@@ -1,4 +1,5 @@
-"""Notifications' parts for a process: routes, schema, event handlers, mailer, webhook sender."""
+"""Notifications' parts for a process: routes, schema, event handlers, and the job worker
+that sends emails and webhooks."""
 
 from pathlib import Path
 
@@ -7,6 +8,7 @@ from bazaar.notifications.mailer import Mailer
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.notifications.webhook_sender import WebhookSender
 from bazaar.platform.db import Database
+from bazaar.platform.jobs import JobWorker
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
 
@@ -18,11 +20,14 @@ def build(
 ) -> ServiceParts:
     mailer = Mailer(db, settings, smtp_url=smtp_url, mail_dir=data_dir / "mail")
     sender = WebhookSender(db, settings)
+    poll = min(settings.mailer_poll_interval, settings.webhook_poll_interval)
+    worker = JobWorker(db, [mailer, sender], poll_interval=poll)
     return ServiceParts(
         "notifications",
         SCHEMA,
         [db],
         api.create_router(db, settings),
         subscriptions=handlers.subscriptions(db),
-        background=[mailer.run, sender.run],
+        background=[worker.run],
+        closers=[sender.aclose],
     )

@@ -19,7 +19,7 @@ from litestar.types import Empty
 from bazaar.platform.errors import BadRequest
 
 
-class StrictRequest(Request):
+class StrictRequest(Request[Any, Any, Any]):
     """A request whose `json()` is the body decoded strictly into the route's `data` type."""
 
     async def json(self) -> Any:
@@ -31,7 +31,7 @@ class StrictRequest(Request):
         return self._json
 
 
-def _body_type(request: Request) -> Any:
+def _body_type(request: Request[Any, Any, Any]) -> Any:
     data = request.route_handler.parsed_fn_signature.parameters.get("data")
     return Any if data is None else data.annotation
 
@@ -50,9 +50,9 @@ def decode_body(body: bytes, target: Any) -> Any:
         raise ValidationException(detail="Invalid JSON", extra=[malformed]) from None
     except RecursionError:
         raise BadRequest("The JSON body is nested too deeply") from None
-    if (where := _control_character_in(value, "$")) is not None:
+    if (path := _control_character_in(value, "$")) is not None:
         message = "Control characters are not allowed here"
-        problem = {"message": message, "key": where, "source": "body"}
+        problem = {"message": message, "key": path, "source": "body"}
         raise ValidationException(detail="The request is not valid", extra=[problem])
     return value
 

@@ -14,9 +14,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession, insert_ignoring_duplicates
@@ -48,6 +48,7 @@ class Subscription:
     consumer: str
     event_type: str
     handle: Handle | Notify
+    """A `Handle` when there is a `database`, a `Notify` for a broadcast."""
     database: Callable[[Envelope], Database] | None
 
     @property
@@ -126,13 +127,13 @@ class EventBus(Protocol):
     async def queue_depths(self, consumers: Collection[str]) -> list[QueueDepth]:
         """How many messages wait for each consumer, and how many it gave up on."""
 
-    async def dead_letters(self, consumers: Collection[str] | None = None) -> list[DeadLetter]:
+    async def dead_letters(self, consumers: Collection[str] | None = None) -> Sequence[DeadLetter]:
         """The messages these consumers (None: every one the bus can find) gave up on, left
         where they are."""
 
     async def replay_dead_letters(
         self, consumers: Collection[str] | None = None, event_id: str | None = None
-    ) -> list[DeadLetter]:
+    ) -> Sequence[DeadLetter]:
         """Deliver them again (all, or the one with `event_id`); returns those replayed."""
 
 
@@ -153,7 +154,7 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Seconds before retry number `attempt` + 1, with up to a fifth less as jitter, so
         that handlers failing together do not come back in step."""
-        return min(self.max_delay, self.first_delay * 2 ** min(attempt, 32)) * (
+        return min(self.max_delay, self.first_delay * 2.0 ** min(attempt, 32)) * (
             1.0 - 0.2 * random.random()
         )
 
@@ -208,7 +209,7 @@ async def apply(subscription: Subscription, envelope: Envelope) -> None:
     already recorded is skipped. Raises what the handler raised, with nothing committed."""
     traceparent_var.set(child_traceparent(envelope.trace.get("traceparent")))
     if subscription.database is None:  # a broadcast: each instance's own memory, no record
-        await subscription.handle(envelope)  # type: ignore[call-arg]
+        await cast(Notify, subscription.handle)(envelope)
         first_time = True
     else:
         async with subscription.database(envelope).write() as session:
@@ -220,7 +221,7 @@ async def apply(subscription: Subscription, envelope: Envelope) -> None:
                 processed_at=utcnow(),
             )
             if first_time:
-                await subscription.handle(session, envelope)  # type: ignore[call-arg]
+                await cast(Handle, subscription.handle)(session, envelope)
     outcome = "handled" if first_time else "duplicate"
     EVENTS_HANDLED.labels(subscription.consumer, outcome).inc()
     lag = (utcnow() - envelope.occurred_at).total_seconds()
@@ -247,7 +248,7 @@ async def dead_letter_message(
     log.error("event_dead_lettered", consumer=subscription.consumer, event_id=envelope.id)
 
 
-async def stored_dead_letters(db: Database, consumer: str | None = None) -> list:
+async def stored_dead_letters(db: Database, consumer: str | None = None) -> list[Row[Any]]:
     """The dead-letter rows of `db` not replayed yet, oldest first."""
     query = select(dead_letter).where(dead_letter.c.replayed_at.is_(None))
     if consumer is not None:
@@ -282,10 +283,14 @@ async def replay_stored_dead_letters(
     return replayed
 
 
-def stored_letter(row) -> DeadLetter:  # a row of the dead_letter table
+def stored_letter(row: Row[Any]) -> DeadLetter:  # a row of the dead_letter table
     return DeadLetter(
         row.consumer, row.event_id, row.type, row.error.splitlines()[-1], row.failed_at
     )
+
+
+Delivery = tuple[Subscription, Envelope, asyncio.Future[None]]
+"""A message in a consumer's queue, and what its publisher waits on."""
 
 
 class InProcessBus:
@@ -308,8 +313,8 @@ class InProcessBus:
         self.stores = stores
         """The databases whose dead_letter tables keep what the consumers gave up on."""
         self._by_type: dict[str, list[Subscription]] = defaultdict(list)
-        self._queues: dict[str, asyncio.Queue] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._queues: dict[str, asyncio.Queue[Delivery]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
 
     def subscribe(self, subscription: Subscription) -> None:
         self._by_type[subscription.event_type].append(subscription)
@@ -317,7 +322,7 @@ class InProcessBus:
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         loop = asyncio.get_running_loop()
-        pending = []
+        pending: list[asyncio.Future[None]] = []
         for envelope in envelopes:
             for subscription in self._by_type.get(envelope.type, ()):
                 done = loop.create_future()
@@ -331,7 +336,7 @@ class InProcessBus:
             for _ in range(self.workers_per_consumer):
                 self._tasks.append(asyncio.create_task(self._work(queue)))
 
-    async def _work(self, queue: asyncio.Queue) -> None:
+    async def _work(self, queue: asyncio.Queue[Delivery]) -> None:
         while True:
             subscription, envelope, done = await queue.get()
             try:

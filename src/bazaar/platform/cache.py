@@ -14,9 +14,11 @@ breaker still sends its reads to the database.
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cashews import Cache
+from cashews.backends.interface import Backend
 from cashews.commands import Command
 from redis.exceptions import TimeoutError as RedisTimeout
 
@@ -84,7 +86,14 @@ class CircuitBreaker:
             log.info("redis_available")
         self.open_until = 0.0
 
-    async def middleware(self, call: Any, cmd: Command, backend: Any, *args: Any, **kwargs: Any):
+    async def middleware(
+        self,
+        call: Callable[..., Awaitable[Any]],
+        cmd: Command,
+        backend: Backend,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
         """A cashews middleware: fail fast and answer as a miss while Redis is unavailable."""
         if cmd is Command.PING:
             return await self._guarded(call, args, kwargs)
@@ -95,7 +104,9 @@ class CircuitBreaker:
         except Exception:
             return self._missing(cmd, args, kwargs)
 
-    async def _guarded(self, call: Any, args: tuple, kwargs: dict) -> Any:
+    async def _guarded(
+        self, call: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         try:
             async with asyncio.timeout(REDIS_TIMEOUT * 2):
                 result = await call(*args, **kwargs)
@@ -106,7 +117,7 @@ class CircuitBreaker:
         return result
 
     @staticmethod
-    def _missing(cmd: Command, args: tuple, kwargs: dict) -> Any:
+    def _missing(cmd: Command, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if cmd is Command.GET:
             return kwargs.get("default")
         if cmd is Command.GET_MANY:

@@ -1,8 +1,9 @@
 """Databases: one per service, typed write and read sessions, and orders split across shards.
 
 A transaction opens at the edge (`async with db.write() as session`) and commits there; use
-cases only add and flush. `WriteSession` and `ReadSession` are different types, so a session
-that may be served by a replica cannot be handed to code that writes.
+cases only add and flush. `WriteSession` is a subtype of `ReadSession`: code that only reads
+takes either, and a session that may be served by a replica cannot be handed to code that
+writes.
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,9 +11,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import DateTime, Table, TypeDecorator, event
+from sqlalchemy import CursorResult, DateTime, FromClause, Result, TableClause, TypeDecorator, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -47,12 +48,16 @@ class Timestamp(TypeDecorator[datetime]):
         return value
 
 
-class WriteSession(AsyncSession):
-    """A session on the primary: the only kind that may write."""
-
-
 class ReadSession(AsyncSession):
     """A session that may be served by a replica and may be slightly stale: never writes."""
+
+
+class WriteSession(ReadSession):
+    """A session on the primary: the only kind that may write.
+
+    A subtype of `ReadSession`, so code that only reads takes either, and code that writes
+    takes only this one: a replica's session handed to it is a type error.
+    """
 
 
 class ReplicaSession(ReadSession):
@@ -98,7 +103,7 @@ class ReplicaSession(ReadSession):
         else:  # this session's own connection is discarded once its statement ends
             await self._fallback.close()
 
-    async def _bounded(self, method: str, args: tuple, kwargs: dict) -> Any:
+    async def _bounded(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._fallback is None:
             statement = getattr(super(), method)(*args, **kwargs)
             try:
@@ -256,12 +261,23 @@ async def _begun(session: ReadSession) -> ReadSession:
     return session
 
 
-async def insert_ignoring_duplicates(session: WriteSession, table: Table, **values: Any) -> bool:
-    """Insert a row unless its key exists; True when the row was inserted."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+async def insert_ignoring_duplicates(
+    session: WriteSession, table: FromClause, **values: Any
+) -> bool:
+    """Insert a row into `table` (a `Table`, or a model's `__table__`) unless its key exists;
+    True when the row was inserted."""
+    if not isinstance(table, TableClause):
+        raise TypeError(f"{table!r} is not a table")
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    result = await session.execute(statement)
-    return bool(result.rowcount)
+    return bool(rows_matched(await session.execute(statement)))
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """How many rows an INSERT, UPDATE or DELETE without RETURNING matched.
+
+    Such a statement's result is a `CursorResult`, which `execute` is not typed to return."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def sqlite_engine(path: Path, *, writer: bool) -> AsyncEngine:

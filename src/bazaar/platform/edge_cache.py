@@ -9,6 +9,7 @@ and are dropped at once when the service changes what they show.
 import time
 from dataclasses import dataclass
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from bazaar.platform.cache import STALENESS_BOUND
@@ -79,7 +80,7 @@ class EdgeCache:
         self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET":
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
         entry = self.cache.get(cache_key(scope["path"], scope["query_string"]))
@@ -93,12 +94,12 @@ class EdgeCache:
         if_none_match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
         if if_none_match is not None and _matches(if_none_match, etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         headers.append((b"content-type", b"application/json"))
         headers.append((b"content-length", str(len(entry.body)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": entry.body})
+        await send({"type": "http.response.body", "body": entry.body, "more_body": False})
 
 
 def _matches(if_none_match: bytes, etag: bytes) -> bool:

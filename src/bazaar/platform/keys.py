@@ -66,7 +66,7 @@ def key_id(key: Ed25519PublicKey) -> str:
     return _b64url(hashlib.sha256(members.encode()).digest())
 
 
-def jwks(keys: list[Ed25519PublicKey]) -> dict:
+def jwks(keys: list[Ed25519PublicKey]) -> dict[str, list[dict[str, str]]]:
     """The JWKS document (RFC 7517, OKP keys of RFC 8037) of `keys`."""
     return {
         "keys": [

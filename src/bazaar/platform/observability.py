@@ -7,6 +7,7 @@ from contextvars import ContextVar
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
+from structlog.typing import EventDict, WrappedLogger
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
@@ -22,6 +23,12 @@ CACHE_REQUESTS = Counter(
 )
 OUTBOX_BACKLOG = Gauge(
     "bazaar_outbox_backlog", "Outbox rows not yet published, by database.", ["database"]
+)
+JOBS_RUN = Counter(
+    "bazaar_jobs_total",
+    "Jobs run, by kind and outcome: done, retried, waited (a dependency briefly down), dead, "
+    "lost (its lease ran out and another worker took it).",
+    ["kind", "outcome"],
 )
 EVENTS_HANDLED = Counter(
     "bazaar_events_handled_total",
@@ -50,7 +57,7 @@ DB_STATEMENTS = Counter(
 )
 
 
-_CACHE_HITS: dict[str, object] = {}
+_CACHE_HITS: dict[str, Counter] = {}
 
 
 def record_cache_lookup(cache_name: str, *, hit: bool) -> None:
@@ -80,7 +87,7 @@ def child_traceparent(parent: str | None) -> str:
     return new_traceparent()
 
 
-def _add_context(_logger: object, _method: str, event: dict) -> dict:
+def _add_context(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
     request_id = request_id_var.get()
     if request_id:
         event.setdefault("request_id", request_id)

@@ -84,7 +84,9 @@ def document_problems(openapi: OpenAPI) -> None:
     schemas = openapi.components.schemas = dict(openapi.components.schemas or {})
     schemas["Problem"] = _PROBLEM_SCHEMA
     content = {PROBLEM_JSON: OpenAPIMediaType(schema=Reference("#/components/schemas/Problem"))}
-    retry_after = {"Retry-After": OpenAPIHeader(schema=Schema(type=OpenAPIType.INTEGER))}
+    retry_after: dict[str, OpenAPIHeader | Reference] = {
+        "Retry-After": OpenAPIHeader(schema=Schema(type=OpenAPIType.INTEGER))
+    }
     for path_item in (openapi.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch"):
             operation = getattr(path_item, method)
@@ -160,9 +162,9 @@ def document_control_characters(document: dict[str, Any]) -> None:
 class DocsPage(SwaggerRenderPlugin):
     """Swagger UI over the same document as `/openapi.json` (with its problem responses)."""
 
-    def __init__(self, schema: Callable[[], dict], **kwargs: Any) -> None:
+    def __init__(self, schema: Callable[[], dict[str, Any]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._schema = schema
 
-    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         return super().render(request, self._schema())

@@ -19,6 +19,7 @@ from bazaar.platform.bus import EventBus
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession, signal_after_commit
 from bazaar.platform.events import Envelope, Event
+from bazaar.platform.jobs import claiming
 from bazaar.platform.loops import Waker
 from bazaar.platform.observability import OUTBOX_BACKLOG, log
 from bazaar.platform.schema import outbox_message
@@ -109,7 +110,7 @@ class OutboxRelay:
 
     async def _claim_and_publish(self, db: Database) -> int:
         async with db.write() as session:
-            claim = _unpublished(self.batch_size).with_for_update(skip_locked=True)
+            claim = claiming(_unpublished(self.batch_size))
             rows = (await session.execute(claim)).all()
             if rows:
                 await self.bus.publish([Envelope.decode(row.envelope) for row in rows])
@@ -129,7 +130,7 @@ async def backlog(db: Database) -> int:
         return (await session.execute(query)).scalar_one()
 
 
-def _unpublished(limit: int) -> Select:
+def _unpublished(limit: int) -> Select[tuple[str, bytes]]:
     return (
         select(outbox_message.c.id, outbox_message.c.envelope)
         .where(outbox_message.c.published_at.is_(None))

@@ -52,7 +52,7 @@ def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
-def connect_args(pooler: str | None, command_timeout: float) -> dict:
+def connect_args(pooler: str | None, command_timeout: float) -> dict[str, Any]:
     """asyncpg's arguments for a connection to the server itself, or (`pooler` "pgbouncer")
     to a PgBouncer in transaction pooling.
 
@@ -64,7 +64,7 @@ def connect_args(pooler: str | None, command_timeout: float) -> dict:
     `lock_timeout` is not sent: PgBouncer sets it on each server connection instead
     (`connect_query`, see runtime/cluster/pgbouncer.py).
     """
-    args: dict = {"timeout": 5, "command_timeout": command_timeout}
+    args: dict[str, Any] = {"timeout": 5, "command_timeout": command_timeout}
     if pooler == "pgbouncer":
         return args | {
             "statement_cache_size": 0,

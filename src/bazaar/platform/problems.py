@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
 
 from bazaar.platform.errors import BazaarError
 from bazaar.platform.observability import log
@@ -26,7 +27,7 @@ def problem(
     *,
     headers: dict[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
-) -> Response:
+) -> Response[bytes]:
     body: dict[str, Any] = {
         "type": f"urn:bazaar:problem:{slug}",
         "title": title,
@@ -43,7 +44,7 @@ def problem(
     )
 
 
-def _bazaar_error(_request: Request, error: BazaarError) -> Response:
+def _bazaar_error(_request: Request[Any, Any, Any], error: BazaarError) -> Response[bytes]:
     errors = getattr(error, "errors", None)
     return problem(
         error.status,
@@ -65,7 +66,9 @@ _TITLES = {
 }
 
 
-def _validation_error(_request: Request, error: ValidationException) -> Response:
+def _validation_error(
+    _request: Request[Any, Any, Any], error: ValidationException
+) -> Response[bytes]:
     extra = error.extra if isinstance(error.extra, list) else []
     messages = " ".join(str(item.get("message", "")) for item in extra if isinstance(item, dict))
     if not extra or any(marker in messages.lower() for marker in _MALFORMED):
@@ -94,7 +97,7 @@ def _split_key(key: str) -> list[str | int]:
     return parts
 
 
-def _http_error(_request: Request, error: HTTPException) -> Response:
+def _http_error(_request: Request[Any, Any, Any], error: HTTPException) -> Response[bytes]:
     status = error.status_code
     title, slug = _TITLES.get(status, ("Error", "error"))
     headers = dict(error.headers or {})
@@ -104,7 +107,7 @@ def _http_error(_request: Request, error: HTTPException) -> Response:
     return problem(status, title, str(detail), slug, headers=headers)
 
 
-def _server_error(request: Request, error: Exception) -> Response:
+def _server_error(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
     """A dependency briefly unavailable (`transient`) is back-pressure, 503 with Retry-After:
     the database restarting, a dropped connection, a pool or lock wait that ran out. Anything
     else is unexpected: logged with its traceback, answered with a generic 500."""
@@ -120,14 +123,14 @@ def _server_error(request: Request, error: Exception) -> Response:
     )
 
 
-def _unexpected_error(request: Request, error: Exception) -> Response:
+def _unexpected_error(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
     log.exception("unhandled_error", path=request.url.path, error_type=type(error).__name__)
     return problem(
         500, "Internal Server Error", "The server could not answer this request", "internal"
     )
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     BazaarError: _bazaar_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import (
@@ -96,7 +97,7 @@ class RabbitMQBus:
         self._exchange: AbstractExchange | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._handlers = asyncio.Semaphore(concurrency)
-        self._inflight: set[asyncio.Task] = set()
+        self._inflight: set[asyncio.Task[Any]] = set()
 
     # names ---------------------------------------------------------------------------------
     @property
@@ -238,7 +239,7 @@ class RabbitMQBus:
             except Exception as error:
                 transient = is_transient(error)
                 handler_failed(consumer, envelope, error, tries, transient)
-                delivery = int((message.headers or {}).get("x-delivery-count") or 0)
+                delivery = _delivery_count(message)
                 # Hold the message a moment so a failing handler does not spin; the other
                 # messages of the prefetch window keep flowing meanwhile.
                 await asyncio.sleep(self.retry.delay(tries if transient else delivery))
@@ -329,6 +330,12 @@ class RabbitMQBus:
             for name in (self.events_exchange, self.dead_letter_exchange):
                 with contextlib.suppress(aio_pika.exceptions.AMQPError):
                     await channel.exchange_delete(name)
+
+
+def _delivery_count(message: AbstractIncomingMessage) -> int:
+    """How often the broker delivered `message` before (a quorum queue counts it)."""
+    count = (message.headers or {}).get("x-delivery-count")
+    return count if isinstance(count, int) else 0
 
 
 def _broadcast_only(subscriptions: Sequence[Subscription]) -> bool:

@@ -96,7 +96,9 @@ UNKNOWN = -1
 T = TypeVar("T")
 
 
-async def _finish_then(task: asyncio.Future, cleanup: Callable[[], Awaitable[None]] | None) -> None:
+async def _finish_then(
+    task: asyncio.Future[Any], cleanup: Callable[[], Awaitable[None]] | None
+) -> None:
     with contextlib.suppress(BaseException):
         await task
     if cleanup is not None:
@@ -189,7 +191,7 @@ class ReplicaSet:
         # (when, primary's WAL position) of recent polls, oldest first: enough to date a lag
         # of several bounds
         self._history: deque[tuple[float, int]] = deque(maxlen=200)
-        self._abandoned: set[asyncio.Task] = set()
+        self._abandoned: set[asyncio.Task[None]] = set()
         self.high_water = 0
         """Where this process's last commit ended: its own reads never go back before it."""
 
@@ -214,7 +216,7 @@ class ReplicaSet:
         # The insert position, not the write position: with asynchronous commit the commit
         # record may still sit in WAL buffers, past what has been written.
         query = text("SELECT pg_current_wal_insert_lsn()::text")
-        position = parse_lsn((await connection.execute(query)).scalar())
+        position = parse_lsn((await connection.execute(query)).scalar_one())
         self.high_water = max(self.high_water, position)
         key = consistency_key()
         if key is not None:
@@ -296,7 +298,7 @@ class ReplicaSet:
         try:
             async with asyncio.timeout(self.check_timeout * 4), self.primary.connect() as primary:
                 written = parse_lsn(
-                    (await primary.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar()
+                    (await primary.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one()
                 )
         except Exception as error:  # the primary's own outage shows in /readyz
             log.warning("replica_monitor_primary_failed", error=type(error).__name__)

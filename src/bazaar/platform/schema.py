@@ -1,5 +1,5 @@
 """The tables every service database has besides its own: outbox, inbox, dead letters,
-idempotency records. Each service's migrations create them with its own tables."""
+idempotency records, jobs. Each service's migrations create them with its own tables."""
 
 from sqlalchemy import (
     Column,
@@ -60,4 +60,18 @@ idempotency_record = Table(
     Column("response_body", LargeBinary),
     Column("created_at", Timestamp(), nullable=False),
     Column("completed_at", Timestamp()),
+)
+
+job = Table(
+    "job",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(100), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("run_at", Timestamp(), nullable=False),
+    Column("last_error", Text),
+    Column("created_at", Timestamp(), nullable=False),
+    Index("ix_job_due", "status", "kind", "run_at"),
 )

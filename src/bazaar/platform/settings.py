@@ -147,7 +147,7 @@ class PlatformSettings:
             )
         order_shards = len(shard_urls) or env.integer("ORDER_SHARDS", 2, minimum=1, maximum=256)
         return cls(
-            data_dir=Path(env.text("DATA_DIR", ".bazaar")).resolve(),
+            data_dir=read_data_dir(env),
             database_url=env.url("DATABASE_URL", ("postgresql",)),
             database_pooler=_database_pooler(env),
             replica_urls=env.urls("REPLICA_URLS", ("postgresql",)),
@@ -168,6 +168,12 @@ class PlatformSettings:
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+
+def read_data_dir(env: Env) -> Path:
+    """`BAZAAR_DATA_DIR`, resolved: the embedded databases, the signing key, and the folders of
+    `bazaar up`, `bazaar bench` and `bazaar chaos` (`.bazaar` in the working directory)."""
+    return Path(env.text("DATA_DIR", ".bazaar")).resolve()
 
 
 def _shard_map(env: Env, databases: int) -> ShardMap:

@@ -23,7 +23,7 @@ class _Inline:
     """Stands in for aiosqlite's queue to its thread: runs the function at once."""
 
     @staticmethod
-    def put_nowait(item: tuple[asyncio.Future, Callable[[], Any]]) -> None:
+    def put_nowait(item: tuple[asyncio.Future[Any], Callable[[], Any]]) -> None:
         future, function = item
         try:
             future.set_result(function())

@@ -16,6 +16,7 @@ from bazaar.platform.bus import Subscription
 from bazaar.platform.db import Database
 from bazaar.platform.observability import configure_logging, log
 from bazaar.platform.outbox import OutboxRelay
+from bazaar.platform.parts import Loop
 from bazaar.platform.postgres import ensure_database
 from bazaar.platform.settings import SettingsError
 from bazaar.platform.web import BackgroundCheck, create_app
@@ -56,7 +57,7 @@ class Runtime:
         self.parts = [part for part in parts if part.name in self.services]
         unique = {id(db): db for part in self.parts for db in part.databases}
         self.databases: list[Database] = list(unique.values())
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Future[None]] = []
         self._subscribed = list(self._subscriptions())
         for subscription in self._subscribed:
             self.platform.bus.subscribe(subscription)
@@ -73,12 +74,12 @@ class Runtime:
 
     def _catalog_prices(self) -> CatalogPrices:
         """Catalog's database when catalog runs here (or could: `dev`), else its HTTP API."""
-        url = self.settings.process.catalog_url
+        url = self.settings.orders.catalog_url
         remote = "orders" in self.services and "catalog" not in self.services
         if remote and self.kind is ProcessKind.SERVE:
             if url is None:
                 raise SettingsError("CATALOG_URL", CATALOG_URL_NEEDED)
-            return HttpCatalogPrices(url, timeout=self.settings.process.catalog_timeout)
+            return HttpCatalogPrices(url, timeout=self.settings.orders.catalog_timeout)
         # A worker serves no route, so it never quotes; dev has catalog's database at hand.
         return EmbeddedCatalogPrices(self.platform.databases["catalog"])
 
@@ -102,14 +103,16 @@ class Runtime:
             await self.platform.bus.start()
             self._bus_started = True
         # every kind reads, each from its own services' databases only
-        loops = [db.replicas.monitor for db in self.databases if db.replicas is not None]
+        loops: list[Loop] = [
+            db.replicas.monitor for db in self.databases if db.replicas is not None
+        ]
         if self.kind is not ProcessKind.SERVE:
             poll = self.settings.process.relay_poll_interval
             loops += [
                 functools.partial(self.relay.run, poll),
                 *(loop for part in self.parts for loop in part.background),
             ]
-        self._tasks = [asyncio.create_task(loop()) for loop in loops]
+        self._tasks = [asyncio.ensure_future(loop()) for loop in loops]
         log.info("bazaar_started", kind=self.kind.value, services=list(self.services))
 
     async def stop(self) -> None:
@@ -120,7 +123,7 @@ class Runtime:
         if self._tasks:
             _done, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
             for task in stuck:
-                log.error("background_task_did_not_stop", task=repr(task.get_coro()))
+                log.error("background_task_did_not_stop", task=repr(task))
         self._tasks.clear()
         if self._bus_started:
             await self.platform.bus.stop()

@@ -48,7 +48,7 @@ def settings_for(kind: ProcessKind, service: str) -> Settings:
             f"`{command}` needs RabbitMQ: the in-process bus cannot carry its events to the"
             " other processes",
         )
-    if kind is ProcessKind.SERVE and service == "orders" and not settings.process.catalog_url:
+    if kind is ProcessKind.SERVE and service == "orders" and not settings.orders.catalog_url:
         raise SettingsError("CATALOG_URL", CATALOG_URL_NEEDED)
     return settings
 

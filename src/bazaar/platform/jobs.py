@@ -1,0 +1,393 @@
+"""The job queue: work a service does after a commit, retried until done or given up.
+
+A use case enqueues a job with `enqueue(session, kind, payload)` in the same transaction as the
+change that needs it, so a job exists if and only if its change does. A `JobWorker` claims due
+jobs, runs their kind's `JobHandler` outside any transaction (a send, a POST, a long import),
+and records the outcome:
+
+- Claiming takes a job for its handler's `lease` (its `run_at` moves a lease ahead and its
+  `attempts` grows by one) in a short transaction, with `FOR UPDATE SKIP LOCKED` on PostgreSQL
+  so that workers in several processes never wait on each other; SQLite takes writers in turn.
+  A worker that dies leaves its job to be claimed again when the lease ends (at least once).
+- A handler that finishes calls `finish(session, job)` in the transaction that records its
+  effect: the job row goes with that commit, fenced on the claim, so a worker that lost its
+  claim (its lease ran out and another took the job) rolls its effect back (`JobLost`).
+- A failure (`Failed` at the job's target, or any error that is not transient) is retried
+  with exponential backoff and jitter (`Backoff`) up to its kind's attempts, then the job is
+  dead: it stays in the table, `status = dead`, with its last error,
+  until `replay_dead` queues it again (`bazaar dlq`). `GiveUp` kills it at once. A transient
+  failure (the database or a dependency briefly down) is retried soon and not counted.
+"""
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+from sqlalchemy import Select, delete, select, update
+from sqlalchemy.orm import registry
+
+from bazaar.platform import pg_notify
+from bazaar.platform.clock import utcnow
+from bazaar.platform.db import (
+    Database,
+    ReadSession,
+    WriteSession,
+    rows_matched,
+    signal_after_commit,
+)
+from bazaar.platform.ids import new_id
+from bazaar.platform.loops import Waker
+from bazaar.platform.observability import JOBS_RUN, log
+from bazaar.platform.schema import job as job_table
+from bazaar.platform.transient import is_transient, outlast
+
+JOB_QUEUED = "jobs"
+"""The signal that wakes a database's job workers after a commit that enqueued a job."""
+TRANSIENT_RETRY = 1.0
+"""Seconds before a job whose dependency was briefly down is tried again."""
+ERROR_LENGTH = 2000
+RowT = TypeVar("RowT", bound=tuple[Any, ...])
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    """Claims so far, this one included: the fence of `finish` and `extend`."""
+    deadline: float
+    """Until when (`time.monotonic()`) the claim is this worker's: an outcome may be recorded
+    across a database outage until then (`outlast`)."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How often a kind of job is tried, and how long it waits between tries."""
+
+    attempts: int
+    first_delay: float
+    max_delay: float = 300.0
+    jitter: float = 0.1
+    """The delay varies by up to this fraction either way, so retries spread out."""
+
+    def delay(self, attempts: int) -> float:
+        """The wait after the `attempts`-th failed try."""
+        base = min(self.max_delay, self.first_delay * 2.0 ** (attempts - 1))
+        return base * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+class GiveUp(Exception):
+    """A failure no retry can help (an address that cannot be composed, a refused target):
+    the job is dead at once."""
+
+
+class Failed(Exception):
+    """A try that failed at the job's own target (a POST not acknowledged, an SMTP server that
+    did not take the email): counted against its attempts, however transient its cause (a
+    refused connection, a timeout) would be for one of Bazaar's own servers."""
+
+
+class JobLost(Exception):
+    """The job's claim is no longer this worker's: its lease ran out and another took it."""
+
+
+class JobHandler(Protocol):
+    """What a service runs for one kind of job."""
+
+    kind: str
+    lease: float
+    """Seconds a claimed job stays this worker's: longer than one run may take."""
+    backoff: Backoff
+
+    async def run(self, job: Job) -> None:
+        """Do the job, and `finish` it in the transaction that records its effect."""
+
+    async def failed(
+        self, session: WriteSession, job: Job, error: BaseException, *, final: bool
+    ) -> None:
+        """Record a failed try in the service's own rows; `final` when the job is dead."""
+
+
+class QueuedJob:
+    """A job row as `enqueue` adds it to the session."""
+
+    def __init__(self, kind: str, payload: Mapping[str, Any], run_at: datetime) -> None:
+        self.id = new_id()
+        self.kind = kind
+        self.payload = msgspec.json.encode(payload)
+        self.status = JobStatus.QUEUED
+        self.attempts = 0
+        self.run_at = run_at
+        self.created_at = utcnow()
+
+
+registry().map_imperatively(QueuedJob, job_table)
+
+
+def enqueue(
+    session: WriteSession, kind: str, payload: Mapping[str, Any], *, delay: float = 0.0
+) -> str:
+    """Queue a job that runs once this transaction commits (and never if it rolls back)."""
+    queued = QueuedJob(kind, payload, utcnow() + timedelta(seconds=delay))
+    session.add(queued)
+    signal_after_commit(session, JOB_QUEUED)
+    return queued.id
+
+
+async def finish(session: WriteSession, job: Job) -> None:
+    """Remove the job with this transaction's commit; `JobLost` if its claim is gone."""
+    done = await session.execute(
+        delete(job_table)
+        .where(job_table.c.id == job.id, job_table.c.attempts == job.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    if rows_matched(done) != 1:
+        raise JobLost(job.id)
+
+
+async def extend(session: WriteSession, job: Job, lease: float) -> None:
+    """Keep the claim `lease` seconds more (a long job, batch by batch); `JobLost` if gone."""
+    kept = await session.execute(
+        update(job_table)
+        .where(job_table.c.id == job.id, job_table.c.attempts == job.attempts)
+        .values(run_at=utcnow() + timedelta(seconds=lease))
+        .execution_options(synchronize_session=False)
+    )
+    if rows_matched(kept) != 1:
+        raise JobLost(job.id)
+
+
+def claiming(query: Select[RowT]) -> Select[RowT]:
+    """`query`'s rows locked by this transaction, skipping those another worker has locked
+    (PostgreSQL; SQLite takes writers in turn): how jobs and outbox rows are claimed."""
+    return query.with_for_update(skip_locked=True)
+
+
+async def claim(db: Database, handler: JobHandler, limit: int) -> list[Job]:
+    """Take up to `limit` due jobs of `handler.kind` for its lease."""
+    now = utcnow()
+    async with db.write() as session:
+        due: Select[tuple[str, bytes, int]] = claiming(
+            select(job_table.c.id, job_table.c.payload, job_table.c.attempts)
+            .where(
+                job_table.c.kind == handler.kind,
+                job_table.c.status == JobStatus.QUEUED,
+                job_table.c.run_at <= now,
+            )
+            .order_by(job_table.c.run_at)
+            .limit(limit)
+        )
+        rows = (await session.execute(due)).all()
+        if not rows:
+            return []
+        # The `run_at` guard keeps a claim that SQLite made meanwhile from being taken twice.
+        await session.execute(
+            update(job_table)
+            .where(job_table.c.id.in_([row.id for row in rows]), job_table.c.run_at <= now)
+            .values(
+                run_at=now + timedelta(seconds=handler.lease),
+                attempts=job_table.c.attempts + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    deadline = time.monotonic() + handler.lease
+    return [
+        Job(row.id, handler.kind, msgspec.json.decode(row.payload), row.attempts + 1, deadline)
+        for row in rows
+    ]
+
+
+async def record_failure(
+    db: Database, handler: JobHandler, job: Job, error: BaseException
+) -> JobStatus | None:
+    """Count a failed try: due again after its backoff, or dead after the last attempt (or
+    at once for `GiveUp`); a transient failure is due again soon and not counted. Returns
+    the job's status, None when the claim was no longer this worker's."""
+    transient = _transient(error)
+    final = not transient and (
+        isinstance(error, GiveUp) or job.attempts >= handler.backoff.attempts
+    )
+    if transient:
+        values: dict[str, Any] = {
+            "attempts": job.attempts - 1,
+            "run_at": utcnow() + timedelta(seconds=TRANSIENT_RETRY),
+        }
+    elif final:
+        values = {"status": JobStatus.DEAD, "run_at": utcnow()}  # when it died
+    else:
+        values = {"run_at": utcnow() + timedelta(seconds=handler.backoff.delay(job.attempts))}
+    message = f"{type(error).__name__}: {error}"[:ERROR_LENGTH]
+
+    async def record() -> JobStatus | None:
+        async with db.write() as session:
+            counted = await session.execute(
+                update(job_table)
+                .where(job_table.c.id == job.id, job_table.c.attempts == job.attempts)
+                .values(last_error=message, **values)
+                .execution_options(synchronize_session=False)
+            )
+            if rows_matched(counted) != 1:
+                return None
+            if not transient:
+                await handler.failed(session, job, error, final=final)
+        return JobStatus.DEAD if final else JobStatus.QUEUED
+
+    return await outlast(record, job.deadline)
+
+
+DEAD_LETTER_PREFIX = "job:"
+"""How `bazaar dlq` names the dead jobs of a kind among the bus's dead letters: `job:email`."""
+
+
+@dataclass(frozen=True)
+class DeadJob:
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    last_error: str | None
+    failed_at: datetime
+
+
+async def dead_jobs(session: ReadSession, kinds: Sequence[str] | None = None) -> list[DeadJob]:
+    """The dead jobs (of `kinds`), oldest first."""
+    query = select(job_table).where(job_table.c.status == JobStatus.DEAD)
+    if kinds is not None:
+        query = query.where(job_table.c.kind.in_(kinds))
+    rows = (await session.execute(query.order_by(job_table.c.run_at))).all()
+    return [
+        DeadJob(
+            row.id,
+            row.kind,
+            msgspec.json.decode(row.payload),
+            row.attempts,
+            row.last_error,
+            row.run_at,
+        )
+        for row in rows
+    ]
+
+
+async def replay_dead(
+    session: WriteSession, kinds: Sequence[str] | None = None, job_id: str | None = None
+) -> int:
+    """Queue dead jobs again (of `kinds`, or one) with their attempts reset; how many."""
+    query = update(job_table).where(job_table.c.status == JobStatus.DEAD)
+    if kinds is not None:
+        query = query.where(job_table.c.kind.in_(kinds))
+    if job_id is not None:
+        query = query.where(job_table.c.id == job_id)
+    replayed = await session.execute(
+        query.values(status=JobStatus.QUEUED, attempts=0, run_at=utcnow()).execution_options(
+            synchronize_session=False
+        )
+    )
+    if rows_matched(replayed):
+        signal_after_commit(session, JOB_QUEUED)
+    return rows_matched(replayed)
+
+
+class JobWorker:
+    """Runs the jobs of one database for some handlers: woken after a commit that enqueued
+    one (in this process, or by PostgreSQL's NOTIFY from another), else every poll interval.
+
+    Each kind is claimed `batch_size` at a time and run `lanes` at once.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        handlers: Sequence[JobHandler],
+        *,
+        poll_interval: float = 1.0,
+        batch_size: int = 20,
+        lanes: int = 8,
+    ) -> None:
+        self.db = db
+        self.handlers = list(handlers)
+        self.batch_size = batch_size
+        self._lanes = asyncio.Semaphore(lanes)
+        self._full = False
+        self._waker = Waker(poll_interval)
+        db.listen(JOB_QUEUED, self._waker.wake)
+
+    def wake(self) -> None:
+        self._waker.wake()
+
+    async def run(self) -> None:
+        listening = self.db.dialect == "postgresql" and self.db.can_listen
+        listener: asyncio.Task[None] | None = None
+        if listening:  # jobs enqueued by other processes (the API's)
+            listener = asyncio.create_task(
+                pg_notify.listen(self.db.primary.url, JOB_QUEUED, self._waker.wake)
+            )
+        try:
+            while True:
+                try:
+                    await self.run_due()
+                except Exception as error:  # the database is busy or gone: try again shortly
+                    log.warning("job_worker_waiting", database=self.db.name, error=str(error))
+                    self._full = False
+                if not self._full:  # a full batch: more may be due at once
+                    await self._waker.wait()
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def run_due(self) -> int:
+        """Claim and run one batch of each kind at once; how many jobs ran."""
+        counts = await asyncio.gather(*(self._run_batch(handler) for handler in self.handlers))
+        self._full = any(count == self.batch_size for count in counts)
+        return sum(counts)
+
+    async def _run_batch(self, handler: JobHandler) -> int:
+        jobs = await claim(self.db, handler, self.batch_size)
+        await asyncio.gather(*(self._run(handler, job) for job in jobs))
+        return len(jobs)
+
+    async def _run(self, handler: JobHandler, job: Job) -> None:
+        async with self._lanes:
+            try:
+                await handler.run(job)
+            except JobLost:
+                JOBS_RUN.labels(job.kind, "lost").inc()
+                log.warning("job_lost", kind=job.kind, job_id=job.id)
+            except Exception as error:
+                await self._failed(handler, job, error)
+            else:
+                JOBS_RUN.labels(job.kind, "done").inc()
+
+    async def _failed(self, handler: JobHandler, job: Job, error: Exception) -> None:
+        try:
+            status = await record_failure(self.db, handler, job, error)
+        except Exception as failure:  # the claim's lease will bring it back
+            log.warning(
+                "job_failure_not_recorded", kind=job.kind, job_id=job.id, error=str(failure)
+            )
+            return
+        outcome = "retried" if status == JobStatus.QUEUED else "dead"
+        if _transient(error):
+            outcome = "waited"
+        JOBS_RUN.labels(job.kind, outcome).inc()
+        report = log.error if status == JobStatus.DEAD else log.warning
+        report("job_failed", kind=job.kind, job_id=job.id, status=status, error=str(error))
+
+
+def _transient(error: BaseException) -> bool:
+    """A dependency of Bazaar's own briefly down: the try does not count."""
+    return not isinstance(error, (GiveUp, Failed)) and is_transient(error)
