@@ -51,8 +51,9 @@ def _config(connection: Connection, schema: ServiceSchema) -> Config:
 MIGRATION_LOCK = 0x62617A61  # any constant shared by every process that migrates
 
 
-async def upgrade(db: Database, schema: ServiceSchema) -> None:
-    """Bring `db` to the newest revision of `schema` (nothing to do when it is there).
+async def upgrade(db: Database, schema: ServiceSchema, to: str = "heads") -> None:
+    """Bring `db` to the newest revision of `schema` (nothing to do when it is there), or to
+    the revisions `to` names (a test of a migration starts from the one before).
 
     Safe from two processes at once: on PostgreSQL the migration runs in one transaction
     holding an advisory lock, so the second waits and then finds nothing to do (SQLite's
@@ -65,7 +66,7 @@ async def upgrade(db: Database, schema: ServiceSchema) -> None:
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
             )
-        await connection.run_sync(lambda sync: command.upgrade(_config(sync, schema), "heads"))
+        await connection.run_sync(lambda sync: command.upgrade(_config(sync, schema), to))
 
 
 async def new_revision(db: Database, schema: ServiceSchema, message: str) -> None:
