@@ -1,5 +1,6 @@
 """Events catalog publishes: its contract with the other services."""
 
+from datetime import datetime
 from typing import ClassVar
 
 import msgspec
@@ -19,6 +20,9 @@ class ProductUpdated(CatalogEvent, frozen=True, kw_only=True):
     key_field: ClassVar[str] = "product_id"
 
     product_id: str
+    updated_at: datetime | None = None
+    """The product's `updated_at` after the change: a cached page at least this new already
+    shows it and is kept (None, from a release before it: every page is dropped)."""
 
 
 class ReservedLine(msgspec.Struct, frozen=True):

@@ -10,6 +10,9 @@ from bazaar.platform.db import Database, WriteSession
 
 
 def subscriptions(db: Database, pages: ProductPages) -> list[Subscription]:
+    """The saga's stock steps, each in its own consumer, and the drop of a page another
+    instance changed (a broadcast: every instance drops its own copy)."""
+
     async def reserve_stock(session: WriteSession, event: OrderPlaced) -> None:
         reservation = await reservations.reserve_stock(session, event)
         if reservation is not None and reservation.status == ReservationStatus.RESERVED:
@@ -22,7 +25,7 @@ def subscriptions(db: Database, pages: ProductPages) -> list[Subscription]:
 
     async def drop_product_page(event: ProductUpdated) -> None:
         # Another instance changed the product: this one's cached page is stale.
-        await pages.drop([event.product_id])
+        await pages.drop_older(event.product_id, event.updated_at)
 
     return [
         subscribe("catalog.reserve_stock", OrderPlaced, reserve_stock, db),

@@ -186,7 +186,7 @@ async def apply_batch(session: WriteSession, records: list[Record]) -> BatchOutc
     if changes:
         await session.execute(update(Product), changes)
     for values in [*fresh, *changes]:
-        outbox.add(session, ProductUpdated(product_id=str(values["id"])))
+        outbox.add(session, ProductUpdated(product_id=str(values["id"]), updated_at=now))
     outcome.created += len(fresh)
     outcome.updated += len(changes)
     outcome.changed = [str(values["id"]) for values in changes]

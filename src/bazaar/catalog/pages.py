@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import NamedTuple
 
 import msgspec
@@ -170,6 +171,19 @@ class ProductPages:
         if keys:
             await self.cache.delete_many(*keys)
 
+    async def drop_older(self, product_id: str, updated_at: datetime | None) -> None:
+        """Drop the product's cached pages that do not show its change at `updated_at` yet.
+
+        A page read after the change committed shows it already: the change's own broadcast,
+        arriving later, keeps it rather than send the next reader to the database. Without
+        `updated_at` every page of the product is dropped."""
+        cached: Page | None = await self.cache.get(self._key(product_id))
+        if cached is None or not _shows(cached.body, updated_at):
+            await self.cache.delete(self._key(product_id))
+        edge = self.edge.get(self.path(product_id)) if self.edge is not None else None
+        if self.edge is not None and edge is not None and not _shows(edge.body, updated_at):
+            self.edge.invalidate(self.path(product_id))
+
     def drop_after_commit(self, session: WriteSession, product_ids: Iterable[str]) -> None:
         """Drop the pages once `session` commits (for code that does not own the commit)."""
         ids = list(product_ids)
@@ -186,3 +200,14 @@ class ProductPages:
             await self.drop(product_ids)
         except Exception as error:  # the TTL and the product.updated event still bound staleness
             log.warning("product_page_drop_failed", error=str(error))
+
+
+class _Stamp(msgspec.Struct):
+    updated_at: datetime
+
+
+def _shows(body: bytes, updated_at: datetime | None) -> bool:
+    """Whether a product page's body shows the product as of `updated_at` or later."""
+    if updated_at is None:
+        return False
+    return msgspec.json.decode(body, type=_Stamp).updated_at >= updated_at

@@ -105,7 +105,7 @@ async def reserve_stock(session: WriteSession, order: OrderPlaced) -> StockReser
         ),
     )
     for line in lines:
-        outbox.add(session, ProductUpdated(product_id=line.product_id))
+        outbox.add(session, ProductUpdated(product_id=line.product_id, updated_at=now))
     return reservation
 
 
@@ -140,7 +140,7 @@ async def release_stock(session: WriteSession, order: OrderCancelled) -> list[st
             .execution_options(synchronize_session=False)
         )
         product_ids.append(line["product_id"])
-        outbox.add(session, ProductUpdated(product_id=line["product_id"]))
+        outbox.add(session, ProductUpdated(product_id=line["product_id"], updated_at=now))
     reservation.status = ReservationStatus.RELEASED
     reservation.updated_at = now
     outbox.add(session, StockReleased(order_id=order.order_id))

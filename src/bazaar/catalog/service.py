@@ -88,7 +88,7 @@ async def create_product(session: WriteSession, data: ProductCreate) -> Product:
     )
     session.add(product)
     await use_categories(session, [data.category])
-    outbox.add(session, ProductUpdated(product_id=product.id))
+    outbox.add(session, ProductUpdated(product_id=product.id, updated_at=product.updated_at))
     await _flush(session)
     return product
 
@@ -120,7 +120,7 @@ async def update_product(session: WriteSession, product_id: str, changes: Produc
     product.updated_at = utcnow()
     if "category" in changed:
         await use_categories(session, [product.category])
-    outbox.add(session, ProductUpdated(product_id=product.id))
+    outbox.add(session, ProductUpdated(product_id=product.id, updated_at=product.updated_at))
     await _flush(session)
     return product
 
@@ -129,7 +129,7 @@ async def delete_product(session: WriteSession, product_id: str) -> None:
     """Soft-delete: the product stops being listed, fetched and sold; orders keep its id."""
     product = await get_product(session, product_id)
     product.deleted_at = product.updated_at = utcnow()
-    outbox.add(session, ProductUpdated(product_id=product.id))
+    outbox.add(session, ProductUpdated(product_id=product.id, updated_at=product.updated_at))
 
 
 async def use_categories(session: WriteSession, names: Iterable[str]) -> None:
