@@ -16,9 +16,11 @@ from pathlib import Path
 import httpx
 
 from bazaar.runtime.cluster.cpulimit import CpuGroups
+from bazaar.runtime.cluster.folder import Folder, bazaar_command, child_environment
 from bazaar.runtime.cluster.record import RunRecord
 from bazaar.runtime.cluster.servers import OwnPostgres, State
-from bazaar.runtime.cluster.supervisor import Layout, Supervisor, descendants
+from bazaar.runtime.cluster.status import running_environment
+from bazaar.runtime.cluster.supervisor import Supervisor, descendants
 from bazaar.runtime.cluster.topology import free_port
 from bench.loadgen import Catalog
 
@@ -32,14 +34,9 @@ class StartError(RuntimeError):
     """The system under test would not start."""
 
 
-def _bazaar() -> list[str]:
-    beside = Path(sys.executable).parent / "bazaar"
-    return [str(beside)] if beside.exists() else ["bazaar"]
-
-
-def _clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
-    return base | {"BAZAAR_LOG_LEVEL": "warning"} | dict(extra)
+def _bazaar_environment(settings: Mapping[str, str]) -> dict[str, str]:
+    """A child's environment with `settings` for Bazaar, which logs warnings only."""
+    return child_environment({"BAZAAR_LOG_LEVEL": "warning", **settings})
 
 
 def _check(command: list[str], environment: Mapping[str, str], timeout: float = 600) -> str:
@@ -72,7 +69,7 @@ class Process:
     """A program the bench started itself, in a process group of its own."""
 
     name: str
-    popen: subprocess.Popen
+    popen: subprocess.Popen[bytes]
     log: Path
 
     def stop(self, timeout: float = 30) -> None:
@@ -135,7 +132,7 @@ class Hello(_OwnServer):
         command += [str(self.port), "--no-access-log", "bench.hello:app"]
         command = self.limited("hello", command)
         root = Path(__file__).resolve().parent.parent
-        environment = _clean_environment({"PYTHONPATH": str(root)})
+        environment = _bazaar_environment({"PYTHONPATH": str(root)})
         self.process = start_process("hello", command, environment, self.folder)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -167,7 +164,7 @@ def prepare_catalog(url: str, folder: Path) -> tuple[Catalog, str]:
             }
             answer = client.post("/v1/products", json=product, headers=headers)
             answer.raise_for_status()
-            return answer.json()["id"]
+            return str(answer.json()["id"])
 
         with ThreadPoolExecutor(8) as pool:  # instances under small quotas: ask several
             stocked = list(pool.map(add, range(STOCKED_PRODUCTS)))
@@ -189,9 +186,10 @@ def prepare_catalog(url: str, folder: Path) -> tuple[Catalog, str]:
 
 
 def _seed(environment: Mapping[str, str], products: int) -> None:
-    _check([*_bazaar(), "seed", "--products", str(products)], environment)
+    _check([*bazaar_command(), "seed", "--products", str(products)], environment)
     email, password = ADMIN
-    _check([*_bazaar(), "admin", "create", "--email", email, "--password", password], environment)
+    command = [*bazaar_command(), "admin", "create", "--email", email, "--password", password]
+    _check(command, environment)
 
 
 @dataclass
@@ -200,11 +198,11 @@ class Embedded(_OwnServer):
 
     @property
     def environment(self) -> dict[str, str]:
-        return _clean_environment({"BAZAAR_DATA_DIR": str(self.folder / "data")})
+        return _bazaar_environment({"BAZAAR_DATA_DIR": str(self.folder / "data")})
 
     def start(self, products: int) -> None:
         _seed(self.environment, products)
-        command = self.limited("bazaar-dev", [*_bazaar(), "dev", "--port", str(self.port)])
+        command = self.limited("bazaar-dev", [*bazaar_command(), "dev", "--port", str(self.port)])
         self.process = start_process("bazaar-dev", command, self.environment, self.folder)
         wait_ready(self.url)
 
@@ -237,24 +235,21 @@ class Scaled:
 
     @property
     def environment(self) -> dict[str, str]:
-        return _clean_environment({"BAZAAR_DATA_DIR": str(self.data_dir)})
+        return _bazaar_environment({"BAZAAR_DATA_DIR": str(self.data_dir)})
 
     def start(self, products: int) -> None:
         instances = f"catalog={self.most},orders={self.most},identity=1,payments=1,notifications=1"
         quota = ",".join(f"{service}={cores}" for service, cores in self.quotas.items())
-        command = [*_bazaar(), "up", "--detach", "--instances", instances, "--cpu-quota", quota]
+        command = [*bazaar_command(), "up", "--detach", "--instances", instances]
+        command += ["--cpu-quota", quota]
         command += ["--port", str(self.port), "--stats-port", str(self.stats_port)]
         _check(command, self.environment)
-        up = self.data_dir / "up"
-        self.run = RunRecord.load(up / "run.json")
-        servers = dict(
-            line.split("=", 1) for line in (up / "env").read_text().splitlines() if "=" in line
-        )
-        servers = {key: value.strip("'") for key, value in servers.items()}
-        _seed(_clean_environment(servers), products)
+        folder = Folder(self.data_dir)
+        self.run = RunRecord.load(folder.run)
+        _seed(_bazaar_environment(running_environment(folder)), products)
 
     def scale(self, service: str, count: int) -> None:
-        _check([*_bazaar(), "scale", service, str(count)], self.environment, timeout=180)
+        _check([*bazaar_command(), "scale", service, str(count)], self.environment, timeout=180)
 
     def metrics_urls(self) -> list[str]:
         processes = self.run.processes if self.run else []
@@ -266,16 +261,17 @@ class Scaled:
         return [f"http://127.0.0.1:{p.port}" for p in processes if p.kind == "worker"]
 
     def processes(self) -> dict[str, list[int]]:
-        up = self.data_dir / "up"
+        folder = Folder(self.data_dir)
         found: dict[str, list[int]] = {}
-        supervisor = Supervisor(Layout(up))
+        supervisor = Supervisor(folder.layout)
         for program in supervisor.programs():
             if program.pid:
                 found[program.name] = _tree(program.pid)
-        state = State.load(up / "state.json")
-        postgres = OwnPostgres(up / "postgres", state, len(state.replica_ports))
+        state = State.load(folder.state)
+        postgres = OwnPostgres(folder.root / "postgres", state, len(state.replica_ports))
         found["postgresql"] = sorted({pid for root in postgres.pids() for pid in _tree(root)})
         return found
 
     def stop(self) -> None:
-        subprocess.run([*_bazaar(), "down"], env=self.environment, capture_output=True, timeout=300)
+        command = [*bazaar_command(), "down"]
+        subprocess.run(command, env=self.environment, capture_output=True, timeout=300)

@@ -4,7 +4,6 @@ stream stopped, every accepted order waited for, the promises checked; `down` at
 """
 
 import asyncio
-import os
 import shutil
 import subprocess
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from bazaar.runtime.cluster.folder import Folder, bazaar_command
+from bazaar.runtime.cluster.folder import Folder, bazaar_command, child_environment
 from bazaar.runtime.cluster.status import running_environment
 from bazaar.runtime.cluster.supervisor import Supervisor
 from bazaar.runtime.cluster.topology import free_port
@@ -123,12 +122,13 @@ class Shop:
         return FaultKit.of(self.data_dir)
 
     def environment(self) -> dict[str, str]:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
-        return clean | {
-            "BAZAAR_DATA_DIR": str(self.data_dir),
-            "BAZAAR_LOG_LEVEL": "warning",
-            "BAZAAR_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver listens on loopback
-        }
+        return child_environment(
+            {
+                "BAZAAR_DATA_DIR": str(self.data_dir),
+                "BAZAAR_LOG_LEVEL": "warning",
+                "BAZAAR_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver listens on loopback
+            }
+        )
 
     def bazaar(self, *arguments: str, environ: dict[str, str] | None = None) -> str:
         done = subprocess.run(
@@ -311,7 +311,10 @@ def _result(
 def binned(answers: list[Answer]) -> list[tuple[float, str, int, int]]:
     """How many answers of each operation and status came in each `TIMELINE_BIN`."""
     counts = Counter((int(a.at / TIMELINE_BIN), a.operation, a.status) for a in answers)
-    return [(slot * TIMELINE_BIN, *kind, n) for (slot, *kind), n in sorted(counts.items())]
+    return [
+        (slot * TIMELINE_BIN, operation, status, n)
+        for (slot, operation, status), n in sorted(counts.items())
+    ]
 
 
 def _allowed(status: int, retry_after: bool, scenario: Scenario) -> bool:

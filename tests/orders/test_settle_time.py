@@ -4,14 +4,15 @@ the order's `created_at` and its zone differently)."""
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from bazaar.orders import handlers
 from bazaar.payments.events import PaymentFailed
-from bazaar.platform.bus import deliver
+from bazaar.platform.bus import Handle, deliver
+from bazaar.platform.events import Envelope
 from bazaar.platform.shards import ShardedDatabase
 from bazaar.runtime.embedded import Runtime
 from tests.e2e.checkout import create_product, eventually, place_order, settled
@@ -61,7 +62,8 @@ async def test_a_settlement_rolled_back_is_not_timed(
     before = settle_times("confirmed")
     with pytest.raises(RuntimeError):
         async with orders.for_id(order.id).write() as session:
-            await handlers.on_payment_succeeded(session, succeeded(order))
+            confirm = cast(Handle, subscription_for(orders, succeeded(order)).handle)
+            await confirm(session, Envelope.wrap(succeeded(order)))
             raise RuntimeError("the transaction fails after the handler")
     assert (await reload(orders, order.id)).status == "pending"
     assert settle_times("confirmed") == before

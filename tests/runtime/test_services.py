@@ -1,18 +1,22 @@
 """The service list is each service's own definition: every path a service documents lies
 under a prefix it declares (so HAProxy, which routes by those prefixes, sends it there), and
-no prefix belongs to two services."""
+no prefix belongs to two services. Every service has the same modules, its settings among them."""
 
+import importlib
 from pathlib import Path
 
 import httpx
 import pytest
 
 from bazaar.platform.keys import KEY_FILE, load_or_create_key
+from bazaar.runtime.config import Settings
 from bazaar.runtime.embedded import Runtime
 from bazaar.runtime.services import DEFINITIONS, ROUTES, SERVICE_DATABASES, SERVICES
 from tests.plugin import settings_for
 
 ANSWERED_BY_EVERY_PROCESS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+CORE_MODULES = ("api", "schemas", "models", "service", "events", "handlers", "settings", "wiring")
+"""Every service's own modules, besides its migrations (STYLE.md); a service may add others."""
 
 
 def owner(path: str) -> list[str]:
@@ -44,3 +48,14 @@ def test_the_list_of_services_and_their_databases_come_from_the_definitions() ->
     assert SERVICE_DATABASES == ("identity", "catalog", "payments", "notifications")
     prefixes = [prefix for routes in ROUTES.values() for prefix in routes]
     assert len(prefixes) == len(set(prefixes))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_has_the_same_modules_and_its_own_settings(service: str) -> None:
+    for module in CORE_MODULES:
+        importlib.import_module(f"bazaar.{service}.{module}")
+    package = importlib.import_module(f"bazaar.{service}")
+    assert package.__file__ is not None
+    assert (Path(package.__file__).parent / "migrations").is_dir()
+    settings = Settings.from_env({})
+    assert type(getattr(settings, service)).__module__ == f"bazaar.{service}.settings"

@@ -4,7 +4,6 @@ The benchmark itself lives in the repository's `bench/` package (workloads, expe
 report); this module only reads the options and shows progress.
 """
 
-import os
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +11,7 @@ from typing import Annotated
 import typer
 
 from bazaar.cli import app, console, progress_bar
+from bazaar.platform.settings import Env, read_data_dir
 
 bench = typer.Typer(
     help="The load generator, the scaling experiment and the capacity report.",
@@ -23,10 +23,11 @@ PUBLISHED = Path("docs/capacity")
 
 
 def _runs_root() -> Path:
-    return Path(os.environ.get("BAZAAR_DATA_DIR") or ".bazaar").resolve() / "bench"
+    """Where each run gets a folder of its own, under the data dir the settings name."""
+    return read_data_dir(Env()) / "bench"
 
 
-def _import_bench():
+def _import_bench() -> None:
     try:
         import bench.report
         import bench.runner  # noqa: F401
@@ -76,7 +77,8 @@ def run(
         plan = replace(plan, products=products)
     if instances:
         plan = replace(plan, instances=tuple(int(n) for n in instances.split(",")))
-    folder = runner.new_folder(_runs_root())
+    root = _runs_root()
+    folder = runner.new_folder(root)
     with progress_bar() as progress:
         task = progress.add_task("Starting", total=plan.steps())
         started = [False]
@@ -92,7 +94,7 @@ def run(
 
         result = runner.run(plan, folder, step, quick)
         progress.update(task, completed=plan.steps(), description="Done")
-    previous = report.previous_run(_runs_root(), folder, PUBLISHED / "results.json")
+    previous = report.previous_run(root, folder, PUBLISHED / "results.json")
     written = report.write_report(result, folder, previous)
     for target in result.targets:
         mark = "[green]met[/green]" if target.met else "[yellow]missed[/yellow]"

@@ -4,7 +4,6 @@ The scenarios, the fault kit and the report live in the repository's `chaos/` pa
 module only reads the options and shows progress.
 """
 
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Annotated
 import typer
 
 from bazaar.cli import app, console, progress_bar
+from bazaar.platform.settings import Env, read_data_dir
 
 PUBLISHED = Path("docs/chaos")
 """Where the report of record is committed, beside the capacity report."""
@@ -55,8 +55,7 @@ def chaos(
         s for s in SCENARIOS if s.quick or not quick
     ]  # fmt: skip
     pace = runner.QUICK if quick else runner.FULL
-    root = Path(os.environ.get("BAZAAR_DATA_DIR") or ".bazaar").resolve() / "chaos"
-    folder = root / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    folder = read_data_dir(Env()) / "chaos" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True)
     results = []
     with progress_bar() as progress:

@@ -1,13 +1,23 @@
 """The scaled topology on one machine: `bazaar up`, `down`, `status`, `logs`, `restart`,
 `scale`."""
 
-import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bazaar.cli import app, console
+from bazaar.platform.settings import Env, read_data_dir
+
+if TYPE_CHECKING:  # imported where used, so that a command loads only what it needs
+    from bazaar.runtime.cluster.folder import Folder
+
+
+def _folder() -> "Folder":
+    """Where `bazaar up` keeps everything, under the data dir the settings name."""
+    from bazaar.runtime.cluster.folder import Folder
+
+    return Folder(read_data_dir(Env()))
 
 
 def _up_failed(error: Exception) -> typer.Exit:
@@ -49,6 +59,7 @@ def up(
     import time
 
     from bazaar.runtime.cluster import up as scaled
+    from bazaar.runtime.cluster.settings import UpSettings
     from bazaar.runtime.cluster.topology import (
         Topology,
         TopologyError,
@@ -64,6 +75,7 @@ def up(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, interrupt)
     say = console.print
+    settings = UpSettings.from_env(Env())
     try:
         topology = Topology(
             parse_instances(instances),
@@ -75,7 +87,7 @@ def up(
             parse_cpu_quota(cpu_quota),
             fault_proxies,
         )
-        scaled.up(topology, os.environ, say)
+        scaled.up(topology, settings, say)
     except (TopologyError, scaled.UpError) as error:
         raise _up_failed(error) from None
     except KeyboardInterrupt:  # `up` has stopped what it started
@@ -93,7 +105,7 @@ def up(
     console.print("Ctrl-C stops everything.")
     while not stopping:
         time.sleep(0.5)
-    scaled.down(os.environ, say)
+    scaled.down(settings.folder, say)
     console.print("[green]Stopped.[/green]")
 
 
@@ -102,7 +114,7 @@ def down() -> None:
     """Stop everything `bazaar up` started (the data stays for the next `up`)."""
     from bazaar.runtime.cluster import up as scaled
 
-    pids = scaled.down(os.environ, console.print)
+    pids = scaled.down(_folder(), console.print)
     console.print(f"[green]Down[/green]: {len(pids)} process(es) stopped, none left.")
 
 
@@ -116,7 +128,7 @@ def status(
 
     from bazaar.runtime.cluster.status import gather, render
 
-    report = gather(os.environ)
+    report = gather(_folder())
     typer.echo(json.dumps(report, indent=2) if as_json else render(report))
     if not report["up"]:
         raise typer.Exit(1)
@@ -133,7 +145,7 @@ def logs(
     from bazaar.runtime.cluster.up import UpError
 
     try:
-        files = log_files(target, os.environ)
+        files = log_files(target, _folder())
     except UpError as error:
         raise _up_failed(error) from None
     raise typer.Exit(tail(files, lines, follow))
@@ -146,7 +158,7 @@ def restart(service: Annotated[str, typer.Argument(help="identity, catalog, orde
     from bazaar.runtime.cluster.up import UpError
 
     try:
-        rolling(service, os.environ, console.print)
+        rolling(service, _folder(), console.print)
     except UpError as error:
         raise _up_failed(error) from None
     console.print(f"[green]{service} restarted[/green]")
@@ -163,7 +175,7 @@ def scale(
     from bazaar.runtime.cluster.up import UpError
 
     try:
-        serving = set_in_service(service, count, os.environ, console.print)
+        serving = set_in_service(service, count, _folder(), console.print)
     except UpError as error:
         raise _up_failed(error) from None
     console.print(f"[green]{service}[/green]: {', '.join(serving)} in service")

@@ -13,6 +13,8 @@ from bazaar.platform.db import Database, WriteSession
 def subscriptions(
     db: Database, provider: PaymentProvider, settings: PaymentsSettings
 ) -> list[Subscription]:
+    """The saga's payment step and the refund of a cancelled order, each in its own consumer."""
+
     async def capture_payment(session: WriteSession, event: StockReserved) -> None:
         await service.capture_payment(
             session,

@@ -7,6 +7,7 @@ from enum import Enum
 from bazaar.catalog.settings import CatalogSettings
 from bazaar.identity.settings import IdentitySettings
 from bazaar.notifications.settings import NotificationsSettings
+from bazaar.orders.settings import OrdersSettings
 from bazaar.payments.settings import PaymentsSettings
 from bazaar.platform.postgres import PoolSettings
 from bazaar.platform.settings import Env, PlatformSettings, SettingsError
@@ -54,10 +55,6 @@ class ProcessSettings:
     """Event handlers running at once in this process, all consumers together
     (`BAZAAR_CONSUMER_CONCURRENCY`): below the pool's capacity, so handlers cannot take every
     connection."""
-    catalog_url: str | None
-    """Where orders asks the catalog for prices when the catalog runs in another process."""
-    catalog_timeout: float
-    """The longest orders waits for the catalog's answer before it answers 503."""
     relay_poll_interval: float
     """See `KindDefaults.relay_poll_interval` (`BAZAAR_RELAY_POLL_INTERVAL`)."""
 
@@ -79,13 +76,10 @@ class ProcessSettings:
                 " BAZAAR_DB_POOL_SIZE + BAZAAR_DB_MAX_OVERFLOW), or handlers could hold every"
                 " connection",
             )
-        catalog_url = env.url("CATALOG_URL", ("http", "https"))
         return cls(
             kind=kind,
             pool=pool,
             consumer_concurrency=concurrency,
-            catalog_url=catalog_url.rstrip("/") if catalog_url else None,
-            catalog_timeout=env.number("CATALOG_TIMEOUT", 2.0, minimum=0.05),
             relay_poll_interval=env.number(
                 "RELAY_POLL_INTERVAL", defaults.relay_poll_interval, minimum=0.01
             ),
@@ -99,6 +93,7 @@ class Settings:
     payments: PaymentsSettings
     catalog: CatalogSettings
     notifications: NotificationsSettings
+    orders: OrdersSettings
     process: ProcessSettings
 
     @classmethod
@@ -112,5 +107,6 @@ class Settings:
             payments=PaymentsSettings.from_env(env),
             catalog=CatalogSettings.from_env(env),
             notifications=NotificationsSettings.from_env(env),
+            orders=OrdersSettings.from_env(env),
             process=ProcessSettings.from_env(env, kind),
         )

@@ -14,10 +14,9 @@ one brought back is started, waited for and put back in rotation.
 
 import subprocess
 import time
-from collections.abc import Mapping
 
 from bazaar.runtime.cluster import haproxy
-from bazaar.runtime.cluster.folder import Folder, folder_from
+from bazaar.runtime.cluster.folder import Folder
 from bazaar.runtime.cluster.readiness import NotReady, wait_url
 from bazaar.runtime.cluster.record import RunRecord
 from bazaar.runtime.cluster.supervisor import STOP_WAIT_SECONDS, Supervisor
@@ -36,10 +35,9 @@ def _running(folder: Folder) -> Supervisor:
     return supervisor
 
 
-def restart(service: str, environ: Mapping[str, str], say: Say) -> None:
+def restart(service: str, folder: Folder, say: Say) -> None:
     if service not in SERVICES:
         raise UpError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
-    folder = folder_from(environ)
     supervisor = _running(folder)
     run = RunRecord.load(folder.run)
     stopped = {p.name for p in supervisor.programs() if p.state == "STOPPED"}
@@ -60,14 +58,13 @@ def restart(service: str, environ: Mapping[str, str], say: Say) -> None:
         say(f"{name} is back and ready")
 
 
-def set_in_service(service: str, count: int, environ: Mapping[str, str], say: Say) -> list[str]:
+def set_in_service(service: str, count: int, folder: Folder, say: Say) -> list[str]:
     """Keep the first `count` API instances `up` started for `service` running and in
     HAProxy's rotation, and the others stopped; return the names in service once HAProxy
     sees exactly those UP. Instances are brought back before others are taken out; those
     that start, and those that stop, do so together."""
     if service not in SERVICES:
         raise UpError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
-    folder = folder_from(environ)
     supervisor = _running(folder)
     instances = RunRecord.load(folder.run).of(service, "serve")
     if not 1 <= count <= len(instances):
@@ -151,10 +148,9 @@ def _wait_up(folder: Folder, service: str, name: str) -> None:
     raise UpError(f"HAProxy does not see {name} UP after {READY_TIMEOUT} s")
 
 
-def log_files(target: str, environ: Mapping[str, str]) -> list[str]:
+def log_files(target: str, folder: Folder) -> list[str]:
     """The log files of a service's processes, or of one program (`catalog-0`, `haproxy`,
     `redis`, `mailsink`, `supervisord`)."""
-    folder = folder_from(environ)
     logs = folder.layout.logs
     pattern = f"{target}-*.log" if target in SERVICES else f"{target}.log"
     files = sorted(logs.glob(pattern))

@@ -98,8 +98,8 @@ class CpuGroup:
     def cores(self) -> float | None:
         """The quota as the kernel holds it; None when unlimited."""
         if self.version == 2:
-            quota, period = (self.path / "cpu.max").read_text().split()
-            return None if quota == "max" else int(quota) / int(period)
+            limit, interval = (self.path / "cpu.max").read_text().split()
+            return None if limit == "max" else int(limit) / int(interval)
         quota = int((self.path / "cpu.cfs_quota_us").read_text())
         period = int((self.path / "cpu.cfs_period_us").read_text())
         return None if quota < 0 else quota / period

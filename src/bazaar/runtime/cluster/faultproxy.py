@@ -85,7 +85,9 @@ class Route:
             for writer in list(self.open):
                 _reset(writer)
 
-    async def serve(self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter):
+    async def serve(
+        self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter
+    ) -> None:
         if self.mode == "cut":
             _reset(client)
             return

@@ -1,12 +1,14 @@
 """Where `bazaar up` keeps everything (`<data dir>/up/`), and the `bazaar` command its
-programs run."""
+programs run, in which environment."""
 
+import os
 import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bazaar.platform.settings import PREFIX
 from bazaar.runtime.cluster.cpulimit import CpuGroups, root_name
 from bazaar.runtime.cluster.supervisor import Layout
 
@@ -66,10 +68,6 @@ class Folder:
         return self.root / "env"
 
 
-def folder_from(environ: Mapping[str, str]) -> Folder:
-    return Folder(Path(environ.get("BAZAAR_DATA_DIR") or ".bazaar").resolve())
-
-
 def bazaar_command() -> list[str]:
     """The `bazaar` executable beside this Python (the virtualenv's), else on PATH."""
     beside = Path(sys.executable).parent / "bazaar"
@@ -79,3 +77,10 @@ def bazaar_command() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-c", "from bazaar.cli import main; main()"]
+
+
+def child_environment(settings: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a process started from this one: what it inherits (PATH, HOME...)
+    without this process's `BAZAAR_*` variables, and `settings` for its own."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    return inherited | dict(settings)

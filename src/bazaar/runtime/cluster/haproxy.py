@@ -19,6 +19,9 @@ from pathlib import Path
 from bazaar.runtime.cluster.topology import Process
 from bazaar.runtime.services import ROUTES, SERVICES
 
+DOCUMENTS = ("/docs", "/openapi.json")
+"""The API's documents: every service serves its own; through the front door, catalog's."""
+DOCUMENTS_SERVICE = "catalog"
 CHECK_INTERVAL_MS = 500
 FALL = 2
 RISE = 1
@@ -135,9 +138,8 @@ def _service_acls() -> list[str]:
         prefixes = ROUTES[service]
         lines.append(f"    acl to_{service} path {' '.join(prefixes)}")
         lines.append(f"    acl to_{service} path_beg {' '.join(p + '/' for p in prefixes)}")
-    # each service documents its own routes; through the balancer, catalog's documents
-    lines.append("    acl to_catalog path /docs /openapi.json")
-    lines.append("    acl to_catalog path_beg /docs/")
+    lines.append(f"    acl to_{DOCUMENTS_SERVICE} path {' '.join(DOCUMENTS)}")
+    lines.append(f"    acl to_{DOCUMENTS_SERVICE} path_beg /docs/")  # its pages (/docs/swagger)
     return lines
 
 

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 SUFFIX = ".eml"
 
@@ -20,7 +20,7 @@ class FolderHandler:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    async def handle_DATA(self, server, session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         name = f"{uuid.uuid4().hex}{SUFFIX}"
         partial = self.folder / f".{name}.part"
         content = envelope.original_content or b""

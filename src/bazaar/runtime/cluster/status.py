@@ -8,6 +8,7 @@ hiding the rest.
 import asyncio
 import time
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -15,12 +16,14 @@ import msgspec
 
 from bazaar.platform.settings import SettingsError
 from bazaar.runtime.cluster import haproxy
-from bazaar.runtime.cluster.folder import Folder, folder_from
+from bazaar.runtime.cluster.folder import Folder
 from bazaar.runtime.cluster.mailsink import count_messages
 from bazaar.runtime.cluster.record import RunRecord
 from bazaar.runtime.cluster.supervisor import Supervisor
 
 ASK_TIMEOUT = 3.0
+Report = dict[str, Any]
+"""What `gather` found, as `bazaar status --json` prints it."""
 
 
 def running_environment(folder: Folder) -> dict[str, str]:
@@ -32,8 +35,7 @@ def running_environment(folder: Folder) -> dict[str, str]:
     return environment
 
 
-def gather(environ: Mapping[str, str]) -> dict:
-    folder = folder_from(environ)
+def gather(folder: Folder) -> Report:
     supervisor = Supervisor(folder.layout, timeout=ASK_TIMEOUT)
     if not supervisor.answers():
         return {"up": False, "folder": str(folder.root)}
@@ -93,7 +95,7 @@ def _ready(port: int | None) -> bool | None:
         return False
 
 
-async def _replica_lag(database_url: str) -> list[dict] | str:
+async def _replica_lag(database_url: str) -> list[dict[str, Any]] | str:
     import asyncpg
 
     from bazaar.platform.postgres import maintenance_connection
@@ -121,7 +123,7 @@ async def _replica_lag(database_url: str) -> list[dict] | str:
     ]
 
 
-async def _queues(environment: Mapping[str, str]) -> list[dict] | str:
+async def _queues(environment: Mapping[str, str]) -> list[dict[str, Any]] | str:
     """Messages ready in each consumer's queue and its dead-letter queue (nothing is created)."""
     from bazaar.runtime.config import Settings
     from bazaar.runtime.embedded import Runtime
@@ -138,7 +140,7 @@ async def _queues(environment: Mapping[str, str]) -> list[dict] | str:
     return [{"consumer": d.consumer, "ready": d.ready, "dead": d.dead} for d in depths]
 
 
-def render(report: dict) -> str:
+def render(report: Report) -> str:
     if not report["up"]:
         return f"Not up (nothing answers under {report['folder']})."
     lines = [

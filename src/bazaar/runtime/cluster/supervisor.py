@@ -16,6 +16,7 @@ import xmlrpc.client
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 START_SECONDS = 2
 """A program that lives this long counts as started; one that dies sooner is retried."""
@@ -148,7 +149,7 @@ class _UnixTransport(xmlrpc.client.Transport):
         self._path = path
         self._timeout = timeout
 
-    def make_connection(self, host):  # type: ignore[override]
+    def make_connection(self, host: object) -> http.client.HTTPConnection:
         return _UnixConnection(self._path, self._timeout)
 
 
@@ -177,7 +178,7 @@ class Supervisor:
         )
 
     @property
-    def rpc(self):
+    def rpc(self) -> Any:  # supervisord's XML-RPC namespace: its methods are looked up by name
         return self._proxy.supervisor
 
     def launch(self, environ: Mapping[str, str]) -> int:
@@ -204,7 +205,8 @@ class Supervisor:
 
     def answers(self) -> bool:
         try:
-            return self.rpc.getState()["statename"] == "RUNNING"
+            state: str = self.rpc.getState()["statename"]
+            return state == "RUNNING"
         except (OSError, xmlrpc.client.Error):
             return False
 

@@ -21,8 +21,7 @@ from bazaar.runtime.cluster import faultproxy, haproxy, pgbouncer
 from bazaar.runtime.cluster import supervisor as supervisor_config
 from bazaar.runtime.cluster.budget import Budget, plan_budget, plan_pooled_budget
 from bazaar.runtime.cluster.cpulimit import CpuGroup, CpuLimitError
-from bazaar.runtime.cluster.folder import Folder, bazaar_command, folder_from
-from bazaar.runtime.cluster.mailsink import count_messages
+from bazaar.runtime.cluster.folder import Folder, bazaar_command, child_environment
 from bazaar.runtime.cluster.pgbouncer import PgBouncerError
 from bazaar.runtime.cluster.pgcluster import ClusterError
 from bazaar.runtime.cluster.rabbitmq_node import NodeError, wait_for_node
@@ -35,6 +34,7 @@ from bazaar.runtime.cluster.servers import (
     redis_command,
     wait_for_redis,
 )
+from bazaar.runtime.cluster.settings import UpSettings
 from bazaar.runtime.cluster.supervisor import (
     Program,
     Supervisor,
@@ -55,9 +55,9 @@ class UpError(RuntimeError):
     """`bazaar up` cannot run as asked; the message says what to change."""
 
 
-def up(topology: Topology, environ: Mapping[str, str], say: Say) -> RunRecord:
+def up(topology: Topology, settings: UpSettings, say: Say) -> RunRecord:
     """Bring everything up and return what runs (also written to run.json)."""
-    folder = folder_from(environ)
+    folder = settings.folder
     folder.root.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(folder.layout)
     if supervisor.answers():
@@ -66,10 +66,10 @@ def up(topology: Topology, environ: Mapping[str, str], say: Say) -> RunRecord:
         if shutil.which(binary) is None:
             raise UpError(f"{binary} is not installed (Debian package `{package}`)")
     try:
-        return _start(topology, environ, folder, supervisor, say)
+        return _start(topology, settings, supervisor, say)
     except BaseException as error:
         say("Start failed or interrupted: stopping what started")
-        down(environ, say)
+        down(folder, say)
         if isinstance(
             error,
             ServersError
@@ -85,13 +85,8 @@ def up(topology: Topology, environ: Mapping[str, str], say: Say) -> RunRecord:
         raise
 
 
-def _start(
-    topology: Topology,
-    environ: Mapping[str, str],
-    folder: Folder,
-    supervisor: Supervisor,
-    say: Say,
-) -> RunRecord:
+def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say: Say) -> RunRecord:
+    folder = settings.folder
     state = State.load(folder.state)
     ports = PortSource()
     try:
@@ -107,16 +102,16 @@ def _start(
         if p.kind == "serve" and p.service in topology.cpu_quota
     }
     postgres = None
-    if not environ.get("BAZAAR_DATABASE_URL"):
+    if settings.database_url is None:
         postgres = OwnPostgres(folder.root / "postgres", state, topology.replicas)
         say(f"PostgreSQL: primary on {state.primary_port}, {topology.replicas} replica(s)")
         postgres.ensure()
     planner = plan_pooled_budget if topology.pgbouncer else plan_budget
     try:
-        budget = planner(processes, topology.shards, _max_connections(environ, state))
+        budget = planner(processes, topology.shards, _max_connections(settings, state))
     except TopologyError as error:
         raise UpError(str(error)) from None
-    direct = _environment(environ, folder, state, topology, postgres)  # for `bazaar migrate`
+    direct = _environment(settings, state, topology, postgres)  # for `bazaar migrate`
     bouncers = pgbouncer.plan(direct, folder.root / "pgbouncer", ports, budget.server)
     environment = pgbouncer.through(direct, bouncers)
     proxies: list[faultproxy.RouteSpec] = []
@@ -130,14 +125,13 @@ def _start(
     balancer = haproxy.Balancer(topology.port, topology.stats_port, folder.haproxy_socket)
     folder.haproxy_config.write_text(haproxy.render(balancer, processes))
     _check_haproxy(folder.haproxy_config)
-    programs = _programs(folder, state, processes, budget, environ, groups)
+    programs = _programs(settings, state, processes, budget, groups)
     programs += [pgbouncer.program(bouncer) for bouncer in bouncers]
     if proxies:
         socket = folder.fault_proxy_socket
         programs.append(faultproxy.program(bazaar_command(), socket, proxies))
     folder.layout.config.write_text(supervisor_config.render(folder.layout, programs, environment))
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
-    supervisor_pid = supervisor.launch(clean)
+    supervisor_pid = supervisor.launch(child_environment({}))
     run = RunRecord(
         topology=RunTopology(
             instances=topology.instances,
@@ -173,11 +167,11 @@ def _start(
         supervisor.start_group("servers")
     if proxies:
         faultproxy.wait_listening(folder.fault_proxy_socket)
-    node = None if environ.get("BAZAAR_BROKER_URL") else state.rabbit_node(folder.rabbitmq)
+    node = None if settings.broker_url is not None else state.rabbit_node(folder.rabbitmq)
     if node is not None:
         say(f"RabbitMQ: node {node.name} on {node.port}")
         supervisor.start_group("broker")
-    if not environ.get("BAZAAR_REDIS_URL"):
+    if settings.redis_url is None:
         wait_for_redis(environment["BAZAAR_REDIS_URL"])
     if node is not None:
         wait_for_node(node, lambda: supervisor.last_lines("rabbitmq"))
@@ -194,9 +188,9 @@ def _start(
     return run
 
 
-def _max_connections(environ: Mapping[str, str], state: State) -> int:
-    url = environ.get("BAZAAR_DATABASE_URL")
-    if not url:
+def _max_connections(settings: UpSettings, state: State) -> int:
+    url = settings.database_url
+    if url is None:
         return state.max_connections
     import asyncio
 
@@ -213,21 +207,17 @@ def _max_connections(environ: Mapping[str, str], state: State) -> int:
 
 
 def _environment(
-    environ: Mapping[str, str],
-    folder: Folder,
-    state: State,
-    topology: Topology,
-    postgres: OwnPostgres | None,
+    settings: UpSettings, state: State, topology: Topology, postgres: OwnPostgres | None
 ) -> dict[str, str]:
     """Every process's settings: the caller's `BAZAAR_*` over which the servers are named."""
-    # an empty variable is an unset one, as the settings read it
-    environment = {k: v for k, v in environ.items() if k.startswith("BAZAAR_") and v.strip()}
+    folder = settings.folder
+    environment = dict(settings.passed_on)
     environment |= {
         "BAZAAR_DATA_DIR": str(folder.data_dir),
         "BAZAAR_ORDER_SHARDS": str(topology.shards),
         "BAZAAR_CATALOG_URL": f"http://127.0.0.1:{topology.port}",
-        "BAZAAR_LOG_JSON": environ.get("BAZAAR_LOG_JSON", "true"),
     }
+    environment.setdefault("BAZAAR_LOG_JSON", "true")
     if postgres is not None:
         environment["BAZAAR_DATABASE_URL"] = postgres.primary.url("bazaar")
         replicas = ",".join(replica.url("bazaar") for replica in postgres.replica_servers)
@@ -242,20 +232,20 @@ def _environment(
 
 
 def _programs(
-    folder: Folder,
+    settings: UpSettings,
     state: State,
     processes: list[Process],
     budget: Budget,
-    environ: Mapping[str, str],
     groups: Mapping[str, CpuGroup],
 ) -> list[Program]:
     """Every program supervisord runs; an instance with a CPU group starts inside it."""
+    folder = settings.folder
     bazaar = bazaar_command()
     programs = []
-    if not environ.get("BAZAAR_REDIS_URL"):
+    if settings.redis_url is None:
         command = redis_command(folder.root / "redis", state.redis_port)
         programs.append(Program("redis", command, "servers", priority=10))
-    if not environ.get("BAZAAR_SMTP_URL"):
+    if settings.smtp_url is None:
         command = [
             *bazaar,
             "mailsink",
@@ -265,7 +255,7 @@ def _programs(
             str(folder.mail),
         ]
         programs.append(Program("mailsink", command, "servers", priority=10))
-    if not environ.get("BAZAAR_BROKER_URL"):
+    if settings.broker_url is None:
         node = state.rabbit_node(folder.rabbitmq)
         node.prepare()
         programs += node.programs()
@@ -291,10 +281,9 @@ def _check_haproxy(config: Path) -> None:
 
 
 def _migrate(environment: Mapping[str, str]) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")} | dict(environment)
     done = subprocess.run(
         [*bazaar_command(), "migrate"],
-        env=env,
+        env=child_environment(environment),
         capture_output=True,
         text=True,
         timeout=MIGRATE_TIMEOUT,
@@ -303,9 +292,8 @@ def _migrate(environment: Mapping[str, str]) -> None:
         raise UpError(f"bazaar migrate failed:\n{done.stderr.strip() or done.stdout}")
 
 
-def down(environ: Mapping[str, str], say: Say) -> list[int]:
-    """Stop everything `up` started; return the pids that were checked gone."""
-    folder = folder_from(environ)
+def down(folder: Folder, say: Say) -> list[int]:
+    """Stop everything `up` started in `folder`; return the pids that were checked gone."""
     supervisor = Supervisor(folder.layout, timeout=180)
     recorded = set(_recorded_pids(folder))
     if supervisor.answers():
@@ -354,7 +342,3 @@ def _wait_gone(pids: set[int], timeout: float) -> list[int]:
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-
-
-def mail_count(environ: Mapping[str, str]) -> int:
-    return count_messages(folder_from(environ).mail)
