@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from bazaar.catalog import service
 from bazaar.catalog.pages import ProductPages
-from bazaar.catalog.schemas import Price, ProductCreate
 from bazaar.catalog.wiring import SCHEMA
 from bazaar.orders.events import OrderCancelled, OrderLine, OrderPlaced
 from bazaar.platform.db import Database
@@ -38,11 +37,11 @@ async def pages() -> AsyncIterator[ProductPages]:
 async def add_product(
     db: Database, stock: int = 10, sku: str | None = None, amount: int = 500, **fields: str
 ) -> str:
-    data = ProductCreate(
+    data = service.NewProduct(
         sku=sku or f"SKU-{new_id()}",
         name=fields.get("name", "Widget"),
         category=fields.get("category", "tools"),
-        price=Price(amount, "USD"),
+        price=Money(amount, "USD"),
         stock=stock,
     )
     async with db.write() as session:

@@ -3,9 +3,10 @@
 import pytest
 
 from bazaar.catalog import service
-from bazaar.catalog.schemas import Price, ProductUpdate
+from bazaar.catalog.service import ProductChanges
 from bazaar.platform.db import Database
 from bazaar.platform.errors import Conflict, NotFound
+from bazaar.platform.money import Money
 from tests.catalog.conftest import add_product, outbox_events, stock_of
 
 
@@ -16,15 +17,15 @@ async def test_a_duplicate_sku_is_a_conflict_on_create_and_on_change(catalog: Da
         await add_product(catalog, sku="MUG-1")
     with pytest.raises(Conflict):
         async with catalog.write() as session:
-            await service.update_product(session, other, ProductUpdate(sku="MUG-1"))
+            await service.update_product(session, other, ProductChanges(sku="MUG-1"))
 
 
 async def test_every_change_records_product_updated(catalog: Database) -> None:
     product_id = await add_product(catalog)
     async with catalog.write() as session:
-        await service.update_product(session, product_id, ProductUpdate(name="Better widget"))
+        await service.update_product(session, product_id, ProductChanges(name="Better widget"))
     async with catalog.write() as session:
-        await service.update_product(session, product_id, ProductUpdate(name="Better widget"))
+        await service.update_product(session, product_id, ProductChanges(name="Better widget"))
     async with catalog.write() as session:
         await service.delete_product(session, product_id)
     events = await outbox_events(catalog, "product.updated")
@@ -35,7 +36,7 @@ async def test_every_change_records_product_updated(catalog: Database) -> None:
 async def test_update_changes_only_the_given_fields(catalog: Database) -> None:
     product_id = await add_product(catalog, stock=4, category="tools")
     async with catalog.write() as session:
-        changes = ProductUpdate(price=Price(1299, "EUR"), category="kitchen")
+        changes = ProductChanges(price=Money(1299, "EUR"), category="kitchen")
         await service.update_product(session, product_id, changes)
     async with catalog.read() as session:
         product = await service.get_product(session, product_id)

@@ -1,11 +1,15 @@
 """Orders' use cases against real SQLite shards: carts, placing, reading and cancelling orders."""
 
+from collections.abc import Awaitable, Callable, Collection
+from typing import TypeVar
+
 import pytest
 from sqlalchemy import select
 
 from bazaar.orders import listing, service
 from bazaar.orders.models import CartItem, Order
-from bazaar.orders.service import Line
+from bazaar.orders.prices import Quote
+from bazaar.orders.service import Line, OrdersWork
 from bazaar.platform.auth import Principal
 from bazaar.platform.db import Database
 from bazaar.platform.errors import Conflict, NotFound, Unprocessable
@@ -13,8 +17,11 @@ from bazaar.platform.events import Envelope
 from bazaar.platform.money import Money
 from bazaar.platform.schema import outbox_message
 from bazaar.platform.shards import ShardedDatabase
+from bazaar.platform.unit_of_work import at_edge
 from tests.e2e.checkout import ADDRESS
 from tests.orders.conftest import PriceList, customers_on_each_shard
+
+T = TypeVar("T")
 
 
 async def outbox_events(db: Database) -> list[Envelope]:
@@ -205,6 +212,57 @@ async def test_removing_a_cart_item(orders: ShardedDatabase, prices: PriceList) 
         assert await service.remove_cart_item(session, customer_id, "absent") == items
     async with orders.for_customer(other).read() as session:
         assert (await session.scalars(select(CartItem))).all() == []
+
+
+class WatchedPrices:
+    """The price list, noting at each quote how many connections of `db` were held."""
+
+    def __init__(self, prices: PriceList, db: Database) -> None:
+        self.prices = prices
+        self.db = db
+        self.held: list[int] = []
+
+    async def quote(self, product_ids: Collection[str]) -> dict[str, Quote]:
+        engines = [self.db.primary, self.db.reader]
+        self.held.append(sum(e.sync_engine.pool.checkedout() for e in engines if e is not None))
+        return await self.prices.quote(product_ids)
+
+
+async def test_the_catalog_answers_while_no_connection_of_the_shard_is_held(
+    orders: ShardedDatabase, prices: PriceList
+) -> None:
+    widget, gadget = prices.sell(250), prices.sell(1000)
+    [customer_id, _] = customers_on_each_shard(orders)
+    db = orders.for_customer(customer_id)
+    watched = WatchedPrices(prices, db)
+
+    async def in_request(use_case: Callable[[OrdersWork], Awaitable[T]]) -> T:
+        work = OrdersWork(db, orders, watched)
+        async with at_edge(work):  # commits as the edge does, after the use case
+            return await use_case(work)
+
+    await in_request(lambda work: service.put_in_cart(work, customer_id, widget, 2))
+    cart = await in_request(lambda work: service.put_in_cart(work, customer_id, gadget, 1))
+    assert [(line.product_id, line.quantity) for line in cart.items] == [(widget, 2), (gadget, 1)]
+    cart = await in_request(lambda work: service.take_out_of_cart(work, customer_id, gadget))
+    assert cart.total == Money(500, "USD")
+    assert (await in_request(lambda work: service.show_cart(work, customer_id))) == cart
+    address = service.Address("Ada", "1 Main St", "Springfield", "12345", "US")
+    from_cart = service.NewOrder(None, "pm_card_visa", address)
+    order = await in_request(lambda work: service.check_out(work, customer_id, from_cart))
+    assert [(i.product_id, i.quantity) for i in order.items] == [(widget, 2)]
+    lines = service.NewOrder([service.Line(gadget, 3)], "pm_card_visa", address)
+    order = await in_request(lambda work: service.check_out(work, customer_id, lines))
+    assert order.total == Money(3000, "USD")
+    assert list(order.shipping_address.items()) == [
+        ("name", "Ada"),
+        ("line1", "1 Main St"),
+        ("city", "Springfield"),
+        ("postal_code", "12345"),
+        ("country", "US"),
+        ("line2", None),
+    ]
+    assert len(watched.held) == 6 and set(watched.held) == {0}
 
 
 async def test_a_customers_orders_newest_first(orders: ShardedDatabase, prices: PriceList) -> None:

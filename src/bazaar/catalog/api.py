@@ -1,16 +1,28 @@
-"""Catalog's HTTP routes: parse, call a use case, shape the response."""
+"""Catalog's HTTP routes: the public reads of products and categories, the admin's changes and
+imports. A change drops the product's page once it commits (`DROPS_PAGE`)."""
 
 from dataclasses import dataclass
 from typing import Annotated
 
-from litestar import Request, Response, Router, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from litestar.params import FromPath, JSONBody, Parameter
-from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+from litestar.status_codes import (
+    HTTP_201_CREATED,
+    HTTP_202_ACCEPTED,
+    HTTP_204_NO_CONTENT,
+    HTTP_304_NOT_MODIFIED,
+)
 
 from bazaar.catalog import imports, service
-from bazaar.catalog.models import Product
 from bazaar.catalog.pages import ProductPages, etag_matches, product_read
 from bazaar.catalog.schemas import (
     CategoryList,
@@ -21,11 +33,23 @@ from bazaar.catalog.schemas import (
     ProductRead,
     ProductUpdate,
 )
+from bazaar.catalog.service import CatalogWork
 from bazaar.platform.db import Database
 from bazaar.platform.errors import FieldError, Unprocessable
+from bazaar.platform.idempotency import Claim
+from bazaar.platform.money import Money
 from bazaar.platform.openapi import problems
 from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
-from bazaar.platform.web import CurrentUser, json_response
+from bazaar.platform.unit_of_work import (
+    AnyRequest,
+    Caller,
+    ReadOnly,
+    Transaction,
+    provide_reader,
+    provide_session,
+    provide_work,
+)
+from bazaar.platform.web import BEARER, CurrentUser, json_response
 
 CategoryFilter = Annotated[str | None, Parameter(max_length=100, description="Category name.")]
 NameSearch = Annotated[
@@ -46,8 +70,6 @@ IdsFilter = Annotated[
         " page; not combined with the other filters.",
     ),
 ]
-ADMIN = [{"bearer": []}]
-"""The OpenAPI security of the admin routes; the reads are public."""
 MAX_IMPORT_BODY = 50 * 1024 * 1024
 IMPORT_HEADER = ",".join(imports.COLUMNS)
 
@@ -68,11 +90,44 @@ class CsvImportOperation(Operation):
 
 
 NOT_MODIFIED = {304: ResponseSpec(None, description="Not modified: `If-None-Match` names the ETag")}
+DROPS_PAGE = {"drops_page": True}
+"""The `opt` of a route that changes the product its path names: the product's cached page is
+dropped once the change commits, before the answer (and on every instance when its
+`product.updated` arrives)."""
+Work = NamedDependency[CatalogWork]
 
 
-def create_router(db: Database, pages: ProductPages) -> Router:
+def dependencies(db: Database, pages: ProductPages) -> dict[str, Provide]:
+    """What catalog's routes are given per request: `work` (a `CatalogWork`), `session` and
+    `reader`."""
+
+    def database(_request: AnyRequest, _user: Caller) -> Database:
+        return db
+
+    def work(_request: AnyRequest, _user: Caller, claim: Claim | None) -> CatalogWork:
+        return CatalogWork(db, pages, claim=claim)
+
+    async def drop_changed_page(request: AnyRequest) -> None:
+        if request.route_handler.opt.get("drops_page"):
+            await pages.drop([request.path_params["product_id"]])
+
+    return {
+        "work": provide_work(work),
+        "session": provide_session(database, committed=drop_changed_page),
+        "reader": provide_reader(database),
+    }
+
+
+class ProductController(Controller):
+    """The reads are public; the admin's routes need an access token (`security=BEARER`)."""
+
+    path = "/v1"
+    tags = ["catalog"]
+
     @get("/products", summary="List products")
     async def list_products(
+        self,
+        reader: ReadOnly,
         limit: Limit = 20,
         cursor: Cursor = None,
         category: CategoryFilter = None,
@@ -81,16 +136,13 @@ def create_router(db: Database, pages: ProductPages) -> Router:
     ) -> Page[ProductRead]:
         if ids is not None:
             wanted = _product_ids(ids, alone=cursor is None and category is None and q is None)
-            async with db.read() as session:
-                products = await service.get_products(session, wanted)
-            items = sorted((product_read(p) for p in products), key=lambda p: p.id)
-            return Page(items=items, next_cursor=None)
+            products = await service.get_products(reader, wanted)
+            return Page(sorted((product_read(p) for p in products), key=lambda p: p.id), None)
         position = decode_cursor(cursor)
         after = str(position[0]) if position else None
-        async with db.read() as session:
-            products = await service.list_products(
-                session, limit=limit + 1, after=after, category=category, query=q
-            )
+        products = await service.list_products(
+            reader, limit=limit + 1, after=after, category=category, query=q
+        )
         page = page_of(products, limit, lambda product: (product.id,))
         return Page(items=[product_read(p) for p in page.items], next_cursor=page.next_cursor)
 
@@ -100,72 +152,70 @@ def create_router(db: Database, pages: ProductPages) -> Router:
         description="Carries `ETag` and `Cache-Control`; `If-None-Match` gives 304.",
         responses={**NOT_MODIFIED, **problems(404)},
     )
-    async def get_product(product_id: FromPath[str], request: Request) -> Response[ProductRead]:
-
-        async def load() -> Product:
-            # From the primary: a page is cached for up to the staleness bound, and a
-            # replica's lag would add to it. Listings, not cached, come from replicas.
-            async with db.read(fresh=True) as session:
-                return await service.get_product(session, product_id)
-
-        page = await pages.fetch(product_id, load)
-        headers = {"ETag": page.etag, "Cache-Control": pages.cache_control}
+    async def get_product(
+        self, product_id: FromPath[str], request: AnyRequest, work: Work
+    ) -> Response[ProductRead]:
+        page = await service.product_page(work, product_id)
+        headers = {"ETag": page.etag, "Cache-Control": work.pages.cache_control}
         if etag_matches(request.headers.get("if-none-match"), page.etag):
-            return Response(content=b"", status_code=304, headers=headers)
+            return json_response(b"", HTTP_304_NOT_MODIFIED, headers)
         return json_response(page.body, headers=headers)
 
     @post(
         "/products",
         status_code=HTTP_201_CREATED,
         summary="Create a product (admin)",
-        security=ADMIN,
+        security=BEARER,
         responses=problems(403, 409),
     )
-    async def create_product(data: JSONBody[ProductCreate], user: CurrentUser) -> ProductRead:
+    async def create_product(
+        self, data: JSONBody[ProductCreate], user: CurrentUser, session: Transaction
+    ) -> ProductRead:
         user.require_admin()
-        async with db.write() as session:
-            product = await service.create_product(session, data)
-        return product_read(product)
+        return product_read(await service.create_product(session, new_product(data)))
 
     @patch(
         "/products/{product_id:str}",
         summary="Change a product (admin)",
-        security=ADMIN,
+        security=BEARER,
         responses=problems(403, 404, 409),
+        opt=DROPS_PAGE,
     )
     async def update_product(
-        product_id: FromPath[str], data: JSONBody[ProductUpdate], user: CurrentUser
+        self,
+        product_id: FromPath[str],
+        data: JSONBody[ProductUpdate],
+        user: CurrentUser,
+        session: Transaction,
     ) -> ProductRead:
         user.require_admin()
-        async with db.write() as session:
-            product = await service.update_product(session, product_id, data)
-        await pages.drop([product_id])
-        return product_read(product)
+        changes = product_changes(data)
+        return product_read(await service.update_product(session, product_id, changes))
 
     @delete(
         "/products/{product_id:str}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete a product (admin)",
-        security=ADMIN,
+        security=BEARER,
         responses=problems(403, 404),
+        opt=DROPS_PAGE,
     )
-    async def delete_product(product_id: FromPath[str], user: CurrentUser) -> None:
+    async def delete_product(
+        self, product_id: FromPath[str], user: CurrentUser, session: Transaction
+    ) -> None:
         user.require_admin()
-        async with db.write() as session:
-            await service.delete_product(session, product_id)
-        await pages.drop([product_id])
+        await service.delete_product(session, product_id)
 
     @get("/categories", summary="Categories with live products")
-    async def list_categories() -> CategoryList:
-        async with db.read() as session:
-            categories = await service.list_categories(session)
+    async def list_categories(self, reader: ReadOnly) -> CategoryList:
+        categories = await service.list_categories(reader)
         return CategoryList(items=[CategoryRead(name, count) for name, count in categories])
 
     @post(
         "/products/import",
         status_code=HTTP_202_ACCEPTED,
         summary="Import products from CSV (admin)",
-        security=ADMIN,
+        security=BEARER,
         description=f"A `text/csv` body of up to 50 MiB with the header `{IMPORT_HEADER}`; "
         "follow the job.",
         request_max_body_size=MAX_IMPORT_BODY,
@@ -173,37 +223,48 @@ def create_router(db: Database, pages: ProductPages) -> Router:
         opt={"media_types": ("text/csv",)},
         operation_class=CsvImportOperation,
     )
-    async def import_products(request: Request, user: CurrentUser) -> JobAccepted:
+    async def import_products(
+        self, request: AnyRequest, user: CurrentUser, session: Transaction
+    ) -> JobAccepted:
         user.require_admin()
-        content = await request.body()
-        async with db.write() as session:
-            job = await imports.submit_import(session, content, user.id)
+        job = await imports.submit_import(session, await request.body(), user.id)
         return JobAccepted(job_id=job.id)
 
     @get(
         "/jobs/{job_id:str}",
         summary="A background job (admin)",
-        security=ADMIN,
+        security=BEARER,
         responses=problems(403, 404),
     )
-    async def get_job(job_id: FromPath[str], user: CurrentUser) -> JobRead:
+    async def get_job(self, job_id: FromPath[str], user: CurrentUser, work: Work) -> JobRead:
         user.require_admin()
-        job = await db.read_by_id(lambda session: imports.get_job(session, job_id))
+        job = await work.read_by_id(lambda session: imports.get_job(session, job_id))
         return imports.job_read(job)
 
-    return Router(
-        "/v1",
-        route_handlers=[
-            list_products,
-            get_product,
-            create_product,
-            update_product,
-            delete_product,
-            list_categories,
-            import_products,
-            get_job,
-        ],
-        tags=["catalog"],
+
+CONTROLLERS = [ProductController]
+
+
+def new_product(data: ProductCreate) -> service.NewProduct:
+    return service.NewProduct(
+        sku=data.sku,
+        name=data.name,
+        category=data.category,
+        price=Money(data.price.amount, data.price.currency),
+        description=data.description,
+        stock=data.stock,
+    )
+
+
+def product_changes(data: ProductUpdate) -> service.ProductChanges:
+    price = data.price
+    return service.ProductChanges(
+        sku=data.sku,
+        name=data.name,
+        description=data.description,
+        category=data.category,
+        price=None if price is None else Money(price.amount, price.currency),
+        stock=data.stock,
     )
 
 

@@ -5,20 +5,67 @@ every instance learn of it.
 """
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from bazaar.catalog.events import ProductUpdated
 from bazaar.catalog.models import Category, Product
-from bazaar.catalog.schemas import ProductCreate, ProductUpdate
+from bazaar.catalog.pages import Page, ProductPages
 from bazaar.platform import outbox
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import ReadSession, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.db import Database, ReadSession, WriteSession, insert_ignoring_duplicates
 from bazaar.platform.errors import Conflict, NotFound
+from bazaar.platform.idempotency import Claim
 from bazaar.platform.ids import new_id
+from bazaar.platform.money import Money
+from bazaar.platform.unit_of_work import UnitOfWork
 
 AnySession = ReadSession | WriteSession
+
+
+@dataclass(frozen=True, slots=True)
+class NewProduct:
+    sku: str
+    name: str
+    category: str
+    price: Money
+    description: str = ""
+    stock: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProductChanges:
+    """The fields of a product to change; None leaves a field as it is."""
+
+    sku: str | None = None
+    name: str | None = None
+    description: str | None = None
+    category: str | None = None
+    price: Money | None = None
+    stock: int | None = None
+
+
+class CatalogWork(UnitOfWork):
+    """Catalog's unit of work for one request: its database, and the product pages' caches."""
+
+    def __init__(self, db: Database, pages: ProductPages, *, claim: Claim | None = None) -> None:
+        super().__init__(db, claim=claim)
+        self.pages = pages
+
+
+async def product_page(work: CatalogWork, product_id: str) -> Page:
+    """The product's page, from the caches or else read from the primary: a page is cached for
+    up to the staleness bound, and a replica's lag would add to it (listings, which are not
+    cached, come from replicas)."""
+
+    async def load() -> Product:
+        async with work.read(fresh=True) as session:
+            return await get_product(session, product_id)
+
+    return await work.pages.fetch(product_id, load)
 
 
 async def get_products(session: ReadSession, product_ids: Sequence[str]) -> list[Product]:
@@ -70,7 +117,7 @@ async def list_categories(session: ReadSession) -> list[tuple[str, int]]:
     return [(name, count) for name, count in (await session.execute(statement)).all()]
 
 
-async def create_product(session: WriteSession, data: ProductCreate) -> Product:
+async def create_product(session: WriteSession, data: NewProduct) -> Product:
     """Add a product; Conflict when a live product has its sku."""
     await _check_sku_free(session, data.sku)
     now = utcnow()
@@ -93,12 +140,14 @@ async def create_product(session: WriteSession, data: ProductCreate) -> Product:
     return product
 
 
-async def update_product(session: WriteSession, product_id: str, changes: ProductUpdate) -> Product:
+async def update_product(
+    session: WriteSession, product_id: str, changes: ProductChanges
+) -> Product:
     """Change the given fields of a live product; Conflict when the new sku is taken."""
     product = await get_product(session, product_id)
     if changes.sku is not None and changes.sku != product.sku:
         await _check_sku_free(session, changes.sku)
-    values = {
+    values: dict[str, Any] = {
         "sku": changes.sku,
         "name": changes.name,
         "description": changes.description,

@@ -11,6 +11,7 @@ from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.jobs import JobWorker
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
+from bazaar.platform.web import service_router
 
 SCHEMA = ServiceSchema("bazaar.catalog", models.Base.metadata)
 
@@ -27,7 +28,7 @@ def build(
     imports = ProductImports(db, pages, settings)
     # one import at a time, as each is a long run of batches
     worker = JobWorker(db, [imports], poll_interval=settings.import_poll_interval, batch_size=1)
-    router = api.create_router(db, pages)
+    router = service_router(api.CONTROLLERS, api.dependencies(db, pages))
     return ServiceParts(
         "catalog",
         SCHEMA,

@@ -1,12 +1,17 @@
-"""Identity's HTTP routes: parse, call a use case, shape the response."""
+"""Identity's HTTP routes: register, log in, rotate and revoke refresh tokens, the caller's
+account, and the public keys that verify access tokens."""
+
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from litestar import Request, Router, get, post
+from litestar import Controller, Response, get, post
 from litestar.datastructures import CacheControlHeader
+from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from bazaar.identity import service
+from bazaar.identity.models import User
 from bazaar.identity.schemas import (
     LoginRequest,
     RefreshRequest,
@@ -14,35 +19,62 @@ from bazaar.identity.schemas import (
     TokenPair,
     UserRead,
 )
-from bazaar.identity.service import Passwords, Tokens
+from bazaar.identity.service import IdentityWork, Passwords, Tokens
 from bazaar.identity.settings import IdentitySettings
 from bazaar.platform.auth import TokenIssuer
 from bazaar.platform.db import Database
 from bazaar.platform.errors import Unauthorized
+from bazaar.platform.idempotency import Claim
 from bazaar.platform.keys import jwks
 from bazaar.platform.openapi import problems
 from bazaar.platform.ratelimit import RateLimiter
-from bazaar.platform.replicas import reads_follow_writes_of
-from bazaar.platform.web import CurrentUser
+from bazaar.platform.unit_of_work import (
+    AnyRequest,
+    Caller,
+    ReadOnly,
+    Transaction,
+    provide_reader,
+    provide_session,
+    provide_work,
+)
+from bazaar.platform.web import BEARER, CurrentUser, refusal
+
+Work = NamedDependency[IdentityWork]
+KeySet = NamedDependency[dict[str, Any]]
 
 
-def _pair(tokens: Tokens) -> TokenPair:
-    return TokenPair(tokens.access_token, tokens.refresh_token, tokens.expires_in)
-
-
-def _user(user: service.User) -> UserRead:
-    return UserRead(id=user.id, email=user.email, name=user.name, role=user.role)
-
-
-def create_router(
+def dependencies(
     db: Database,
     passwords: Passwords,
     issuer: TokenIssuer,
     limiter: RateLimiter,
     settings: IdentitySettings,
     public_keys: list[Ed25519PublicKey],
-) -> Router:
+) -> dict[str, Provide]:
+    """What identity's routes are given per request: `work` (an `IdentityWork`), `session`,
+    `reader`, and the key set (`key_set`)."""
     key_set = jwks(public_keys)
+
+    def database(_request: AnyRequest, _user: Caller) -> Database:
+        return db
+
+    def work(_request: AnyRequest, _user: Caller, claim: Claim | None) -> IdentityWork:
+        return IdentityWork(db, passwords, issuer, limiter, settings, claim=claim)
+
+    def keys() -> dict[str, Any]:
+        return key_set
+
+    return {
+        "work": provide_work(work),
+        "session": provide_session(database),
+        "reader": provide_reader(database),
+        "key_set": Provide(keys, use_cache=True, sync_to_thread=False),
+    }
+
+
+class AccountController(Controller):
+    path = "/v1"
+    tags = ["identity"]
 
     @post(
         "/auth/register",
@@ -50,12 +82,8 @@ def create_router(
         summary="Register a customer",
         responses=problems(409),
     )
-    async def register(data: JSONBody[RegisterRequest]) -> UserRead:
-        async with db.write() as session:
-            user = await service.register_user(
-                session, passwords, email=data.email, password=data.password, name=data.name
-            )
-            reads_follow_writes_of(user.id)
+    async def register(self, data: JSONBody[RegisterRequest], work: Work) -> UserRead:
+        user = await service.sign_up(work, email=data.email, password=data.password, name=data.name)
         return _user(user)
 
     @post(
@@ -64,22 +92,11 @@ def create_router(
         summary="Log in: a new token pair",
         responses=problems(401, 429),
     )
-    async def login(data: JSONBody[LoginRequest], request: Request) -> TokenPair:
-        by_email = ("login-email", service.email_key(data.email))
-        by_ip = ("login-ip", request.client.host if request.client else "unknown")
-        await limiter.check(settings.login_failures_per_email, *by_email)
-        await limiter.check(settings.login_failures_per_ip, *by_ip)
-        # fresh: an account registered a moment ago may not be on a replica yet
-        async with db.read(fresh=True) as session:
-            user = await service.authenticate(session, passwords, data.email, data.password)
-        if user is None:
-            await limiter.hit(settings.login_failures_per_email, *by_email)
-            await limiter.hit(settings.login_failures_per_ip, *by_ip)
-            raise Unauthorized("The email or password is wrong")
-        reads_follow_writes_of(user.id)  # their next requests, signed in, see this session
-        async with db.write() as session:
-            tokens = await service.start_session(session, issuer, user, settings.refresh_token_ttl)
-        return _pair(tokens)
+    async def login(
+        self, data: JSONBody[LoginRequest], request: AnyRequest, work: Work
+    ) -> TokenPair:
+        client = request.client.host if request.client else "unknown"
+        return _pair(await service.log_in(work, data.email, data.password, client))
 
     @post(
         "/auth/refresh",
@@ -87,14 +104,13 @@ def create_router(
         summary="Rotate a refresh token",
         responses=problems(401),
     )
-    async def refresh(data: JSONBody[RefreshRequest]) -> TokenPair:
-        async with db.write() as session:
-            tokens = await service.rotate_refresh_token(
-                session, issuer, data.refresh_token, settings.refresh_token_ttl
+    async def refresh(self, data: JSONBody[RefreshRequest], work: Work) -> Response[TokenPair]:
+        tokens = await service.refresh_session(work, data.refresh_token)
+        if tokens is None:  # returned, not raised: the family's revocation commits
+            return refusal(
+                Unauthorized("The refresh token was already used; the session is revoked")
             )
-        if tokens is None:
-            raise Unauthorized("The refresh token was already used; the session is revoked")
-        return _pair(tokens)
+        return Response(_pair(tokens))
 
     @post(
         "/auth/logout",
@@ -102,29 +118,34 @@ def create_router(
         summary="Revoke a session",
         responses=problems(401),
     )
-    async def logout(data: JSONBody[RefreshRequest]) -> None:
-        async with db.write() as session:
-            await service.revoke_family_of(session, data.refresh_token)
+    async def logout(self, data: JSONBody[RefreshRequest], session: Transaction) -> None:
+        await service.revoke_family_of(session, data.refresh_token)
 
-    @get("/users/me", summary="The calling user", security=[{"bearer": []}])
-    async def me(user: CurrentUser) -> UserRead:
-        async with db.read() as session:
-            return _user(await service.get_user(session, user.id))
+    @get("/users/me", summary="The calling user", security=BEARER)
+    async def me(self, user: CurrentUser, reader: ReadOnly) -> UserRead:
+        return _user(await service.get_user(reader, user.id))
+
+
+class KeysController(Controller):
+    path = "/.well-known"
+    tags = ["identity"]
 
     @get(
-        "/.well-known/jwks.json",
+        "/jwks.json",
         summary="The public keys that verify access tokens (JWKS; two while a key is rotated)",
         sync_to_thread=False,
         cache_control=CacheControlHeader(public=True, max_age=300),
     )
-    def json_web_keys() -> dict:
+    def json_web_keys(self, key_set: KeySet) -> dict[str, Any]:
         return key_set
 
-    return Router(
-        "/",
-        route_handlers=[
-            Router("/v1", route_handlers=[register, login, refresh, logout, me]),
-            json_web_keys,
-        ],
-        tags=["identity"],
-    )
+
+CONTROLLERS = [AccountController, KeysController]
+
+
+def _pair(tokens: Tokens) -> TokenPair:
+    return TokenPair(tokens.access_token, tokens.refresh_token, tokens.expires_in)
+
+
+def _user(user: User) -> UserRead:
+    return UserRead(id=user.id, email=user.email, name=user.name, role=user.role)

@@ -18,12 +18,17 @@ from sqlalchemy import func, select, update
 
 from bazaar.identity.events import UserRegistered
 from bazaar.identity.models import RefreshToken, RefreshTokenFamily, User
+from bazaar.identity.settings import IdentitySettings
 from bazaar.platform import outbox
 from bazaar.platform.auth import CUSTOMER, TokenIssuer
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import ReadSession, WriteSession
+from bazaar.platform.db import Database, ReadSession, WriteSession, rows_matched
 from bazaar.platform.errors import Conflict, NotFound, Unauthorized
+from bazaar.platform.idempotency import Claim
 from bazaar.platform.ids import new_id
+from bazaar.platform.ratelimit import RateLimiter
+from bazaar.platform.replicas import reads_follow_writes_of
+from bazaar.platform.unit_of_work import UnitOfWork
 
 
 class Passwords:
@@ -55,8 +60,75 @@ class Tokens:
     expires_in: int
 
 
+class IdentityWork(UnitOfWork):
+    """Identity's unit of work for one request: its database, the password hasher, the token
+    issuer, and the limiter of failed logins with its settings."""
+
+    def __init__(
+        self,
+        db: Database,
+        passwords: Passwords,
+        issuer: TokenIssuer,
+        limiter: RateLimiter,
+        settings: IdentitySettings,
+        *,
+        claim: Claim | None = None,
+    ) -> None:
+        super().__init__(db, claim=claim)
+        self.passwords = passwords
+        self.issuer = issuer
+        self.limiter = limiter
+        self.settings = settings
+
+
 def email_key(email: str) -> str:
     return email.strip().lower()
+
+
+async def sign_up(work: IdentityWork, *, email: str, password: str, name: str) -> User:
+    """Register a customer (`register_user`) in the request's transaction; their next requests
+    read what this one wrote."""
+    user = await register_user(
+        await work.session(), work.passwords, email=email, password=password, name=name
+    )
+    reads_follow_writes_of(user.id)
+    return user
+
+
+async def log_in(work: IdentityWork, email: str, password: str, client: str) -> Tokens:
+    """Open a session (`start_session`) for the user whose password this is.
+
+    Raises RateLimited while the email or the `client` address failed too often, Unauthorized
+    for a wrong email or password (a failure both count). The password is checked on the
+    primary, outside the write transaction: an account registered a moment ago may not be on a
+    replica yet, and a hash takes milliseconds.
+    """
+    limits = work.settings
+    by_email = ("login-email", email_key(email))
+    by_ip = ("login-ip", client)
+    await work.limiter.check(limits.login_failures_per_email, *by_email)
+    await work.limiter.check(limits.login_failures_per_ip, *by_ip)
+    async with work.read(fresh=True) as session:
+        user = await authenticate(session, work.passwords, email, password)
+    if user is None:
+        await work.limiter.hit(limits.login_failures_per_email, *by_email)
+        await work.limiter.hit(limits.login_failures_per_ip, *by_ip)
+        raise Unauthorized("The email or password is wrong")
+    reads_follow_writes_of(user.id)  # their next requests, signed in, see this session
+    return await start_session(
+        await work.session(), work.issuer, user, work.settings.refresh_token_ttl
+    )
+
+
+async def refresh_session(work: IdentityWork, presented: str) -> Tokens | None:
+    """Rotate a refresh token (`rotate_refresh_token`) in the request's transaction.
+
+    None when the token had been used already: its family is revoked, and the route must
+    answer 401 without raising, so that the revocation commits.
+    """
+    return await rotate_refresh_token(
+        await work.session(), work.issuer, presented, work.settings.refresh_token_ttl
+    )
 
 
 async def register_user(
@@ -124,7 +196,7 @@ async def rotate_refresh_token(
         .where(RefreshToken.id == token.id, RefreshToken.used_at.is_(None))
         .values(used_at=now)
     )
-    if marked.rowcount == 0:
+    if rows_matched(marked) == 0:
         family.revoked_at = now
         return None
     user = await session.get_one(User, family.user_id)

@@ -2,7 +2,7 @@
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from bazaar.identity import api, models
+from bazaar.identity import api, handlers, models
 from bazaar.identity.service import Passwords
 from bazaar.identity.settings import IdentitySettings
 from bazaar.platform.auth import TokenIssuer
@@ -10,6 +10,7 @@ from bazaar.platform.db import Database
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
 from bazaar.platform.ratelimit import RateLimiter
+from bazaar.platform.web import service_router
 
 SCHEMA = ServiceSchema("bazaar.identity", models.Base.metadata)
 
@@ -25,5 +26,6 @@ def build(
     settings: IdentitySettings,
     public_keys: list[Ed25519PublicKey],
 ) -> ServiceParts:
-    router = api.create_router(db, passwords(settings), issuer, limiter, settings, public_keys)
-    return ServiceParts("identity", SCHEMA, [db], router)
+    provided = api.dependencies(db, passwords(settings), issuer, limiter, settings, public_keys)
+    router = service_router(api.CONTROLLERS, provided)
+    return ServiceParts("identity", SCHEMA, [db], router, subscriptions=handlers.subscriptions())

@@ -1,6 +1,7 @@
 """Notifications' HTTP routes: the caller's in-app notifications and the admin's webhooks."""
 
-from litestar import Router, delete, get, post
+from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -14,9 +15,134 @@ from bazaar.notifications.schemas import (
 )
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.platform.db import Database
+from bazaar.platform.idempotency import Claim
 from bazaar.platform.openapi import problems
 from bazaar.platform.pagination import Cursor, Limit, Page
-from bazaar.platform.web import CurrentUser
+from bazaar.platform.unit_of_work import (
+    AnyRequest,
+    Caller,
+    ReadOnly,
+    Transaction,
+    UnitOfWork,
+    provide_reader,
+    provide_session,
+    provide_work,
+)
+from bazaar.platform.web import BEARER, CurrentUser
+
+
+class NotificationsWork(UnitOfWork):
+    """Notifications' unit of work for one request: its database, and its settings (which say
+    where webhooks may point)."""
+
+    def __init__(
+        self, db: Database, settings: NotificationsSettings, *, claim: Claim | None = None
+    ) -> None:
+        super().__init__(db, claim=claim)
+        self.settings = settings
+
+
+Work = NamedDependency[NotificationsWork]
+
+
+def dependencies(db: Database, settings: NotificationsSettings) -> dict[str, Provide]:
+    """What notifications' routes are given per request: `work` (a `NotificationsWork`),
+    `session` and `reader`."""
+
+    def database(_request: AnyRequest, _user: Caller) -> Database:
+        return db
+
+    def work(_request: AnyRequest, _user: Caller, claim: Claim | None) -> NotificationsWork:
+        return NotificationsWork(db, settings, claim=claim)
+
+    return {
+        "work": provide_work(work),
+        "session": provide_session(database),
+        "reader": provide_reader(database),
+    }
+
+
+class NotificationController(Controller):
+    path = "/v1"
+    tags = ["notifications"]
+    security = BEARER
+
+    @get("/notifications", summary="The caller's in-app notifications, newest first")
+    async def list_notifications(
+        self, user: CurrentUser, reader: ReadOnly, limit: Limit = 20, cursor: Cursor = None
+    ) -> Page[NotificationRead]:
+        page = await service.list_notifications(reader, user.id, limit, cursor)
+        return Page([_notification(n) for n in page.items], page.next_cursor)
+
+    @post(
+        "/notifications/{notification_id:str}/read",
+        status_code=HTTP_200_OK,
+        summary="Mark one of the caller's notifications read",
+        responses=problems(404),
+        description="Idempotent: marking a read notification again changes nothing. 404 for "
+        "another user's notification.",
+    )
+    async def read_notification(
+        self, user: CurrentUser, notification_id: FromPath[str], session: Transaction
+    ) -> NotificationRead:
+        return _notification(await service.mark_read(session, user.id, notification_id))
+
+    @post(
+        "/webhooks",
+        status_code=HTTP_201_CREATED,
+        summary="Register a webhook (admin)",
+        responses=problems(403),
+        description="Events are POSTed as JSON `{id, type, occurred_at, data}` with the "
+        "headers `Bazaar-Event-Id`, `Bazaar-Event-Type` and `Bazaar-Signature: sha256=<hex>`, "
+        "the HMAC-SHA256 of the exact body bytes keyed with the returned `secret`. A 2xx "
+        "acknowledges a delivery; anything else is retried with exponential backoff. A URL "
+        "whose host is, or resolves to, a loopback, private, link-local, shared, multicast, "
+        "reserved or cloud-metadata address is 422 (unless the operator allows private "
+        "addresses), as is a host name that does not exist; the address is checked again "
+        "before each delivery connects.",
+    )
+    async def create_webhook(
+        self, user: CurrentUser, data: JSONBody[WebhookCreate], work: Work
+    ) -> WebhookCreated:
+        user.require_admin()
+        events: list[str] = list(data.events)
+        webhook = await webhooks.create_webhook(
+            await work.session(), data.url, events, work.settings
+        )
+        return WebhookCreated(
+            id=webhook.id,
+            url=webhook.url,
+            events=webhook.events,
+            secret=webhook.secret,
+            created_at=webhook.created_at,
+        )
+
+    @get(
+        "/webhooks",
+        summary="The registered webhooks, without their secrets (admin)",
+        responses=problems(403),
+    )
+    async def list_webhooks(
+        self, user: CurrentUser, reader: ReadOnly, limit: Limit = 20, cursor: Cursor = None
+    ) -> Page[WebhookRead]:
+        user.require_admin()
+        page = await webhooks.list_webhooks(reader, limit, cursor)
+        return Page([_webhook(w) for w in page.items], page.next_cursor)
+
+    @delete(
+        "/webhooks/{webhook_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Remove a webhook (admin); its undelivered events are not sent",
+        responses=problems(403, 404),
+    )
+    async def delete_webhook(
+        self, user: CurrentUser, webhook_id: FromPath[str], session: Transaction
+    ) -> None:
+        user.require_admin()
+        await webhooks.delete_webhook(session, webhook_id)
+
+
+CONTROLLERS = [NotificationController]
 
 
 def _notification(notification: Notification) -> NotificationRead:
@@ -33,92 +159,4 @@ def _notification(notification: Notification) -> NotificationRead:
 def _webhook(webhook: Webhook) -> WebhookRead:
     return WebhookRead(
         id=webhook.id, url=webhook.url, events=webhook.events, created_at=webhook.created_at
-    )
-
-
-def create_router(db: Database, settings: NotificationsSettings) -> Router:
-    @get("/notifications", summary="The caller's in-app notifications, newest first")
-    async def list_notifications(
-        user: CurrentUser, limit: Limit = 20, cursor: Cursor = None
-    ) -> Page[NotificationRead]:
-        async with db.read() as session:
-            page = await service.list_notifications(session, user.id, limit, cursor)
-        return Page([_notification(n) for n in page.items], page.next_cursor)
-
-    @post(
-        "/notifications/{notification_id:str}/read",
-        status_code=HTTP_200_OK,
-        summary="Mark one of the caller's notifications read",
-        responses=problems(404),
-        description="Idempotent: marking a read notification again changes nothing. 404 for "
-        "another user's notification.",
-    )
-    async def read_notification(
-        user: CurrentUser, notification_id: FromPath[str]
-    ) -> NotificationRead:
-        async with db.write() as session:
-            notification = await service.mark_read(session, user.id, notification_id)
-        return _notification(notification)
-
-    @post(
-        "/webhooks",
-        status_code=HTTP_201_CREATED,
-        summary="Register a webhook (admin)",
-        responses=problems(403),
-        description="Events are POSTed as JSON `{id, type, occurred_at, data}` with the "
-        "headers `Bazaar-Event-Id`, `Bazaar-Event-Type` and `Bazaar-Signature: sha256=<hex>`, "
-        "the HMAC-SHA256 of the exact body bytes keyed with the returned `secret`. A 2xx "
-        "acknowledges a delivery; anything else is retried with exponential backoff. A URL "
-        "whose host is, or resolves to, a loopback, private, link-local, shared, multicast, "
-        "reserved or cloud-metadata address is 422 (unless the operator allows private "
-        "addresses), as is a host name that does not exist; the address is checked again "
-        "before each delivery connects.",
-    )
-    async def create_webhook(user: CurrentUser, data: JSONBody[WebhookCreate]) -> WebhookCreated:
-        user.require_admin()
-        async with db.write() as session:
-            webhook = await webhooks.create_webhook(session, data.url, list(data.events), settings)
-        return WebhookCreated(
-            id=webhook.id,
-            url=webhook.url,
-            events=webhook.events,
-            secret=webhook.secret,
-            created_at=webhook.created_at,
-        )
-
-    @get(
-        "/webhooks",
-        summary="The registered webhooks, without their secrets (admin)",
-        responses=problems(403),
-    )
-    async def list_webhooks(
-        user: CurrentUser, limit: Limit = 20, cursor: Cursor = None
-    ) -> Page[WebhookRead]:
-        user.require_admin()
-        async with db.read() as session:
-            page = await webhooks.list_webhooks(session, limit, cursor)
-        return Page([_webhook(w) for w in page.items], page.next_cursor)
-
-    @delete(
-        "/webhooks/{webhook_id:str}",
-        status_code=HTTP_204_NO_CONTENT,
-        summary="Remove a webhook (admin); its undelivered events are not sent",
-        responses=problems(403, 404),
-    )
-    async def delete_webhook(user: CurrentUser, webhook_id: FromPath[str]) -> None:
-        user.require_admin()
-        async with db.write() as session:
-            await webhooks.delete_webhook(session, webhook_id)
-
-    return Router(
-        "/v1",
-        route_handlers=[
-            list_notifications,
-            read_notification,
-            create_webhook,
-            list_webhooks,
-            delete_webhook,
-        ],
-        tags=["notifications"],
-        security=[{"bearer": []}],
     )

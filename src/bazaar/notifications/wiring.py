@@ -11,6 +11,7 @@ from bazaar.platform.db import Database
 from bazaar.platform.jobs import JobWorker
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
+from bazaar.platform.web import service_router
 
 SCHEMA = ServiceSchema("bazaar.notifications", models.Base.metadata)
 
@@ -26,7 +27,7 @@ def build(
         "notifications",
         SCHEMA,
         [db],
-        api.create_router(db, settings),
+        service_router(api.CONTROLLERS, api.dependencies(db, settings)),
         subscriptions=handlers.subscriptions(db),
         background=[worker.run],
         closers=[sender.aclose],

@@ -5,23 +5,36 @@ stores quantities only and is priced when it is shown; an order keeps the prices
 was placed. An order changes state only under a row lock (`FOR UPDATE` where the database has
 it; SQLite writers are serialized anyway), so a customer's cancel and a saga step never both
 win.
+
+The use cases of a request that asks the catalog (the cart's, `check_out`) take the request's
+`OrdersWork` rather than a session: they read, quote, and only then begin the write transaction
+(`OrdersWork.session()`), so that a shard's connection is never held while the catalog answers.
+An open session handed in would have been begun before the quote, and a use case in two steps
+would leave their order to each route; with the unit of work the use case says when its
+transaction begins, and the edge still commits it (or rolls it back) after the route answered.
 """
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
 
+from bazaar.orders import listing
 from bazaar.orders.events import OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced
 from bazaar.orders.models import CancelReason, CartItem, Order, OrderItem, OrderStatus
 from bazaar.orders.prices import CatalogPrices, Quote
 from bazaar.platform import outbox
 from bazaar.platform.auth import Principal
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import ReadSession, WriteSession
+from bazaar.platform.db import Database, ReadSession, WriteSession
 from bazaar.platform.errors import Conflict, FieldError, NotFound, Unprocessable
+from bazaar.platform.idempotency import Claim
 from bazaar.platform.money import Money
+from bazaar.platform.shards import ShardedDatabase
+from bazaar.platform.unit_of_work import UnitOfWork
 
 #: The currency of an empty cart's zero total.
 DEFAULT_CURRENCY = "USD"
@@ -48,6 +61,44 @@ class PricedLine:
 class PricedCart:
     items: list[PricedLine]
     total: Money
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    name: str
+    line1: str
+    city: str
+    postal_code: str
+    country: str
+    """ISO 3166-1 alpha-2."""
+    line2: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """What a customer orders: `lines`, or their cart when None."""
+
+    lines: Sequence[Line] | None
+    payment_method: str
+    shipping_address: Address
+
+
+class OrdersWork(UnitOfWork):
+    """Orders' unit of work for one request: its shard's reads and write transaction, the
+    shards themselves (which make order ids and serve the admin's listing), and the catalog's
+    prices."""
+
+    def __init__(
+        self,
+        db: Database,
+        shards: ShardedDatabase,
+        prices: CatalogPrices,
+        *,
+        claim: Claim | None = None,
+    ) -> None:
+        super().__init__(db, claim=claim)
+        self.shards = shards
+        self.prices = prices
 
 
 # --- cart -----------------------------------------------------------------------------------
@@ -119,6 +170,54 @@ async def remove_cart_item(
     return await cart_items(session, customer_id)
 
 
+async def show_cart(work: OrdersWork, customer_id: str) -> PricedCart:
+    """The customer's cart at the catalog's current prices."""
+    async with work.read() as session:
+        items = await cart_items(session, customer_id)
+    return price_cart(items, await _quote(work.prices, (item.product_id for item in items)))
+
+
+async def put_in_cart(
+    work: OrdersWork, customer_id: str, product_id: str, quantity: int
+) -> PricedCart:
+    """Set the quantity of a product the catalog sells (`check_addable`); the cart after.
+
+    The products are quoted before the write transaction begins. Only when another request of
+    the customer's added a product in between is that one quoted within the transaction.
+    """
+    async with work.read() as session:
+        before = await cart_items(session, customer_id)
+    quotes = await _quote(work.prices, [product_id, *(item.product_id for item in before)])
+    check_addable(quotes, product_id, before)
+    items = await set_cart_item(await work.session(), customer_id, product_id, quantity)
+    return price_cart(items, await _quote(work.prices, (i.product_id for i in items), quotes))
+
+
+async def take_out_of_cart(work: OrdersWork, customer_id: str, product_id: str) -> PricedCart:
+    """Take a product out of the cart (nothing to do when it is not there); the cart after.
+
+    The cart is read first (on a replica when one may serve), so that what stays in it is
+    quoted before the write transaction begins, as `put_in_cart` does.
+    """
+    async with work.read() as session:
+        before = await cart_items(session, customer_id)
+    quotes = await _quote(work.prices, (i.product_id for i in before if i.product_id != product_id))
+    items = await remove_cart_item(await work.session(), customer_id, product_id)
+    return price_cart(items, await _quote(work.prices, (i.product_id for i in items), quotes))
+
+
+async def _quote(
+    prices: CatalogPrices, product_ids: Iterable[str], known: dict[str, Quote] | None = None
+) -> dict[str, Quote]:
+    """The quotes of `product_ids`: those in `known`, the others from the catalog (which is
+    not asked when there are none)."""
+    quotes = dict(known or {})
+    missing = set(product_ids) - quotes.keys()
+    if missing:
+        quotes |= await prices.quote(missing)
+    return quotes
+
+
 def price_cart(items: Sequence[CartItem], quotes: dict[str, Quote]) -> PricedCart:
     """The cart at current prices. Products the catalog stopped selling are left out: they
     cannot be bought, and ordering the cart skips them too."""
@@ -137,6 +236,32 @@ def price_cart(items: Sequence[CartItem], quotes: dict[str, Quote]) -> PricedCar
 
 
 # --- placing an order -------------------------------------------------------------------------
+
+
+async def check_out(work: OrdersWork, customer_id: str, order: NewOrder) -> Order:
+    """Place the customer's order (`place_order`) in the request's transaction, with a new id
+    of their shard.
+
+    The lines (or the cart's products, read first) are quoted before the write transaction
+    begins, so the shard is not held while the catalog answers; `place_order` then quotes
+    only a product that the cart gained in between.
+    """
+    if order.lines is None:
+        async with work.read() as session:
+            wanted = [item.product_id for item in await cart_items(session, customer_id)]
+    else:
+        wanted = [line.product_id for line in order.lines]
+    quotes = await _quote(work.prices, wanted)
+    return await place_order(
+        await work.session(),
+        work.prices,
+        order_id=work.shards.new_id(customer_id),
+        customer_id=customer_id,
+        lines=order.lines,
+        payment_method=order.payment_method,
+        shipping_address=asdict(order.shipping_address),
+        quotes=quotes,
+    )
 
 
 async def place_order(
@@ -160,10 +285,7 @@ async def place_order(
     if lines is None:
         cart = await cart_items(session, customer_id)
         lines = [Line(item.product_id, item.quantity) for item in cart]
-    quotes = dict(quotes or {})
-    missing = {line.product_id for line in lines} - quotes.keys()
-    if missing:
-        quotes |= await prices.quote(missing)
+    quotes = await _quote(prices, (line.product_id for line in lines), quotes)
     if from_cart:
         # the cart never shows products the catalog stopped selling, so they are not ordered
         lines = [line for line in lines if line.product_id in quotes]
@@ -217,7 +339,7 @@ async def place_order(
 
 
 def _merge(
-    lines: Sequence[Line], quotes: dict[str, Quote], prefix: list[str] | None
+    lines: Sequence[Line], quotes: dict[str, Quote], prefix: list[str | int] | None
 ) -> list[tuple[Line, Quote]]:
     """Lines with one entry per product (first position kept), each with its quote.
 
@@ -227,7 +349,7 @@ def _merge(
     merged: dict[str, Line] = {}
     currency: str | None = None
     for index, line in enumerate(lines):
-        loc = [*prefix, index] if prefix is not None else ["cart", "items", index]
+        loc: list[str | int] = [*(prefix or ["cart", "items"]), index]
         quote = quotes.get(line.product_id)
         if quote is None:
             errors.append(FieldError([*loc, "product_id"], "no such product"))
@@ -245,6 +367,28 @@ def _merge(
     if errors:
         raise Unprocessable("Some order lines cannot be ordered", errors)
     return [(line, quotes[product_id]) for product_id, line in merged.items()]
+
+
+# --- reading orders ----------------------------------------------------------------------------
+
+
+async def list_all_orders(
+    work: OrdersWork,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    *,
+    status: str | None = None,
+    customer_id: str | None = None,
+) -> list[Order]:
+    """Up to `limit + 1` orders, newest first, of every shard (or of the one holding
+    `customer_id`'s): `listing.list_all_orders` on a read session of each."""
+    shards = work.shards
+    databases = [shards.for_customer(customer_id)] if customer_id else list(shards.shards)
+    async with AsyncExitStack() as stack:
+        sessions = [await stack.enter_async_context(db.read()) for db in databases]
+        return await listing.list_all_orders(
+            sessions, limit, after, status=status, customer_id=customer_id
+        )
 
 
 # --- one order ---------------------------------------------------------------------------------

@@ -6,13 +6,18 @@ from bazaar.platform.idempotency import Idempotency
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
 from bazaar.platform.shards import ShardedDatabase
+from bazaar.platform.web import service_router
 
 SCHEMA = ServiceSchema("bazaar.orders", models.Base.metadata)
 
 
 def build(orders: ShardedDatabase, prices: CatalogPrices, idempotency: Idempotency) -> ServiceParts:
     """Orders on every shard of `orders`; `prices` answers what the catalog sells now."""
-    router = api.create_router(orders, prices, idempotency)
+    router = service_router(api.CONTROLLERS, api.dependencies(orders, prices, idempotency))
     return ServiceParts(
-        "orders", SCHEMA, list(orders.shards), router, handlers.subscriptions(orders)
+        "orders",
+        SCHEMA,
+        list(orders.shards),
+        router,
+        subscriptions=handlers.subscriptions(orders),
     )

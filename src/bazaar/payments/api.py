@@ -1,9 +1,9 @@
-"""Payments' HTTP routes: show a payment, refund one."""
+"""Payments' HTTP routes: show a payment, refund one (idempotent)."""
 
 from typing import Annotated
 
-import msgspec
-from litestar import Response, Router, get, post
+from litestar import Controller, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.params import Body, PathParameter
 from litestar.status_codes import HTTP_200_OK
 
@@ -11,14 +11,70 @@ from bazaar.payments import service
 from bazaar.payments.models import Payment
 from bazaar.payments.provider import PaymentProvider
 from bazaar.payments.schemas import PaymentRead, RefundRequest
+from bazaar.payments.service import PaymentsWork
 from bazaar.payments.settings import PaymentsSettings
-from bazaar.platform.db import Database, WriteSession
-from bazaar.platform.idempotency import Idempotency, KeyHeader, check_key, fingerprint
+from bazaar.platform.db import Database
+from bazaar.platform.idempotency import Claim, Idempotency, idempotent
 from bazaar.platform.openapi import problems
-from bazaar.platform.web import CurrentUser, json_response
+from bazaar.platform.unit_of_work import AnyRequest, Caller, provide_work
+from bazaar.platform.web import BEARER, CurrentUser
+
+PaymentId = Annotated[str, PathParameter(description="The payment's id")]
+Work = NamedDependency[PaymentsWork]
+RefundBody = Annotated[
+    RefundRequest | None,
+    Body(description="`amount` defaults to all that is left; the body may be empty"),
+]
 
 
-def read(payment: Payment) -> PaymentRead:
+def dependencies(
+    db: Database, provider: PaymentProvider, settings: PaymentsSettings, idempotency: Idempotency
+) -> dict[str, Provide]:
+    """What payments' routes are given per request: `work` (a `PaymentsWork`)."""
+
+    def work(_request: AnyRequest, _user: Caller, claim: Claim | None) -> PaymentsWork:
+        return PaymentsWork(db, provider, settings, claim=claim)
+
+    return {"work": provide_work(work, idempotency)}
+
+
+class PaymentController(Controller):
+    path = "/v1/payments"
+    tags = ["payments"]
+    security = BEARER
+
+    @get(
+        "/{payment_id:str}",
+        summary="A payment (its customer or an admin)",
+        responses=problems(404),
+    )
+    async def show_payment(
+        self, payment_id: PaymentId, user: CurrentUser, work: Work
+    ) -> PaymentRead:
+        payment = await work.read_by_id(
+            lambda session: service.get_payment(session, user, payment_id)
+        )
+        return payment_read(payment)
+
+    @post(
+        "/{payment_id:str}/refund",
+        status_code=HTTP_200_OK,
+        summary="Refund a payment, in part or in full (admin)",
+        responses=problems(403, 404, 409),
+        opt=idempotent("payments"),
+    )
+    async def refund_payment(
+        self, payment_id: PaymentId, user: CurrentUser, work: Work, data: RefundBody = None
+    ) -> PaymentRead:
+        user.require_admin()
+        amount = data.amount if data is not None else None
+        return payment_read(await service.refund_on_request(work, payment_id, amount, user.id))
+
+
+CONTROLLERS = [PaymentController]
+
+
+def payment_read(payment: Payment) -> PaymentRead:
     return PaymentRead(
         id=payment.id,
         order_id=payment.order_id,
@@ -26,65 +82,4 @@ def read(payment: Payment) -> PaymentRead:
         amount=payment.total,
         refunded_amount=payment.refunded,
         created_at=payment.created_at,
-    )
-
-
-PaymentId = Annotated[str, PathParameter(description="The payment's id")]
-
-
-def create_router(
-    db: Database, provider: PaymentProvider, settings: PaymentsSettings, idempotency: Idempotency
-) -> Router:
-    @get(
-        "/payments/{payment_id:str}",
-        summary="A payment (its customer or an admin)",
-        responses=problems(404),
-    )
-    async def show_payment(payment_id: PaymentId, user: CurrentUser) -> PaymentRead:
-        payment = await db.read_by_id(
-            lambda session: service.get_payment(session, user, payment_id)
-        )
-        return read(payment)
-
-    @post(
-        "/payments/{payment_id:str}/refund",
-        status_code=HTTP_200_OK,
-        summary="Refund a payment, in part or in full (admin)",
-        responses=problems(403, 404, 409),
-    )
-    async def refund_payment(
-        payment_id: PaymentId,
-        user: CurrentUser,
-        idempotency_key: KeyHeader = None,
-        data: Annotated[
-            RefundRequest | None,
-            Body(description="`amount` defaults to all that is left; the body may be empty"),
-        ] = None,
-    ) -> Response[PaymentRead]:
-        user.require_admin()
-        key = check_key(idempotency_key)
-        amount = data.amount if data is not None else None
-        request_fingerprint = fingerprint(payment_id, msgspec.json.encode(amount))
-
-        async def work(session: WriteSession) -> tuple[int, bytes]:
-            payment = await service.refund_payment(
-                session,
-                provider,
-                settings,
-                payment_id=payment_id,
-                amount=amount,
-                idempotency_key=f"refund:{payment_id}:{user.id}:{key}",
-            )
-            return HTTP_200_OK, msgspec.json.encode(read(payment))
-
-        scope = f"payments:{user.id}"
-        stored = await idempotency.run_once(db, scope, key, request_fingerprint, work)
-        headers = {"Idempotent-Replayed": "true"} if stored.replayed else None
-        return json_response(stored.body, stored.status, headers)
-
-    return Router(
-        "/v1",
-        route_handlers=[show_payment, refund_payment],
-        tags=["payments"],
-        security=[{"bearer": []}],
     )

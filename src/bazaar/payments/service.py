@@ -25,11 +25,30 @@ from bazaar.payments.settings import PaymentsSettings
 from bazaar.platform import outbox
 from bazaar.platform.auth import Principal
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import ReadSession, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.db import Database, ReadSession, WriteSession, insert_ignoring_duplicates
 from bazaar.platform.errors import Conflict, FieldError, NotFound, Unavailable, Unprocessable
+from bazaar.platform.idempotency import Claim
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.platform.observability import log
+from bazaar.platform.unit_of_work import UnitOfWork
+
+
+class PaymentsWork(UnitOfWork):
+    """Payments' unit of work for one request: its database, and the provider that moves the
+    money, with the retries its settings allow."""
+
+    def __init__(
+        self,
+        db: Database,
+        provider: PaymentProvider,
+        settings: PaymentsSettings,
+        *,
+        claim: Claim | None = None,
+    ) -> None:
+        super().__init__(db, claim=claim)
+        self.provider = provider
+        self.settings = settings
 
 
 async def capture_payment(
@@ -178,6 +197,24 @@ async def refund_payment(
     return payment
 
 
+async def refund_on_request(
+    work: PaymentsWork, payment_id: str, amount: Money | None, admin_id: str
+) -> Payment:
+    """Refund a payment as an admin's request asks (`refund_payment`), in its transaction.
+
+    The provider's key is made of the request's own `Idempotency-Key`, the payment and the
+    admin: a request retried after a failure refunds once at the provider too.
+    """
+    return await refund_payment(
+        await work.session(),
+        work.provider,
+        work.settings,
+        payment_id=payment_id,
+        amount=amount,
+        idempotency_key=f"refund:{payment_id}:{admin_id}:{work.idempotency_key}",
+    )
+
+
 async def get_payment(session: ReadSession, principal: Principal, payment_id: str) -> Payment:
     """The payment, for its customer or an admin; NotFound for anybody else."""
     payment = await session.get(Payment, payment_id)
@@ -261,7 +298,7 @@ async def _serialize_on_order(session: WriteSession, order_id: str) -> None:
     an advisory lock, which also covers an order that has no row yet: without it a charge and
     a cancellation could each miss the other's row.
     """
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
             {"key": f"payments:order:{order_id}"},

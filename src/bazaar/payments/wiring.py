@@ -10,6 +10,7 @@ from bazaar.platform.db import Database
 from bazaar.platform.idempotency import Idempotency
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
+from bazaar.platform.web import service_router
 
 SCHEMA = ServiceSchema("bazaar.payments", models.Base.metadata)
 
@@ -46,7 +47,7 @@ def build(
         "payments",
         SCHEMA,
         [db],
-        api.create_router(db, provider, settings, idempotency),
-        handlers.subscriptions(db, provider, settings),
+        service_router(api.CONTROLLERS, api.dependencies(db, provider, settings, idempotency)),
+        subscriptions=handlers.subscriptions(db, provider, settings),
         closers=[provider.close] if isinstance(provider, SandboxProvider) else [],
     )

@@ -1,5 +1,11 @@
 """`Idempotency-Key`: a replay of the same request returns the original response.
 
+A route switches it on with `opt=idempotent("<scope>")`; the request's unit of work
+(`platform.unit_of_work`) then runs its `Claim`, and the route itself says nothing more (it
+returns data, which the edge encodes and hands over with `keep_response`).
+Keys are the caller's (`<scope>:<user id>`); a request is told apart by its method, path and
+raw body (`fingerprint`).
+
 The key's claim, the work and the stored response are one transaction: a response is stored
 if and only if its effect is, and a request that fails, or whose process dies, leaves no claim
 behind (its transaction rolls back, on a crash as soon as the database sees the connection
@@ -8,21 +14,22 @@ flight waits `CLAIM_WAIT` at most for the first's claim row (on PostgreSQL), the
 on SQLite writes take turns, so it waits for the first and replays its response.
 With Redis, a copy of the claim (for `CLAIM_TTL`) and of the stored response lets every
 instance answer a replay or an in-flight duplicate without a database round trip
-(`idempotency_cache`).
+(`idempotency_cache`), before the request does any work.
 """
 
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Any
 
 from cashews import Cache
-from litestar.params import HeaderParameter
+from litestar import Request
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from bazaar.platform.auth import Principal
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession, insert_ignoring_duplicates
 from bazaar.platform.errors import BadRequest, Conflict, Unprocessable
@@ -32,6 +39,9 @@ from bazaar.platform.schema import idempotency_record
 from bazaar.platform.transient import sqlstate
 
 HEADER = "Idempotency-Key"
+HEADER_DESCRIPTION = "Required, 1..255 characters; a replay returns the original response."
+OPTION = "idempotent"
+"""The route option that switches a route's idempotency on; its value is the keys' scope."""
 ABANDONED_AFTER = timedelta(seconds=60)
 """A claim committed without its response (written by a release before claims and work were
 one transaction) is taken over only this long after it was made."""
@@ -41,17 +51,13 @@ CLAIM_TTL = timedelta(seconds=5)
 """How long Redis answers "in flight" for a claim: a process that died in the middle of a
 request cannot release its copy, and after this the database, which knows, decides."""
 LOCK_NOT_AVAILABLE = "55P03"
+_CLAIM = "bazaar_idempotency_claim"
+"""Where a request keeps its claim, for `keep_response`."""
 
-KeyHeader = Annotated[
-    str | None,
-    HeaderParameter(
-        name=HEADER,
-        # Required in the documentation; a missing or over-long key is a 400 from `check_key`.
-        required=True,
-        description="Required, 1..255 characters; a replay returns the original response.",
-    ),
-]
-"""The route parameter of the `Idempotency-Key` header; pass its value to `check_key`."""
+
+def idempotent(scope: str) -> dict[str, str]:
+    """The `opt` of a route whose requests need an `Idempotency-Key`, scoped per caller."""
+    return {OPTION: scope}
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,15 @@ class StoredResponse:
     status: int
     body: bytes
     replayed: bool
+
+
+class Replayed(Exception):
+    """A request whose key was used before for the same request: its stored response is the
+    answer, sent again with `Idempotent-Replayed: true` (the edge's exception handler)."""
+
+    def __init__(self, stored: StoredResponse) -> None:
+        super().__init__(f"replayed with status {stored.status}")
+        self.stored = stored
 
 
 def check_key(key: str | None) -> str:
@@ -80,21 +95,102 @@ def fingerprint(*parts: bytes | str) -> str:
 Work = Callable[[WriteSession], Awaitable[tuple[int, bytes]]]
 
 
+class Claim:
+    """One request's use of its key, in the order a request goes through it:
+
+    1. `answer_known` before any work: claim the key on Redis, or answer from what Redis knows
+       (the stored response, or 422/409); None when the request goes on.
+    2. `claim` first thing in the request's transaction: the stored response when the database
+       has one, 422 or 409 as above, else the key is claimed until that transaction ends.
+    3. `record` the response in that transaction, just before it commits.
+    4. `stored` once committed (or replayed from the database): a copy for Redis; or `release`
+       Redis's claim when the request failed, so that its retry runs at once.
+    """
+
+    def __init__(
+        self, shared: SharedClaims | None, scope: str, key: str, request_fingerprint: str
+    ) -> None:
+        self.shared = shared
+        self.scope = scope
+        self.key = key
+        self.fingerprint = request_fingerprint
+        self.response: tuple[int, bytes] | None = None
+        """The status and body of the response to store, once the route has answered."""
+        self._holds_shared = False
+
+    async def answer_known(self) -> StoredResponse | None:
+        shared = self.shared
+        if shared is None:
+            return None
+        if await shared.claim(self.scope, self.key, self.fingerprint):
+            self._holds_shared = True
+            return None
+        # Taken: answer from Redis. Nothing there (Redis down, or the entry just expired)?
+        # The database decides.
+        return _answer(await shared.known(self.scope, self.key), self.fingerprint)
+
+    async def claim(self, session: WriteSession, dialect: str) -> StoredResponse | None:
+        return await _claim(session, dialect, self.scope, self.key, self.fingerprint, utcnow())
+
+    async def record(self, session: WriteSession, status: int, body: bytes) -> StoredResponse:
+        await session.execute(
+            update(idempotency_record)
+            .where(idempotency_record.c.scope == self.scope, idempotency_record.c.key == self.key)
+            .values(response_status=status, response_body=body, completed_at=utcnow())
+        )
+        return StoredResponse(status, body, replayed=False)
+
+    async def stored(self, response: StoredResponse) -> None:
+        if self.shared is not None:  # also a replay the database had and Redis had lost
+            await self.shared.store(
+                self.scope, self.key, self.fingerprint, response.status, response.body
+            )
+
+    async def release(self) -> None:
+        if self.shared is not None and self._holds_shared:
+            with contextlib.suppress(Exception):  # else its copy lapses after CLAIM_TTL
+                await self.shared.release(self.scope, self.key)
+
+
+def keep_response(request: Request[Any, Any, Any], status: int, body: bytes) -> None:
+    """Hand the response of an idempotent request to its claim, which stores it with the
+    request's effect (the edge calls this as it encodes a response)."""
+    if OPTION in request.route_handler.opt:
+        claim: Claim | None = request.state.get(_CLAIM)
+        if claim is not None:
+            claim.response = (status, body)
+
+
 class Idempotency:
     """Runs requests at most once per key; `shared` (Redis) answers what it knows first."""
 
     def __init__(self, shared: Cache | None = None) -> None:
         self.shared = SharedClaims(shared, CLAIM_TTL) if shared is not None else None
 
-    async def replay(self, scope: str, key: str, request_fingerprint: str) -> StoredResponse | None:
-        """The stored response if Redis has it (no database round trip), else None.
+    def claim(self, scope: str, key: str, request_fingerprint: str) -> Claim:
+        return Claim(self.shared, scope, key, request_fingerprint)
 
-        Raises as `run_once` does when Redis knows the key was used with another request or is
-        still in flight. A route calls this first when it has work to do before `run_once`.
+    async def claim_for(
+        self, request: Request[Any, Any, Any], caller: Principal | None
+    ) -> Claim | None:
+        """The claim of a request to a route that switched idempotency on (kept with the
+        request for `keep_response`), else None.
+
+        Raises BadRequest for a missing or over-long key. The key belongs to the caller: an
+        idempotent route is one that authenticates (`user: CurrentUser`).
         """
-        if self.shared is None:
+        options: Mapping[str, Any] = request.route_handler.opt
+        scope = options.get(OPTION)
+        if scope is None:
             return None
-        return _answer(await self.shared.known(scope, key), request_fingerprint)
+        if caller is None:
+            raise RuntimeError(f"the idempotent route {request.url.path} needs a signed-in user")
+        key = check_key(request.headers.get(HEADER))
+        body = await request.body()
+        request_fingerprint = fingerprint(request.method, request.url.path, body)
+        claim = self.claim(f"{scope}:{caller.id}", key, request_fingerprint)
+        request.state[_CLAIM] = claim
+        return claim
 
     async def run_once(
         self, db: Database, scope: str, key: str, request_fingerprint: str, work: Work
@@ -105,40 +201,21 @@ class Idempotency:
         first request with the key is still in flight. When `work` fails, nothing of it stays,
         the claim included, so the client may retry with the same key at once.
         """
-        shared = self.shared
-        if shared is not None and not await shared.claim(scope, key, request_fingerprint):
-            # Taken: answer from Redis. Nothing there (Redis down, or the entry just expired)?
-            # The database decides.
-            stored = _answer(await shared.known(scope, key), request_fingerprint)
-            if stored is not None:
-                return stored
-            shared = None
-        try:
-            stored = await _claim_and_run(db, scope, key, request_fingerprint, work)
-        except BaseException:
-            if shared is not None:
-                with contextlib.suppress(Exception):  # else its copy lapses after CLAIM_TTL
-                    await shared.release(scope, key)
-            raise
-        if self.shared is not None:  # also a replay the database had and Redis had lost
-            await self.shared.store(scope, key, request_fingerprint, stored.status, stored.body)
-        return stored
-
-
-async def _claim_and_run(
-    db: Database, scope: str, key: str, request_fingerprint: str, work: Work
-) -> StoredResponse:
-    async with db.write() as session:
-        stored = await _claim(session, db.dialect, scope, key, request_fingerprint, utcnow())
+        claim = self.claim(scope, key, request_fingerprint)
+        stored = await claim.answer_known()
         if stored is not None:
             return stored
-        status, body = await work(session)
-        await session.execute(
-            update(idempotency_record)
-            .where(idempotency_record.c.scope == scope, idempotency_record.c.key == key)
-            .values(response_status=status, response_body=body, completed_at=utcnow())
-        )
-    return StoredResponse(status, body, replayed=False)
+        try:
+            async with db.write() as session:
+                stored = await claim.claim(session, db.dialect)
+                if stored is None:
+                    status, body = await work(session)
+                    stored = await claim.record(session, status, body)
+        except BaseException:
+            await claim.release()
+            raise
+        await claim.stored(stored)
+        return stored
 
 
 def _answer(known: Known | None, request_fingerprint: str) -> StoredResponse | None:

@@ -1,20 +1,28 @@
 """The HTTP edge shared by every service: the app, request ids, metrics, health, content-type
-and body-size checks, the current user. Errors are in `problems`, their documentation in
-`openapi`."""
+and body-size checks, the current user, a service's router. Errors are in `problems`, their
+documentation in `openapi`; what a route is given per request in `unit_of_work`."""
 
 import asyncio
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response, Router, get
+from litestar import Controller, Litestar, MediaType, Request, Response, Router, get
 from litestar.di import NamedDependency, Provide
+from litestar.enums import ParamType, ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import (
     Components,
+    OpenAPI,
+    OpenAPIType,
+    Parameter,
+    Schema,
+    SecurityRequirement,
     SecurityScheme,
 )
+from litestar.response.base import ASGIResponse
 from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,7 +30,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bazaar.platform.auth import Principal, TokenVerifier
 from bazaar.platform.bodies import StrictRequest
 from bazaar.platform.edge_cache import EdgeCache, ResponseCache
-from bazaar.platform.errors import BadRequest, UnsupportedMediaType
+from bazaar.platform.errors import BadRequest, BazaarError, UnsupportedMediaType
+from bazaar.platform.idempotency import HEADER, HEADER_DESCRIPTION, OPTION, Replayed, keep_response
 from bazaar.platform.observability import (
     HTTP_LATENCY,
     child_traceparent,
@@ -35,7 +44,7 @@ from bazaar.platform.openapi import (
     document_control_characters,
     document_problems,
 )
-from bazaar.platform.problems import EXCEPTION_HANDLERS
+from bazaar.platform.problems import EXCEPTION_HANDLERS, problem
 from bazaar.platform.replicas import reads_follow_writes_of, start_request
 
 MAX_BODY = 1024 * 1024
@@ -43,8 +52,11 @@ MAX_BODY = 1024 * 1024
 _METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.partition("; charset=")[0]
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
+BEARER: list[SecurityRequirement] = [{"bearer": []}]
+"""The OpenAPI security of a route that needs an access token."""
 CurrentUser = NamedDependency[Principal]
-"""A route parameter `user: CurrentUser` requires a valid access token (else 401)."""
+"""A route parameter `user: CurrentUser` requires a valid access token (else 401). The
+dependencies of a route that has none get None as `user` (see `unit_of_work`)."""
 _PRINCIPAL = "bazaar_principal"
 """Where a request keeps its verified user, so that its token is verified once."""
 
@@ -69,7 +81,7 @@ class BackgroundCheck:
         self.timeout = timeout
         self._answer: str | None = None
         self._checked_at: float | None = None
-        self._running: asyncio.Task | None = None
+        self._running: asyncio.Task[None] | None = None
 
     async def __call__(self) -> str | None:
         stale = self._checked_at is None or time.monotonic() - self._checked_at >= self.max_age
@@ -91,13 +103,13 @@ class BackgroundCheck:
         self._checked_at = time.monotonic()
 
 
-def _options_answer(app: Litestar) -> Callable[[Request], Response]:
+def _options_answer(app: Litestar) -> Callable[[Request[Any, Any, Any]], Response[None]]:
     """The answer to OPTIONS: 204 with `Allow`. Litestar 2's own answer lists only the methods
     of the first handler registered for a path (litestar#4169, fixed in 3); a path's complete
     route, once every handler is registered, knows them all."""
     allowed: dict[int, str] | None = None
 
-    def answer(request: Request) -> Response:
+    def answer(request: Request[Any, Any, Any]) -> Response[None]:
         nonlocal allowed
         if allowed is None:
             allowed = {
@@ -113,7 +125,7 @@ def _options_answer(app: Litestar) -> Callable[[Request], Response]:
     return answer
 
 
-async def _check_media_type(request: Request) -> None:
+async def _check_media_type(request: Request[Any, Any, Any]) -> None:
     if request.method not in ("POST", "PUT", "PATCH"):
         return
     content_type = request.headers.get("content-type")
@@ -139,14 +151,14 @@ async def _check_media_type(request: Request) -> None:
 def _health_router(
     checks: Sequence[ReadinessCheck],
     degrading: Sequence[ReadinessCheck],
-    get_schema: Callable[[], dict],
+    get_schema: Callable[[], dict[str, Any]],
 ) -> Router:
     @get("/healthz", include_in_schema=False, sync_to_thread=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @get("/readyz", include_in_schema=False)
-    async def readyz() -> Response:
+    async def readyz() -> Response[dict[str, Any]]:
         problems = [problem for check in checks if (problem := await check()) is not None]
         if problems:
             return Response(
@@ -160,11 +172,11 @@ def _health_router(
         return Response({"status": "ok"})
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False)
-    def metrics() -> Response:
+    def metrics() -> Response[bytes]:
         return Response(generate_latest(), media_type=_METRICS_MEDIA_TYPE)
 
     @get("/openapi.json", include_in_schema=False, sync_to_thread=False)
-    def openapi_json() -> dict:
+    def openapi_json() -> dict[str, Any]:
         return get_schema()
 
     return Router("/", route_handlers=[healthz, readyz, metrics, openapi_json])
@@ -189,32 +201,40 @@ def create_app(
     cache (taking every instance out because of it would turn a slower shop into no shop).
     """
 
-    def current_user(request: Request) -> Principal:
-        principal = request.state.get(_PRINCIPAL)
+    def authenticate(request: Request[Any, Any, Any]) -> Principal:
+        principal: Principal | None = request.state.get(_PRINCIPAL)
         if principal is None:
             principal = verifier.from_header(request.headers.get("authorization"))
             reads_follow_writes_of(principal.id)
             request.state[_PRINCIPAL] = principal
         return principal
 
-    app: Litestar
-    document: dict | None = None
+    def current_user(request: Request[Any, Any, Any]) -> Principal | None:
+        """The caller, on a route that asks for it; None for the dependencies of a public
+        route (which ignores any token)."""
+        if "user" not in request.route_handler.parsed_fn_signature.parameters:
+            return None
+        return authenticate(request)
 
-    def schema() -> dict:
+    app: Litestar
+    document: dict[str, Any] | None = None
+
+    def schema() -> dict[str, Any]:
         # Built on first use: most apps (every test's) never serve their documentation.
         nonlocal document
         if document is None:
             openapi = app.openapi_schema
+            _document_idempotency(app, openapi)
             document_problems(openapi)
             document = openapi.to_schema()
             document_control_characters(document)
         return document
 
-    async def before_request(request: Request) -> Response | None:
+    async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
         if request.method == "OPTIONS":
             return options(request)
         if "user" in request.route_handler.parsed_fn_signature.parameters:
-            current_user(request)  # no or a bad token is 401, whatever is wrong with the body
+            authenticate(request)  # no or a bad token is 401, whatever is wrong with the body
         await _check_media_type(request)
         return None
 
@@ -223,7 +243,8 @@ def create_app(
         request_class=StrictRequest,
         dependencies={"user": Provide(current_user, sync_to_thread=False)},
         before_request=before_request,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, Replayed: _replayed},
+        response_class=EdgeResponse,
         request_max_body_size=MAX_BODY,
         openapi_config=OpenAPIConfig(
             title=title,
@@ -257,7 +278,7 @@ class RequestContext:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         request_id = None
@@ -296,6 +317,66 @@ class RequestContext:
 
 def json_response(
     body: bytes, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
+) -> Response[Any]:
     """A response whose JSON body is already encoded (cached or stored for idempotency)."""
     return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+def refusal(error: BazaarError) -> Response[Any]:
+    """The problem response of `error`, for a route to return rather than raise: what the
+    request wrote still commits (a raised error rolls it back)."""
+    return problem(error.status, error.title, error.detail, error.slug, headers=error.headers)
+
+
+def service_router(
+    controllers: Sequence[type[Controller]], dependencies: Mapping[str, Provide]
+) -> Router:
+    """A service's routes: its controllers, given what `dependencies` provide each request
+    (its sessions and unit of work: `unit_of_work`)."""
+    return Router("/", route_handlers=list(controllers), dependencies=dict(dependencies))
+
+
+class EdgeResponse(Response[Any]):
+    """The response of every route that returns data: on an idempotent route, its encoded
+    status and body also go to the request's claim, to be stored with its effect before the
+    transaction commits (the edge commits after the response is built, before it is sent)."""
+
+    def to_asgi_response(
+        self, app: Litestar | None, request: Request[Any, Any, Any], **kwargs: Any
+    ) -> ASGIResponse:
+        response = super().to_asgi_response(app, request, **kwargs)
+        keep_response(request, response.status_code, response.body)
+        return response
+
+
+def _replayed(_request: Request[Any, Any, Any], replay: Replayed) -> Response[Any]:
+    stored = replay.stored
+    return json_response(stored.body, stored.status, {"Idempotent-Replayed": "true"})
+
+
+_KEY_PARAMETER = Parameter(
+    name=HEADER,
+    param_in=ParamType.HEADER,
+    required=True,
+    description=HEADER_DESCRIPTION,
+    schema=Schema(
+        one_of=[Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.NULL)],
+        description=HEADER_DESCRIPTION,
+    ),
+)
+
+
+def _document_idempotency(app: Litestar, openapi: OpenAPI) -> None:
+    """The `Idempotency-Key` header of the routes that switched idempotency on: their claim
+    reads it, not a parameter of theirs, so Litestar does not document it."""
+    for route in app.routes:
+        path_item = (openapi.paths or {}).get(route.path_format)
+        if not isinstance(route, HTTPRoute) or path_item is None:
+            continue
+        for handler in route.route_handlers:
+            if OPTION not in handler.opt:
+                continue
+            for method in handler.http_methods:
+                operation = getattr(path_item, method.lower(), None)
+                if operation is not None:
+                    operation.parameters = [*(operation.parameters or []), _KEY_PARAMETER]
