@@ -129,6 +129,9 @@ async def test_refund_by_a_customer_is_forbidden(
     payment_id = await paid_order(runtime, customer_id)
     response = await client.post(f"/v1/payments/{payment_id}/refund", headers=keyed(headers, "k"))
     assert response.status_code == 403
+    # refused before its key is looked at: without one it is 403 too, not 400
+    keyless = await client.post(f"/v1/payments/{payment_id}/refund", headers=headers)
+    assert keyless.status_code == 403
 
 
 async def test_refund_without_idempotency_key_is_bad_request(

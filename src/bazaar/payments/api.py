@@ -16,7 +16,7 @@ from bazaar.payments.settings import PaymentsSettings
 from bazaar.platform.db import Database
 from bazaar.platform.idempotency import Claim, Idempotency, idempotent
 from bazaar.platform.openapi import problems
-from bazaar.platform.unit_of_work import AnyRequest, Caller, provide_work
+from bazaar.platform.unit_of_work import AnyRequest, Caller, admin_only, provide_work
 from bazaar.platform.web import BEARER, CurrentUser
 
 PaymentId = Annotated[str, PathParameter(description="The payment's id")]
@@ -61,7 +61,7 @@ class PaymentController(Controller):
         status_code=HTTP_200_OK,
         summary="Refund a payment, in part or in full (admin)",
         responses=problems(403, 404, 409),
-        opt=idempotent("payments"),
+        opt=idempotent("payments") | admin_only(),
     )
     async def refund_payment(
         self, payment_id: PaymentId, user: CurrentUser, work: Work, data: RefundBody = None

@@ -145,9 +145,20 @@ async def at_edge(work: UnitOfWork) -> AsyncIterator[None]:
         await claim.stored(stored)
 
 
+ADMIN_ONLY = "admin_only"
+"""A route's `opt` key: only an admin may call it, checked before its idempotency key."""
+
+
+def admin_only() -> dict[str, bool]:
+    """The `opt` of a route only an admin may call: 403 comes before any other check."""
+    return {ADMIN_ONLY: True}
+
+
 async def _claim(
     idempotency: Idempotency | None, request: AnyRequest, user: Caller
 ) -> Claim | None:
+    if user is not None and request.route_handler.opt.get(ADMIN_ONLY):
+        user.require_admin()  # a customer learns nothing of keys: 403, as before any work
     if idempotency is not None:
         return await idempotency.claim_for(request, user)
     if OPTION in request.route_handler.opt:
