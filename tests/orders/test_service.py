@@ -6,10 +6,12 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import select
 
+from bazaar.orders import cart as carts
 from bazaar.orders import listing, service
 from bazaar.orders.models import CartItem, Order
 from bazaar.orders.prices import Quote
-from bazaar.orders.service import Line, OrdersWork
+from bazaar.orders.service import Line
+from bazaar.orders.work import OrdersWork
 from bazaar.platform.auth import Principal
 from bazaar.platform.db import Database
 from bazaar.platform.errors import Conflict, NotFound, Unprocessable
@@ -108,13 +110,13 @@ async def test_ordering_the_cart_empties_it(orders: ShardedDatabase, prices: Pri
     [_, customer_id] = customers_on_each_shard(orders)
     db = orders.for_customer(customer_id)
     async with db.write() as session:
-        await service.set_cart_item(session, customer_id, widget, 2)
-        await service.set_cart_item(session, customer_id, gadget, 1)
+        await carts.set_cart_item(session, customer_id, widget, 2)
+        await carts.set_cart_item(session, customer_id, gadget, 1)
     order = await place(orders, prices, customer_id, None)
     assert [(i.product_id, i.quantity) for i in order.items] == [(widget, 2), (gadget, 1)]
     assert order.total == Money(1500, "USD")
     async with db.read() as session:
-        assert await service.cart_items(session, customer_id) == []
+        assert await carts.cart_items(session, customer_id) == []
 
 
 async def test_an_empty_cart_cannot_be_ordered(orders: ShardedDatabase, prices: PriceList) -> None:
@@ -131,10 +133,10 @@ async def test_a_withdrawn_product_in_the_cart_is_neither_shown_nor_ordered(
     [customer_id, _] = customers_on_each_shard(orders)
     db = orders.for_customer(customer_id)
     async with db.write() as session:
-        await service.set_cart_item(session, customer_id, widget, 2)
-        items = await service.set_cart_item(session, customer_id, gadget, 1)
+        await carts.set_cart_item(session, customer_id, widget, 2)
+        items = await carts.set_cart_item(session, customer_id, gadget, 1)
     prices.withdraw(gadget)
-    cart = service.price_cart(items, await prices.quote([widget, gadget]))
+    cart = carts.price_cart(items, await prices.quote([widget, gadget]))
     assert [line.product_id for line in cart.items] == [widget]
     assert cart.total == Money(500, "USD")
     order = await place(orders, prices, customer_id, None)
@@ -177,13 +179,13 @@ async def test_the_cart_is_priced_when_shown(orders: ShardedDatabase, prices: Pr
     widget = prices.sell(250)
     [customer_id, _] = customers_on_each_shard(orders)
     async with orders.for_customer(customer_id).write() as session:
-        await service.set_cart_item(session, customer_id, widget, 3)
-        items = await service.set_cart_item(session, customer_id, widget, 2)
+        await carts.set_cart_item(session, customer_id, widget, 3)
+        items = await carts.set_cart_item(session, customer_id, widget, 2)
     assert [(item.product_id, item.quantity) for item in items] == [(widget, 2)]
     prices.reprice(widget, 300)
-    cart = service.price_cart(items, await prices.quote([widget]))
+    cart = carts.price_cart(items, await prices.quote([widget]))
     assert cart.items[0].unit_price == Money(300, "USD") and cart.total == Money(600, "USD")
-    assert service.price_cart([], {}).total == Money(0, "USD")
+    assert carts.price_cart([], {}).total == Money(0, "USD")
 
 
 async def test_a_product_in_another_currency_cannot_join_the_cart(
@@ -192,24 +194,24 @@ async def test_a_product_in_another_currency_cannot_join_the_cart(
     dollars, euros = prices.sell(250, "USD"), prices.sell(300, "EUR")
     [customer_id, _] = customers_on_each_shard(orders)
     async with orders.for_customer(customer_id).write() as session:
-        items = await service.set_cart_item(session, customer_id, dollars, 1)
+        items = await carts.set_cart_item(session, customer_id, dollars, 1)
     quotes = await prices.quote([dollars, euros, "nope"])
     with pytest.raises(Unprocessable):
-        service.check_addable(quotes, euros, items)
+        carts.check_addable(quotes, euros, items)
     with pytest.raises(NotFound):
-        service.check_addable(quotes, "nope", items)
-    service.check_addable(quotes, dollars, items)
+        carts.check_addable(quotes, "nope", items)
+    carts.check_addable(quotes, dollars, items)
 
 
 async def test_removing_a_cart_item(orders: ShardedDatabase, prices: PriceList) -> None:
     widget, gadget = prices.sell(250), prices.sell(1000)
     [customer_id, other] = customers_on_each_shard(orders)
     async with orders.for_customer(customer_id).write() as session:
-        await service.set_cart_item(session, customer_id, widget, 1)
-        await service.set_cart_item(session, customer_id, gadget, 1)
-        items = await service.remove_cart_item(session, customer_id, widget)
+        await carts.set_cart_item(session, customer_id, widget, 1)
+        await carts.set_cart_item(session, customer_id, gadget, 1)
+        items = await carts.remove_cart_item(session, customer_id, widget)
         assert [item.product_id for item in items] == [gadget]
-        assert await service.remove_cart_item(session, customer_id, "absent") == items
+        assert await carts.remove_cart_item(session, customer_id, "absent") == items
     async with orders.for_customer(other).read() as session:
         assert (await session.scalars(select(CartItem))).all() == []
 
@@ -241,12 +243,12 @@ async def test_the_catalog_answers_while_no_connection_of_the_shard_is_held(
         async with at_edge(work):  # commits as the edge does, after the use case
             return await use_case(work)
 
-    await in_request(lambda work: service.put_in_cart(work, customer_id, widget, 2))
-    cart = await in_request(lambda work: service.put_in_cart(work, customer_id, gadget, 1))
+    await in_request(lambda work: carts.put_in_cart(work, customer_id, widget, 2))
+    cart = await in_request(lambda work: carts.put_in_cart(work, customer_id, gadget, 1))
     assert [(line.product_id, line.quantity) for line in cart.items] == [(widget, 2), (gadget, 1)]
-    cart = await in_request(lambda work: service.take_out_of_cart(work, customer_id, gadget))
+    cart = await in_request(lambda work: carts.take_out_of_cart(work, customer_id, gadget))
     assert cart.total == Money(500, "USD")
-    assert (await in_request(lambda work: service.show_cart(work, customer_id))) == cart
+    assert (await in_request(lambda work: carts.show_cart(work, customer_id))) == cart
     address = service.Address("Ada", "1 Main St", "Springfield", "12345", "US")
     from_cart = service.NewOrder(None, "pm_card_visa", address)
     order = await in_request(lambda work: service.check_out(work, customer_id, from_cart))

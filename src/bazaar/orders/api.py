@@ -15,6 +15,7 @@ from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from bazaar.orders import listing, service
+from bazaar.orders.cart import PricedCart, put_in_cart, show_cart, take_out_of_cart
 from bazaar.orders.models import Order
 from bazaar.orders.prices import CatalogPrices
 from bazaar.orders.schemas import (
@@ -25,7 +26,7 @@ from bazaar.orders.schemas import (
     OrderRead,
     PlaceOrderRequest,
 )
-from bazaar.orders.service import OrdersWork
+from bazaar.orders.work import OrdersWork
 from bazaar.platform.db import Database
 from bazaar.platform.errors import FieldError, NotFound, Unprocessable
 from bazaar.platform.idempotency import Claim, Idempotency, idempotent
@@ -88,7 +89,7 @@ class CartController(Controller):
 
     @get("/", summary="The caller's cart at current catalog prices", responses=problems(409))
     async def get_cart(self, user: CurrentUser, work: Work) -> CartRead:
-        return cart_read(await service.show_cart(work, user.id))
+        return cart_read(await show_cart(work, user.id))
 
     @put(
         "/items/{product_id:str}",
@@ -103,7 +104,7 @@ class CartController(Controller):
         data: JSONBody[CartItemUpdate],
         work: Work,
     ) -> CartRead:
-        return cart_read(await service.put_in_cart(work, user.id, product_id, data.quantity))
+        return cart_read(await put_in_cart(work, user.id, product_id, data.quantity))
 
     @delete(
         "/items/{product_id:str}",
@@ -114,7 +115,7 @@ class CartController(Controller):
     async def delete_cart_item(
         self, user: CurrentUser, product_id: FromPath[str], work: Work
     ) -> CartRead:
-        return cart_read(await service.take_out_of_cart(work, user.id, product_id))
+        return cart_read(await take_out_of_cart(work, user.id, product_id))
 
 
 class OrderController(Controller):
@@ -207,7 +208,7 @@ def new_order(data: PlaceOrderRequest) -> service.NewOrder:
     )
 
 
-def cart_read(cart: service.PricedCart) -> CartRead:
+def cart_read(cart: PricedCart) -> CartRead:
     lines = [LineRead(line.product_id, line.quantity, line.unit_price) for line in cart.items]
     return CartRead(items=lines, total=cart.total)
 

@@ -1,4 +1,5 @@
-"""Orders' use cases: keep a cart, place an order, move it along the checkout saga, cancel it.
+"""Orders' use cases: place an order, move it along the checkout saga, cancel it (the cart's
+are in `cart.py`).
 
 Prices come from the catalog through the `CatalogPrices` port, never from its tables. A cart
 stores quantities only and is priced when it is shown; an order keeps the prices quoted when it
@@ -6,15 +7,16 @@ was placed. An order changes state only under a row lock (`FOR UPDATE` where the
 it; SQLite writers are serialized anyway), so a customer's cancel and a saga step never both
 win.
 
-The use cases of a request that asks the catalog (the cart's, `check_out`) take the request's
-`OrdersWork` rather than a session: they read, quote, and only then begin the write transaction
-(`OrdersWork.session()`), so that a shard's connection is never held while the catalog answers.
-An open session handed in would have been begun before the quote, and a use case in two steps
-would leave their order to each route; with the unit of work the use case says when its
-transaction begins, and the edge still commits it (or rolls it back) after the route answered.
+The use cases of a request that asks the catalog (`check_out`, the cart's) take the
+request's `OrdersWork` (`work.py`) rather than a session: they read, quote, and only then
+begin the write transaction (`OrdersWork.session()`), so that a shard's connection is never
+held while the catalog answers. An open session handed in would have been begun before the
+quote, and a use case in two steps would leave their order to each route; with the unit of
+work the use case says when its transaction begins, and the edge still commits it (or rolls
+it back) after the route answered.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -23,23 +25,19 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from bazaar.orders import listing
+from bazaar.orders.cart import cart_items, quote_missing
 from bazaar.orders.events import OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced
 from bazaar.orders.models import CancelReason, CartItem, Order, OrderItem, OrderStatus
 from bazaar.orders.prices import CatalogPrices, Quote
+from bazaar.orders.work import OrdersWork
 from bazaar.platform import outbox
 from bazaar.platform.auth import Principal
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, ReadSession, WriteSession
+from bazaar.platform.db import ReadSession, WriteSession
 from bazaar.platform.errors import Conflict, FieldError, NotFound, Unprocessable
-from bazaar.platform.idempotency import Claim
 from bazaar.platform.money import Money
-from bazaar.platform.shards import ShardedDatabase
-from bazaar.platform.unit_of_work import UnitOfWork
 
-#: The currency of an empty cart's zero total.
-DEFAULT_CURRENCY = "USD"
 MAX_QUANTITY = 100
-MAX_CART_ITEMS = 100
 
 Session = ReadSession | WriteSession
 
@@ -48,19 +46,6 @@ Session = ReadSession | WriteSession
 class Line:
     product_id: str
     quantity: int
-
-
-@dataclass(frozen=True, slots=True)
-class PricedLine:
-    product_id: str
-    quantity: int
-    unit_price: Money
-
-
-@dataclass(frozen=True, slots=True)
-class PricedCart:
-    items: list[PricedLine]
-    total: Money
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,158 +68,6 @@ class NewOrder:
     shipping_address: Address
 
 
-class OrdersWork(UnitOfWork):
-    """Orders' unit of work for one request: its shard's reads and write transaction, the
-    shards themselves (which make order ids and serve the admin's listing), and the catalog's
-    prices."""
-
-    def __init__(
-        self,
-        db: Database,
-        shards: ShardedDatabase,
-        prices: CatalogPrices,
-        *,
-        claim: Claim | None = None,
-    ) -> None:
-        super().__init__(db, claim=claim)
-        self.shards = shards
-        self.prices = prices
-
-
-# --- cart -----------------------------------------------------------------------------------
-
-
-async def cart_items(session: Session, customer_id: str) -> list[CartItem]:
-    """The cart in the order its products were first added."""
-    query = (
-        select(CartItem)
-        .where(CartItem.customer_id == customer_id)
-        .order_by(CartItem.created_at, CartItem.product_id)
-    )
-    return list((await session.scalars(query)).all())
-
-
-def check_addable(quotes: dict[str, Quote], product_id: str, cart: Sequence[CartItem]) -> None:
-    """Refuse a product the catalog does not sell, or that another currency than the cart's."""
-    quote = quotes.get(product_id)
-    if quote is None:
-        raise NotFound("No such product")
-    others = {
-        quotes[item.product_id].unit_price.currency
-        for item in cart
-        if item.product_id != product_id and item.product_id in quotes
-    }
-    if others and others != {quote.unit_price.currency}:
-        raise Unprocessable(
-            "The cart holds products priced in another currency",
-            [FieldError(["path", "product_id"], "priced in another currency than the cart")],
-        )
-    if len({item.product_id for item in cart} | {product_id}) > MAX_CART_ITEMS:
-        raise Unprocessable(
-            f"A cart holds at most {MAX_CART_ITEMS} different products",
-            [FieldError(["path", "product_id"], "the cart is full")],
-        )
-
-
-async def set_cart_item(
-    session: WriteSession, customer_id: str, product_id: str, quantity: int
-) -> list[CartItem]:
-    """Put `quantity` of a product in the cart (replacing its quantity); the cart after."""
-    now = utcnow()
-    item = await session.get(CartItem, (customer_id, product_id))
-    if item is None:
-        item = CartItem(
-            customer_id=customer_id,
-            product_id=product_id,
-            quantity=quantity,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(item)
-    else:
-        item.quantity = quantity
-        item.updated_at = now
-    await session.flush()
-    return await cart_items(session, customer_id)
-
-
-async def remove_cart_item(
-    session: WriteSession, customer_id: str, product_id: str
-) -> list[CartItem]:
-    """Take a product out of the cart (nothing to do when it is not there); the cart after."""
-    await session.execute(
-        delete(CartItem).where(
-            CartItem.customer_id == customer_id, CartItem.product_id == product_id
-        )
-    )
-    return await cart_items(session, customer_id)
-
-
-async def show_cart(work: OrdersWork, customer_id: str) -> PricedCart:
-    """The customer's cart at the catalog's current prices."""
-    async with work.read() as session:
-        items = await cart_items(session, customer_id)
-    return price_cart(items, await _quote(work.prices, (item.product_id for item in items)))
-
-
-async def put_in_cart(
-    work: OrdersWork, customer_id: str, product_id: str, quantity: int
-) -> PricedCart:
-    """Set the quantity of a product the catalog sells (`check_addable`); the cart after.
-
-    The products are quoted before the write transaction begins. Only when another request of
-    the customer's added a product in between is that one quoted within the transaction.
-    """
-    async with work.read() as session:
-        before = await cart_items(session, customer_id)
-    quotes = await _quote(work.prices, [product_id, *(item.product_id for item in before)])
-    check_addable(quotes, product_id, before)
-    items = await set_cart_item(await work.session(), customer_id, product_id, quantity)
-    return price_cart(items, await _quote(work.prices, (i.product_id for i in items), quotes))
-
-
-async def take_out_of_cart(work: OrdersWork, customer_id: str, product_id: str) -> PricedCart:
-    """Take a product out of the cart (nothing to do when it is not there); the cart after.
-
-    The cart is read first (on a replica when one may serve), so that what stays in it is
-    quoted before the write transaction begins, as `put_in_cart` does.
-    """
-    async with work.read() as session:
-        before = await cart_items(session, customer_id)
-    quotes = await _quote(work.prices, (i.product_id for i in before if i.product_id != product_id))
-    items = await remove_cart_item(await work.session(), customer_id, product_id)
-    return price_cart(items, await _quote(work.prices, (i.product_id for i in items), quotes))
-
-
-async def _quote(
-    prices: CatalogPrices, product_ids: Iterable[str], known: dict[str, Quote] | None = None
-) -> dict[str, Quote]:
-    """The quotes of `product_ids`: those in `known`, the others from the catalog (which is
-    not asked when there are none)."""
-    quotes = dict(known or {})
-    missing = set(product_ids) - quotes.keys()
-    if missing:
-        quotes |= await prices.quote(missing)
-    return quotes
-
-
-def price_cart(items: Sequence[CartItem], quotes: dict[str, Quote]) -> PricedCart:
-    """The cart at current prices. Products the catalog stopped selling are left out: they
-    cannot be bought, and ordering the cart skips them too."""
-    lines = [
-        PricedLine(item.product_id, item.quantity, quotes[item.product_id].unit_price)
-        for item in items
-        if item.product_id in quotes
-    ]
-    if len({line.unit_price.currency for line in lines}) > 1:
-        # only reachable when the catalog changed a product's currency after it was added
-        raise Conflict("The cart holds products priced in different currencies; remove some")
-    total = Money(0, lines[0].unit_price.currency if lines else DEFAULT_CURRENCY)
-    for line in lines:
-        total += line.unit_price.times(line.quantity)
-    return PricedCart(lines, total)
-
-
 # --- placing an order -------------------------------------------------------------------------
 
 
@@ -251,7 +84,7 @@ async def check_out(work: OrdersWork, customer_id: str, order: NewOrder) -> Orde
             wanted = [item.product_id for item in await cart_items(session, customer_id)]
     else:
         wanted = [line.product_id for line in order.lines]
-    quotes = await _quote(work.prices, wanted)
+    quotes = await quote_missing(work.prices, wanted)
     return await place_order(
         await work.session(),
         work.prices,
@@ -285,7 +118,7 @@ async def place_order(
     if lines is None:
         cart = await cart_items(session, customer_id)
         lines = [Line(item.product_id, item.quantity) for item in cart]
-    quotes = await _quote(prices, (line.product_id for line in lines), quotes)
+    quotes = await quote_missing(prices, (line.product_id for line in lines), quotes)
     if from_cart:
         # the cart never shows products the catalog stopped selling, so they are not ordered
         lines = [line for line in lines if line.product_id in quotes]
