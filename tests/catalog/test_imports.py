@@ -111,7 +111,7 @@ async def test_a_running_job_with_a_live_worker_is_not_claimed_twice(
         job = await imports.submit_import(session, (HEADER + "A,A,,x,1,USD,1\n").encode(), "a")
     settings = CatalogSettings.from_env(Env({}))
     first, second = ProductImports(catalog, pages, settings), worker(catalog, pages)
-    [claimed] = await jobs.claim(catalog, first, limit=1)
+    [(_, claimed)] = await jobs.claim(catalog, [first], limit=1)
     assert await second.run_due() == 0  # claimed by the first worker
     await expire_lease(catalog)  # the first worker stalls past its lease
     assert await second.run_due() == 1  # the second takes the job over and imports

@@ -139,9 +139,9 @@ async def test_a_dead_job_replayed_runs_again_with_fresh_attempts(db: Database) 
 async def test_a_claim_taken_over_cannot_finish(db: Database) -> None:
     chores = Chores(db)
     await enqueue(db, "contested")
-    [stale] = await jobs.claim(db, chores, limit=1)
+    [(_, stale)] = await jobs.claim(db, [chores], limit=1)
     await make_due(db)  # its lease ran out
-    [current] = await jobs.claim(db, chores, limit=1)
+    [(_, current)] = await jobs.claim(db, [chores], limit=1)
     assert current.attempts == stale.attempts + 1
     with pytest.raises(jobs.JobLost):
         await chores.run(stale)

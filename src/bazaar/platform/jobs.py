@@ -176,14 +176,19 @@ def claiming(query: Select[RowT]) -> Select[RowT]:
     return query.with_for_update(skip_locked=True)
 
 
-async def claim(db: Database, handler: JobHandler, limit: int) -> list[Job]:
-    """Take up to `limit` due jobs of `handler.kind` for its lease."""
+async def claim(
+    db: Database, handlers: Sequence[JobHandler], limit: int
+) -> list[tuple[JobHandler, Job]]:
+    """Take up to `limit` due jobs of the handlers' kinds, each for its handler's lease, in
+    one short transaction (a worker that wakes claims once, whatever kinds it runs)."""
+    by_kind = {handler.kind: handler for handler in handlers}
     now = utcnow()
+    claimed: list[tuple[JobHandler, Job]] = []
     async with db.write() as session:
-        due: Select[tuple[str, bytes, int]] = claiming(
-            select(job_table.c.id, job_table.c.payload, job_table.c.attempts)
+        due: Select[tuple[str, str, bytes]] = claiming(
+            select(job_table.c.id, job_table.c.kind, job_table.c.payload)
             .where(
-                job_table.c.kind == handler.kind,
+                job_table.c.kind.in_(by_kind),
                 job_table.c.status == JobStatus.QUEUED,
                 job_table.c.run_at <= now,
             )
@@ -191,23 +196,29 @@ async def claim(db: Database, handler: JobHandler, limit: int) -> list[Job]:
             .limit(limit)
         )
         rows = (await session.execute(due)).all()
-        if not rows:
-            return []
-        # The `run_at` guard keeps a claim that SQLite made meanwhile from being taken twice.
-        await session.execute(
-            update(job_table)
-            .where(job_table.c.id.in_([row.id for row in rows]), job_table.c.run_at <= now)
-            .values(
-                run_at=now + timedelta(seconds=handler.lease),
-                attempts=job_table.c.attempts + 1,
+        for kind in {row.kind for row in rows}:
+            handler = by_kind[kind]
+            payloads = {row.id: row.payload for row in rows if row.kind == kind}
+            # The `run_at` guard leaves out what another claimer took meanwhile (SQLite).
+            taken = await session.execute(
+                update(job_table)
+                .where(job_table.c.id.in_(payloads), job_table.c.run_at <= now)
+                .values(
+                    run_at=now + timedelta(seconds=handler.lease),
+                    attempts=job_table.c.attempts + 1,
+                )
+                .returning(job_table.c.id, job_table.c.attempts)
+                .execution_options(synchronize_session=False)
             )
-            .execution_options(synchronize_session=False)
-        )
-    deadline = time.monotonic() + handler.lease
-    return [
-        Job(row.id, handler.kind, msgspec.json.decode(row.payload), row.attempts + 1, deadline)
-        for row in rows
-    ]
+            deadline = time.monotonic() + handler.lease
+            claimed += [
+                (
+                    handler,
+                    Job(job_id, kind, msgspec.json.decode(payloads[job_id]), attempts, deadline),
+                )
+                for job_id, attempts in taken.all()
+            ]
+    return claimed
 
 
 async def record_failure(
@@ -304,7 +315,8 @@ class JobWorker:
     """Runs the jobs of one database for some handlers: woken after a commit that enqueued
     one (in this process, or by PostgreSQL's NOTIFY from another), else every poll interval.
 
-    Each kind is claimed `batch_size` at a time and run `lanes` at once.
+    Due jobs are claimed `batch_size` at a time, oldest first whatever their kind, and run
+    `lanes` at once.
     """
 
     def __init__(
@@ -350,15 +362,11 @@ class JobWorker:
                     await listener
 
     async def run_due(self) -> int:
-        """Claim and run one batch of each kind at once; how many jobs ran."""
-        counts = await asyncio.gather(*(self._run_batch(handler) for handler in self.handlers))
-        self._full = any(count == self.batch_size for count in counts)
-        return sum(counts)
-
-    async def _run_batch(self, handler: JobHandler) -> int:
-        jobs = await claim(self.db, handler, self.batch_size)
-        await asyncio.gather(*(self._run(handler, job) for job in jobs))
-        return len(jobs)
+        """Claim one batch of due jobs and run them; how many ran."""
+        claimed = await claim(self.db, self.handlers, self.batch_size)
+        self._full = len(claimed) == self.batch_size
+        await asyncio.gather(*(self._run(handler, job) for handler, job in claimed))
+        return len(claimed)
 
     async def _run(self, handler: JobHandler, job: Job) -> None:
         async with self._lanes:
