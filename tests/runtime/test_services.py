@@ -1,8 +1,10 @@
 """The service list is each service's own definition: every path a service documents lies
 under a prefix it declares (so HAProxy, which routes by those prefixes, sends it there), and
-no prefix belongs to two services. Every service has the same modules, its settings among them."""
+no prefix belongs to two services. Every service has the same modules, its settings among them.
+Every event consumer is named for its service."""
 
 import importlib
+import re
 from pathlib import Path
 
 import httpx
@@ -59,3 +61,19 @@ def test_every_service_has_the_same_modules_and_its_own_settings(service: str) -
     assert (Path(package.__file__).parent / "migrations").is_dir()
     settings = Settings.from_env({})
     assert type(getattr(settings, service)).__module__ == f"bazaar.{service}.settings"
+
+
+async def test_every_consumer_is_named_service_or_service_dot_purpose(tmp_path: Path) -> None:
+    """`orders` when one queue serves several of the service's handlers, else
+    `payments.capture_payment`; a name given up is retired for one the service still uses."""
+    load_or_create_key(tmp_path / "data" / KEY_FILE)
+    runtime = Runtime(settings_for(tmp_path / "data"))
+    await runtime.stop()
+    for part in runtime.parts:
+        consumers = {subscription.consumer for subscription in part.subscriptions}
+        named = re.compile(rf"{part.name}(\.[a-z]+(_[a-z]+)*)?")
+        assert [c for c in consumers if not named.fullmatch(c)] == [], part.name
+        assert set(part.retired_consumers.values()) <= consumers
+        assert not set(part.retired_consumers) & consumers
+    retired = {old for part in runtime.parts for old in part.retired_consumers}
+    assert retired == {"notifications-webhooks"}

@@ -12,9 +12,12 @@ from bazaar.platform.events import Envelope, Event, read_event
 
 CONSUMER = "notifications"
 """One consumer for the customer's notifications and emails, whatever the event."""
-WEBHOOK_CONSUMER = "notifications-webhooks"
+WEBHOOK_CONSUMER = "notifications.webhooks"
 """A consumer of its own: the same event id is recorded once per consumer, and an order event
 both notifies the customer and feeds the webhooks."""
+RETIRED_CONSUMERS = {"notifications-webhooks": WEBHOOK_CONSUMER}
+"""Names this service's consumers had before (old: new): the bus moves what their queues still
+hold to the new one (a migration renamed their rows in the inbox and dead letters)."""
 
 WEBHOOK_EVENTS: dict[str, type[Event]] = {
     event.event_type: event

@@ -29,6 +29,7 @@ def build(
         [db],
         service_router(api.CONTROLLERS, api.dependencies(db, settings)),
         subscriptions=handlers.subscriptions(db),
+        retired_consumers=handlers.RETIRED_CONSUMERS,
         background=[worker.run],
         closers=[sender.aclose],
     )

@@ -11,7 +11,7 @@ import asyncio
 import random
 import traceback
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
@@ -110,6 +110,12 @@ class EventBus(Protocol):
     False when a broker stores them first (RabbitMQ), so a publisher may hold locks meanwhile."""
 
     def subscribe(self, subscription: Subscription) -> None: ...
+
+    def retire(self, consumers: Mapping[str, str]) -> None:
+        """Take these consumer names (old name: its successor) out of service: when queues are
+        declared, what the bus keeps for an old name moves to its successor's, and the old
+        name's place goes. A renamed consumer's inbox and dead-letter rows are its service's
+        migration to rename."""
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Return once the bus has taken responsibility for every envelope (confirmed)."""
@@ -319,6 +325,9 @@ class InProcessBus:
     def subscribe(self, subscription: Subscription) -> None:
         self._by_type[subscription.event_type].append(subscription)
         self._queues.setdefault(subscription.consumer, asyncio.Queue())
+
+    def retire(self, consumers: Mapping[str, str]) -> None:
+        pass  # it keeps no message beyond the process: an old name holds nothing
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         loop = asyncio.get_running_loop()

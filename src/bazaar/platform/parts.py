@@ -1,7 +1,7 @@
 """What a service contributes to a process; the runtime puts the parts of several together."""
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from litestar import Router
 
@@ -24,3 +24,6 @@ class ServiceParts:
     background: Sequence[Loop] = ()
     closers: Sequence[Callable[[], Awaitable[None]]] = ()
     """What the process calls as it stops: connections of the service's own to close."""
+    retired_consumers: Mapping[str, str] = field(default_factory=dict)
+    """Consumer names the service no longer uses, each with its successor (see
+    `EventBus.retire`)."""

@@ -20,7 +20,8 @@ limit, which is there for poison messages (a message held past the broker's `con
 `concurrency` handlers run at once in a process (each holds a database connection, so this
 stays below the pool), and `stop` lets the running ones finish before it hands the rest back.
 `declare_queues` creates the consumers' queues ahead of time (`bazaar migrate`), so that an
-event published before its consumer first runs is kept.
+event published before its consumer first runs is kept; it also moves what the queues of a
+retired consumer name hold to its successor's (`retire`, `rabbitmq_retirement`).
 
 A Kafka adapter (aiokafka) would sit beside this one behind the same `EventBus` port: a topic
 per event type (or per source) keyed by the envelope key, `publish` awaiting the producer's
@@ -34,7 +35,7 @@ delivery limit, a per-message attempt count that moves a poison message to a
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import aio_pika
@@ -47,6 +48,7 @@ from aio_pika.abc import (
 )
 
 from bazaar.platform import rabbitmq_letters as letters
+from bazaar.platform import rabbitmq_retirement as retirement
 from bazaar.platform.bus import (
     QueueDepth,
     RetryPolicy,
@@ -93,6 +95,8 @@ class RabbitMQBus:
         self.stop_grace = stop_grace
         """How long `stop` lets running handlers finish before abandoning them."""
         self._subscriptions: dict[str, list[Subscription]] = defaultdict(list)
+        self._retired: dict[str, str] = {}
+        """Retired consumer names and their successors (`retire`)."""
         self._connection: AbstractConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
@@ -118,6 +122,9 @@ class RabbitMQBus:
     def subscribe(self, subscription: Subscription) -> None:
         self._subscriptions[subscription.consumer].append(subscription)
 
+    def retire(self, consumers: Mapping[str, str]) -> None:
+        self._retired.update(consumers)
+
     async def start(self) -> None:
         self._connection = await self._connect(robust=True)
         publisher = await self._connection.channel(publisher_confirms=True)
@@ -132,7 +139,12 @@ class RabbitMQBus:
     async def declare_queues(self, subscriptions: Iterable[Subscription]) -> None:
         """Declare the durable queue of every consumer among `subscriptions`, bound to its
         event types, so the broker keeps what is published before that consumer first runs
-        (`bazaar migrate` does this). Broadcast consumers have no queue until they run."""
+        (`bazaar migrate` does this). Broadcast consumers have no queue until they run.
+
+        Then retire the queues of each retired name (`retire`) whose successor is among them:
+        once the successor's queue is bound, what the old queues hold moves there and they go
+        (see `rabbitmq_retirement.retire`: idempotent, safe from several processes at once).
+        """
         by_consumer: dict[str, list[Subscription]] = defaultdict(list)
         for subscription in subscriptions:
             by_consumer[subscription.consumer].append(subscription)
@@ -142,6 +154,13 @@ class RabbitMQBus:
             for consumer, its in by_consumer.items():
                 if not _broadcast_only(its):
                     await self._declare_subscribed_queue(channel, consumer, its)
+        for old, new in self._retired.items():
+            successor = by_consumer.get(new, [])
+            # a name still subscribed is no one's to retire: its queue is live
+            if successor and not _broadcast_only(successor) and old not in by_consumer:
+                event_types = {subscription.event_type for subscription in successor}
+                connection = await self._connect(robust=False)
+                await retirement.retire(self, connection, old, new, event_types)
 
     async def _declare_subscribed_queue(
         self, channel: AbstractChannel, consumer: str, subscriptions: Sequence[Subscription]

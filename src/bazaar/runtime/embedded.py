@@ -61,6 +61,8 @@ class Runtime:
         self._subscribed = list(self._subscriptions())
         for subscription in self._subscribed:
             self.platform.bus.subscribe(subscription)
+        for part in self.parts:
+            self.platform.bus.retire(part.retired_consumers)
         self._bus_started = False
         self.relay = OutboxRelay(self.databases, self.platform.bus)
 
@@ -86,7 +88,8 @@ class Runtime:
     async def migrate(self) -> None:
         """Create missing databases (PostgreSQL) and migrate every one, shards included; with
         RabbitMQ, declare every consumer's queue, so events published before it first runs
-        wait for it."""
+        wait for it, and move what the queues of retired consumer names hold to their
+        successors'."""
         await require_servers(self.platform)
         for part in self.parts:
             for db in part.databases:
