@@ -119,17 +119,20 @@ class ReplicaSession(ReadSession):
 
 
 def signal_after_commit(session: WriteSession, name: str) -> None:
-    """Wake the listeners of `name` on this database once the transaction has committed.
+    """Wake the listeners of `name` on this database once the transaction has committed:
+    this process's through `after_commit`, other processes' by a NOTIFY sent with the commit
+    (PostgreSQL).
 
-    This is how a row written for a background loop (an outbox row, an email to send) gets
-    picked up at once instead of at the loop's next poll; a rollback wakes no one.
+    This is how a row written for a background loop (an outbox row, a job) gets picked up at
+    once instead of at the loop's next poll; a rollback wakes no one.
     """
     session.info.setdefault("signals", set()).add(name)
 
 
 def after_commit(session: WriteSession, call: Callable[[], None]) -> None:
-    """Call `call` once the transaction has committed: a metric then counts what really
-    happened, once, however often a rolled-back attempt is retried."""
+    """Call `call` once the transaction has committed (the one hook for it): a metric then
+    counts what really happened, once, however often a rolled-back attempt is retried; a
+    cache entry is dropped only once the change is there to be read again."""
     session.info.setdefault("after_commit", []).append(call)
 
 
@@ -187,13 +190,13 @@ class Database:
         async with self._writer() as session:
             async with session.begin():
                 yield session
+                for signal in session.info.get("signals", ()):
+                    for wake in self.listeners.get(signal, ()):
+                        after_commit(session, wake)
                 for signal in self._signals_for_other_processes(session):
                     await pg_notify.notify(session, signal)
             if self.replicas is not None:
                 await self.replicas.remember_commit(await session.connection())
-        for signal in session.info.get("signals", ()):
-            for wake in self.listeners.get(signal, ()):
-                wake()
         for call in session.info.get("after_commit", ()):
             call()
 
