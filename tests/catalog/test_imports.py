@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bazaar.catalog import imports, service
+from bazaar.catalog.api import job_read
 from bazaar.catalog.csv_records import Record
 from bazaar.catalog.imports import MAX_ATTEMPTS, BatchOutcome, ProductImports
 from bazaar.catalog.models import ImportJob, Product
@@ -30,7 +31,7 @@ def worker(catalog: Database, pages: ProductPages, batch_size: int = 2) -> JobWo
 
 async def job_of(catalog: Database, job_id: str) -> dict:
     async with catalog.read() as session:
-        read = imports.job_read(await imports.get_job(session, job_id))
+        read = job_read(await imports.get_job(session, job_id))
     return {"status": read.status, "progress": read.progress, **(read.result or {})}
 
 
@@ -39,7 +40,7 @@ async def run_import(catalog: Database, importer: JobWorker, csv: str) -> dict:
         job = await imports.submit_import(session, csv.encode(), "admin-1")
     assert await importer.run_due() == 1
     async with catalog.read() as session:
-        read = imports.job_read(await imports.get_job(session, job.id))
+        read = job_read(await imports.get_job(session, job.id))
     return {
         "status": read.status,
         "progress": read.progress,

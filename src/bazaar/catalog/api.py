@@ -23,6 +23,7 @@ from litestar.status_codes import (
 )
 
 from bazaar.catalog import imports, service
+from bazaar.catalog.models import ImportJob
 from bazaar.catalog.pages import ProductPages, etag_matches, product_read
 from bazaar.catalog.schemas import (
     CategoryList,
@@ -239,7 +240,7 @@ class ProductController(Controller):
     async def get_job(self, job_id: FromPath[str], user: CurrentUser, work: Work) -> JobRead:
         user.require_admin()
         job = await work.read_by_id(lambda session: imports.get_job(session, job_id))
-        return imports.job_read(job)
+        return job_read(job)
 
 
 CONTROLLERS = [ProductController]
@@ -282,3 +283,23 @@ def _product_ids(ids: str, *, alone: bool) -> list[str]:
             [FieldError(["query", "ids"], f"1 to {MAX_IDS} comma-separated ids")],
         )
     return wanted
+
+
+def job_read(job: ImportJob) -> JobRead:
+    if job.status == imports.ImportStatus.SUCCEEDED:
+        progress = 1.0
+    elif job.total_rows:
+        progress = min(1.0, job.processed_rows / job.total_rows)
+    else:
+        progress = 0.0
+    result = None
+    if job.total_rows is not None:
+        result = {
+            "processed": job.processed_rows,
+            "total": job.total_rows,
+            "created": job.created_count,
+            "updated": job.updated_count,
+            "failed": job.failed_count,
+            "errors": job.errors,
+        }
+    return JobRead(job.id, job.kind, job.status, progress, result, job.error)

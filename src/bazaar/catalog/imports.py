@@ -22,7 +22,7 @@ from bazaar.catalog.csv_records import Record, read_records
 from bazaar.catalog.events import ProductUpdated
 from bazaar.catalog.models import ImportFile, ImportJob, Product
 from bazaar.catalog.pages import ProductPages
-from bazaar.catalog.schemas import Amount, CategoryName, Description, JobRead, Name, Sku, Stock
+from bazaar.catalog.schemas import Amount, CategoryName, Description, Name, Sku, Stock
 from bazaar.catalog.service import use_categories
 from bazaar.catalog.settings import CatalogSettings
 from bazaar.platform import jobs, outbox
@@ -88,26 +88,6 @@ async def get_job(session: ReadSession, job_id: str) -> ImportJob:
     if job is None:
         raise NotFound("No such job")
     return job
-
-
-def job_read(job: ImportJob) -> JobRead:
-    if job.status == ImportStatus.SUCCEEDED:
-        progress = 1.0
-    elif job.total_rows:
-        progress = min(1.0, job.processed_rows / job.total_rows)
-    else:
-        progress = 0.0
-    result = None
-    if job.total_rows is not None:
-        result = {
-            "processed": job.processed_rows,
-            "total": job.total_rows,
-            "created": job.created_count,
-            "updated": job.updated_count,
-            "failed": job.failed_count,
-            "errors": job.errors,
-        }
-    return JobRead(job.id, job.kind, job.status, progress, result, job.error)
 
 
 @dataclass
