@@ -20,7 +20,7 @@ from bazaar.platform.errors import Conflict
 from bazaar.platform.idempotency import CLAIM_WAIT_MS, Idempotency, StoredResponse
 from bazaar.platform.postgres import maintenance_connection
 from bazaar.runtime.embedded import Runtime
-from tests.integration.conftest import on_fresh_database
+from tests.integration.conftest import on_fresh_database, run_once
 
 
 @pytest.fixture
@@ -46,15 +46,15 @@ async def test_a_duplicate_in_flight_is_409_after_a_short_wait(runtime: Runtime)
     async def never(_session: WriteSession) -> tuple[int, bytes]:
         raise AssertionError("a duplicate ran its work")
 
-    first = asyncio.create_task(idempotency.run_once(db, scope, "k", "fp", slow))
+    first = asyncio.create_task(run_once(idempotency, db, scope, "k", "fp", slow))
     await started_work.wait()
     began = time.monotonic()
     with pytest.raises(Conflict):
-        await idempotency.run_once(db, scope, "k", "fp", never)
+        await run_once(idempotency, db, scope, "k", "fp", never)
     assert time.monotonic() - began < CLAIM_WAIT_MS / 1000 + 1
     finish.set()
     assert await first == StoredResponse(201, b"{}", replayed=False)
-    assert await idempotency.run_once(db, scope, "k", "fp", never) == StoredResponse(
+    assert await run_once(idempotency, db, scope, "k", "fp", never) == StoredResponse(
         201, b"{}", replayed=True
     )
 
@@ -74,7 +74,7 @@ async def test_a_request_whose_process_died_frees_its_key_at_once(runtime: Runti
     async def work(_session: WriteSession) -> tuple[int, bytes]:
         return 201, b'{"placed": true}'
 
-    dying = asyncio.create_task(idempotency.run_once(db, scope, "k", "fp", dies))
+    dying = asyncio.create_task(run_once(idempotency, db, scope, "k", "fp", dies))
     await holding.wait()
     # what a SIGKILL of the process does to its connection: the server ends its transaction
     admin: asyncpg.Connection = await maintenance_connection(db.primary.url)
@@ -86,7 +86,7 @@ async def test_a_request_whose_process_died_frees_its_key_at_once(runtime: Runti
     began = time.monotonic()
     while True:
         try:
-            stored = await idempotency.run_once(db, scope, "k", "fp", work)
+            stored = await run_once(idempotency, db, scope, "k", "fp", work)
             break
         except Conflict:
             assert time.monotonic() - began < 3, "the dead request's claim locked out its retry"

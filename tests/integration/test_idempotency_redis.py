@@ -20,6 +20,7 @@ from bazaar.platform.db import WriteSession
 from bazaar.platform.errors import Conflict, Unprocessable
 from bazaar.platform.idempotency import Idempotency, StoredResponse
 from bazaar.runtime.embedded import Runtime
+from tests.integration.conftest import run_once
 from tests.integration.test_redis import RedisServer, running
 from tests.orders.test_api import keyed, order_body, product
 from tests.plugin import admin, customer
@@ -88,18 +89,18 @@ async def test_a_duplicate_in_flight_on_another_instance_is_409_without_the_data
 
         try:
             async with asyncio.timeout(10):
-                in_flight = asyncio.create_task(first.run_once(db, scope, "k", "fp", slow))
+                in_flight = asyncio.create_task(run_once(first, db, scope, "k", "fp", slow))
                 await started.wait()
                 statements.clear()
                 with pytest.raises(Conflict):
-                    await second.run_once(db, scope, "k", "fp", never)
+                    await run_once(second, db, scope, "k", "fp", never)
                 with pytest.raises(Unprocessable):
-                    await second.run_once(db, scope, "k", "another request", never)
+                    await run_once(second, db, scope, "k", "another request", never)
                 assert statements == []
                 finish.set()
                 assert await in_flight == StoredResponse(200, b'{"done": true}', replayed=False)
                 statements.clear()
-                replay = await second.run_once(db, scope, "k", "fp", never)
+                replay = await run_once(second, db, scope, "k", "fp", never)
                 assert replay == StoredResponse(200, b'{"done": true}', replayed=True)
                 assert statements == []
         finally:

@@ -19,7 +19,7 @@ instance answer a replay or an in-flight duplicate without a database round trip
 
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bazaar.platform.auth import Principal
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.db import WriteSession, insert_ignoring_duplicates
 from bazaar.platform.errors import BadRequest, Conflict, Unprocessable
 from bazaar.platform.idempotency_cache import Known, SharedClaims
 from bazaar.platform.postgres import lock_timeout_setting
@@ -90,9 +90,6 @@ def fingerprint(*parts: bytes | str) -> str:
         digest.update(part.encode() if isinstance(part, str) else part)
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-Work = Callable[[WriteSession], Awaitable[tuple[int, bytes]]]
 
 
 class Claim:
@@ -191,31 +188,6 @@ class Idempotency:
         claim = self.claim(f"{scope}:{caller.id}", key, request_fingerprint)
         request.state[_CLAIM] = claim
         return claim
-
-    async def run_once(
-        self, db: Database, scope: str, key: str, request_fingerprint: str, work: Work
-    ) -> StoredResponse:
-        """Run `work` at most once for (`scope`, `key`), or replay the response it gave.
-
-        Raises Unprocessable when the key was used with another request, Conflict while the
-        first request with the key is still in flight. When `work` fails, nothing of it stays,
-        the claim included, so the client may retry with the same key at once.
-        """
-        claim = self.claim(scope, key, request_fingerprint)
-        stored = await claim.answer_known()
-        if stored is not None:
-            return stored
-        try:
-            async with db.write() as session:
-                stored = await claim.claim(session, db.dialect)
-                if stored is None:
-                    status, body = await work(session)
-                    stored = await claim.record(session, status, body)
-        except BaseException:
-            await claim.release()
-            raise
-        await claim.stored(stored)
-        return stored
 
 
 def _answer(known: Known | None, request_fingerprint: str) -> StoredResponse | None:
