@@ -99,26 +99,27 @@ def _dead_letters(replay: bool, consumer: str | None, event_id: str | None) -> l
     from bazaar.platform import jobs
     from bazaar.runtime.embedded import Runtime
 
+    # `job:<kind>` names dead jobs only; another consumer, the bus's letters only
+    kind = consumer.removeprefix(jobs.DEAD_LETTER_PREFIX) if consumer else None
+    of_jobs = consumer is None or kind != consumer
+    of_bus = consumer is None or kind == consumer
+
     async def run() -> list[Letter]:
         runtime = Runtime(settings_or_exit())
-        consumers = None if consumer is None else [consumer]
-        kinds = None
-        if consumer is not None and consumer.startswith(jobs.DEAD_LETTER_PREFIX):
-            consumers, kinds = [], [consumer.removeprefix(jobs.DEAD_LETTER_PREFIX)]
-        elif consumer is not None:
-            kinds = []
         try:
             if runtime.platform.settings.embedded:  # the SQLite files may be new
                 await runtime.migrate()
-            bus = runtime.platform.bus
             listed: list[Letter] = []
-            if consumers != []:
+            if of_bus:
+                consumers = None if consumer is None else [consumer]
+                bus = runtime.platform.bus
                 if replay:
                     letters = await bus.replay_dead_letters(consumers, event_id)
                 else:
                     letters = await bus.dead_letters(consumers)
                 listed += [(d.consumer, d.event_id, d.type, d.reason, d.failed_at) for d in letters]
-            if kinds != []:
+            if of_jobs:
+                kinds = None if kind is None else [kind]
                 for db in runtime.platform.all_databases():
                     listed += await _dead_jobs(db, kinds, event_id, replay=replay)
             return [letter for letter in listed if event_id in (None, letter[1])]

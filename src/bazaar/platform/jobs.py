@@ -292,13 +292,9 @@ async def dead_jobs(session: ReadSession, kinds: Sequence[str] | None = None) ->
     ]
 
 
-async def replay_dead(
-    session: WriteSession, kinds: Sequence[str] | None = None, job_id: str | None = None
-) -> int:
-    """Queue dead jobs again (of `kinds`, or one) with their attempts reset; how many."""
+async def replay_dead(session: WriteSession, job_id: str | None = None) -> int:
+    """Queue dead jobs again (all, or one) with their attempts reset; how many."""
     query = update(job_table).where(job_table.c.status == JobStatus.DEAD)
-    if kinds is not None:
-        query = query.where(job_table.c.kind.in_(kinds))
     if job_id is not None:
         query = query.where(job_table.c.id == job_id)
     replayed = await session.execute(
