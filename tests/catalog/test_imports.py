@@ -16,7 +16,8 @@ from bazaar.catalog.settings import CatalogSettings
 from bazaar.platform import jobs
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession
-from bazaar.platform.jobs import JobLost, JobWorker
+from bazaar.platform.job_worker import JobWorker
+from bazaar.platform.jobs import JobLost
 from bazaar.platform.schema import job as job_table
 from bazaar.platform.settings import Env
 from tests.catalog.conftest import add_product, outbox_events

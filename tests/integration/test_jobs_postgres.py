@@ -22,7 +22,7 @@ from bazaar.notifications.settings import NotificationsSettings
 from bazaar.notifications.wiring import SCHEMA
 from bazaar.platform import migrations
 from bazaar.platform.db import Database
-from bazaar.platform.jobs import JobWorker
+from bazaar.platform.job_worker import JobWorker
 from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
 from bazaar.platform.schema import job
 from bazaar.platform.settings import Env
@@ -37,7 +37,7 @@ from pathlib import Path
 from bazaar.notifications import service
 from bazaar.notifications.mailer import Mailer
 from bazaar.notifications.settings import NotificationsSettings
-from bazaar.platform.jobs import JobWorker
+from bazaar.platform.job_worker import JobWorker
 from bazaar.platform.postgres import postgres_database
 from bazaar.platform.settings import Env
 

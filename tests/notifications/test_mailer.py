@@ -19,7 +19,7 @@ from bazaar.notifications.models import DeliveryStatus, OutgoingEmail
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.orders.events import OrderConfirmed
 from bazaar.platform.db import Database
-from bazaar.platform.jobs import JobWorker
+from bazaar.platform.job_worker import JobWorker
 from bazaar.platform.money import Money
 from bazaar.platform.settings import Env
 from tests.notifications.conftest import FAST, add_recipient

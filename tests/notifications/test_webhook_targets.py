@@ -13,7 +13,7 @@ from bazaar.notifications.settings import NotificationsSettings
 from bazaar.notifications.webhook_sender import WebhookSender
 from bazaar.platform.db import Database
 from bazaar.platform.errors import Unavailable, Unprocessable
-from bazaar.platform.jobs import JobWorker
+from bazaar.platform.job_worker import JobWorker
 from bazaar.platform.settings import Env
 from tests.notifications.conftest import CONFIRMED, FAST, Receiver, deliveries, publish
 

@@ -18,7 +18,7 @@ from bazaar.orders.events import OrderCancelled
 from bazaar.payments.events import PaymentRefunded
 from bazaar.platform.db import Database
 from bazaar.platform.errors import NotFound, Unprocessable
-from bazaar.platform.jobs import JobWorker
+from bazaar.platform.job_worker import JobWorker
 from bazaar.platform.money import Money
 from bazaar.platform.settings import Env
 from tests.notifications.conftest import CONFIRMED, FAST, Receiver, deliveries, publish

@@ -14,7 +14,8 @@ from bazaar.notifications.wiring import SCHEMA
 from bazaar.platform import jobs
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession
-from bazaar.platform.jobs import Backoff, Failed, GiveUp, Job, JobStatus, JobWorker
+from bazaar.platform.job_worker import JobWorker
+from bazaar.platform.jobs import Backoff, Failed, GiveUp, Job, JobStatus
 from bazaar.platform.schema import job as job_table
 from tests.plugin import migrated
 

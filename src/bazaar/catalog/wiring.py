@@ -8,7 +8,7 @@ from bazaar.catalog.pages import ProductPages
 from bazaar.catalog.settings import CatalogSettings
 from bazaar.platform.db import Database
 from bazaar.platform.edge_cache import ResponseCache
-from bazaar.platform.jobs import JobWorker
+from bazaar.platform.job_worker import JobWorker
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
 from bazaar.platform.web import service_router

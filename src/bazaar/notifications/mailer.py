@@ -94,9 +94,8 @@ class Mailer:
     async def failed(
         self, session: WriteSession, job: Job, error: BaseException, *, final: bool
     ) -> None:
-        known = isinstance(error, (GiveUp, Failed))
-        reason = str(error) if known else f"{type(error).__name__}: {error}"
-        await service.record_email_failure(session, job.payload["email_id"], reason, final=final)
+        why = jobs.reason(error)
+        await service.record_email_failure(session, job.payload["email_id"], why, final=final)
 
     async def _send_smtp(self, smtp_url: str, message: EmailMessage) -> None:
         url = urlsplit(smtp_url)

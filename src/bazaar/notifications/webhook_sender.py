@@ -112,9 +112,7 @@ class WebhookSender:
             session,
             job.payload["delivery_id"],
             status_code=error.status_code if isinstance(error, NotAcknowledged) else None,
-            error=str(error)
-            if isinstance(error, (GiveUp, Failed))
-            else f"{type(error).__name__}: {error}",
+            error=jobs.reason(error),
             final=final,
             counted=not refused,  # nothing was sent
         )

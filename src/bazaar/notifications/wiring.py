@@ -8,7 +8,7 @@ from bazaar.notifications.mailer import Mailer
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.notifications.webhook_sender import WebhookSender
 from bazaar.platform.db import Database
-from bazaar.platform.jobs import JobWorker
+from bazaar.platform.job_worker import JobWorker
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.parts import ServiceParts
 from bazaar.platform.web import service_router

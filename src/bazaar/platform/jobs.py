@@ -1,9 +1,9 @@
 """The job queue: work a service does after a commit, retried until done or given up.
 
 A use case enqueues a job with `enqueue(session, kind, payload)` in the same transaction as the
-change that needs it, so a job exists if and only if its change does. A `JobWorker` claims due
-jobs, runs their kind's `JobHandler` outside any transaction (a send, a POST, a long import),
-and records the outcome:
+change that needs it, so a job exists if and only if its change does. A `JobWorker`
+(`job_worker.py`) claims due jobs, runs their kind's `JobHandler` outside any transaction (a
+send, a POST, a long import), and records the outcome:
 
 - Claiming takes a job for its handler's `lease` (its `run_at` moves a lease ahead and its
   `attempts` grows by one) in a short transaction, with `FOR UPDATE SKIP LOCKED` on PostgreSQL
@@ -19,8 +19,6 @@ and records the outcome:
   failure (the database or a dependency briefly down) is retried soon and not counted.
 """
 
-import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -33,7 +31,6 @@ import msgspec
 from sqlalchemy import Select, delete, select, update
 from sqlalchemy.orm import registry
 
-from bazaar.platform import pg_notify
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import (
     Database,
@@ -43,8 +40,6 @@ from bazaar.platform.db import (
     signal_after_commit,
 )
 from bazaar.platform.ids import new_id
-from bazaar.platform.loops import Waker
-from bazaar.platform.observability import JOBS_RUN, log
 from bazaar.platform.schema import job as job_table
 from bazaar.platform.transient import is_transient, outlast
 
@@ -98,6 +93,14 @@ class Failed(Exception):
     """A try that failed at the job's own target (a POST not acknowledged, an SMTP server that
     did not take the email): counted against its attempts, however transient its cause (a
     refused connection, a timeout) would be for one of Bazaar's own servers."""
+
+
+def reason(error: BaseException) -> str:
+    """Why a try failed, for a service's own rows: `GiveUp` and `Failed` say it in their own
+    words, anything else with its type."""
+    if isinstance(error, (GiveUp, Failed)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 class JobLost(Exception):
@@ -227,7 +230,7 @@ async def record_failure(
     """Count a failed try: due again after its backoff, or dead after the last attempt (or
     at once for `GiveUp`); a transient failure is due again soon and not counted. Returns
     the job's status, None when the claim was no longer this worker's."""
-    transient = _transient(error)
+    transient = uncounted(error)
     final = not transient and (
         isinstance(error, GiveUp) or job.attempts >= handler.backoff.attempts
     )
@@ -307,91 +310,6 @@ async def replay_dead(session: WriteSession, job_id: str | None = None) -> int:
     return rows_matched(replayed)
 
 
-class JobWorker:
-    """Runs the jobs of one database for some handlers: woken after a commit that enqueued
-    one (in this process, or by PostgreSQL's NOTIFY from another), else every poll interval.
-
-    Due jobs are claimed `batch_size` at a time, oldest first whatever their kind, and run
-    `lanes` at once.
-    """
-
-    def __init__(
-        self,
-        db: Database,
-        handlers: Sequence[JobHandler],
-        *,
-        poll_interval: float = 1.0,
-        batch_size: int = 20,
-        lanes: int = 8,
-    ) -> None:
-        self.db = db
-        self.handlers = list(handlers)
-        self.batch_size = batch_size
-        self._lanes = asyncio.Semaphore(lanes)
-        self._full = False
-        self._waker = Waker(poll_interval)
-        db.listen(JOB_QUEUED, self._waker.wake)
-
-    def wake(self) -> None:
-        self._waker.wake()
-
-    async def run(self) -> None:
-        listening = self.db.dialect == "postgresql" and self.db.can_listen
-        listener: asyncio.Task[None] | None = None
-        if listening:  # jobs enqueued by other processes (the API's)
-            listener = asyncio.create_task(
-                pg_notify.listen(self.db.primary.url, JOB_QUEUED, self._waker.wake)
-            )
-        try:
-            while True:
-                try:
-                    await self.run_due()
-                except Exception as error:  # the database is busy or gone: try again shortly
-                    log.warning("job_worker_waiting", database=self.db.name, error=str(error))
-                    self._full = False
-                if not self._full:  # a full batch: more may be due at once
-                    await self._waker.wait()
-        finally:
-            if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
-
-    async def run_due(self) -> int:
-        """Claim one batch of due jobs and run them; how many ran."""
-        claimed = await claim(self.db, self.handlers, self.batch_size)
-        self._full = len(claimed) == self.batch_size
-        await asyncio.gather(*(self._run(handler, job) for handler, job in claimed))
-        return len(claimed)
-
-    async def _run(self, handler: JobHandler, job: Job) -> None:
-        async with self._lanes:
-            try:
-                await handler.run(job)
-            except JobLost:
-                JOBS_RUN.labels(job.kind, "lost").inc()
-                log.warning("job_lost", kind=job.kind, job_id=job.id)
-            except Exception as error:
-                await self._failed(handler, job, error)
-            else:
-                JOBS_RUN.labels(job.kind, "done").inc()
-
-    async def _failed(self, handler: JobHandler, job: Job, error: Exception) -> None:
-        try:
-            status = await record_failure(self.db, handler, job, error)
-        except Exception as failure:  # the claim's lease will bring it back
-            log.warning(
-                "job_failure_not_recorded", kind=job.kind, job_id=job.id, error=str(failure)
-            )
-            return
-        outcome = "retried" if status == JobStatus.QUEUED else "dead"
-        if _transient(error):
-            outcome = "waited"
-        JOBS_RUN.labels(job.kind, outcome).inc()
-        report = log.error if status == JobStatus.DEAD else log.warning
-        report("job_failed", kind=job.kind, job_id=job.id, status=status, error=str(error))
-
-
-def _transient(error: BaseException) -> bool:
+def uncounted(error: BaseException) -> bool:
     """A dependency of Bazaar's own briefly down: the try does not count."""
     return not isinstance(error, (GiveUp, Failed)) and is_transient(error)
