@@ -33,6 +33,7 @@ from bazaar.runtime.cluster.pgcluster import LocalPostgres
 from bazaar.runtime.embedded import Runtime
 from chaos import invariants
 from tests.e2e.checkout import create_product, eventually, place_order
+from tests.integration.conftest import run_once
 from tests.integration.test_rabbitmq import (
     BROKER_URL,
     CONSUMER,
@@ -192,13 +193,13 @@ async def test_a_first_attempt_cut_off_by_a_crash_does_not_lock_out_its_retries(
         return 201, b'{"ok": true}'
 
     with pytest.raises(Exception) as failed:
-        await idempotency.run_once(db, scope, "key", "request", cut_off)
+        await run_once(idempotency, db, scope, "key", "request", cut_off)
     assert is_transient(failed.value), repr(failed.value)
     await restart(primary)
     back = time.monotonic()
     while True:  # the client retries with the same key, as a 503 tells it to
         try:
-            stored = await idempotency.run_once(db, scope, "key", "request", work)
+            stored = await run_once(idempotency, db, scope, "key", "request", work)
             break
         except Conflict:
             assert time.monotonic() - back < 3, "the failed attempt's claim locked out a retry"
