@@ -87,10 +87,14 @@ async def test_a_failing_job_is_retried_after_its_backoff_then_dead(db: Database
     chores = Chores(db, outcomes=[Failed("refused")] * 3)
     job_id = await enqueue(db, "flaky")
     worker = JobWorker(db, [chores])
+    before = utcnow()
     assert await worker.run_due() == 1
+    after = utcnow()
     row = await job_row(db, job_id)
     assert (row.status, row.attempts, row.last_error) == ("queued", 1, "Failed: refused")
-    assert 54 <= (row.run_at - utcnow()).total_seconds() <= 66  # 60 s and its jitter
+    # 60 s and its jitter, from when the failure was recorded (between `before` and `after`)
+    assert (row.run_at - before).total_seconds() >= 54
+    assert (row.run_at - after).total_seconds() <= 66
     assert await worker.run_due() == 0  # not due before its backoff
     for _ in range(2):
         await make_due(db)
