@@ -17,6 +17,9 @@ from bazaar.platform.keys import key_id
 ALGORITHM = "EdDSA"
 ISSUER = "bazaar"
 
+VERIFIED_TOKENS = 10_000
+"""Tokens remembered as verified, per verifier: the callers of the last few minutes."""
+
 CUSTOMER = "customer"
 ADMIN = "admin"
 
@@ -64,8 +67,24 @@ class TokenVerifier:
             raise ValueError("a verifier needs at least one public key")
         self.public_keys = list(public_keys)
         self._by_id = {key_id(key): key for key in self.public_keys}
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def verify(self, token: str) -> Principal:
+        """The token's principal; a token verified before is not verified again (a
+        signature check costs more than the rest of a cached read) until it expires."""
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires = known
+            if time.time() < expires:
+                return principal
+            raise Unauthorized("The access token has expired")
+        principal, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             # a token of before key ids (no kid) can only be the first key's
@@ -88,7 +107,7 @@ class TokenVerifier:
         role = claims.get("role")
         if role not in (CUSTOMER, ADMIN):
             raise Unauthorized("The access token is not valid")
-        return Principal(id=claims["sub"], role=role)
+        return Principal(id=claims["sub"], role=role), float(claims["exp"])
 
     def from_header(self, authorization: str | None) -> Principal:
         if not authorization:

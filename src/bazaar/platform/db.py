@@ -29,6 +29,9 @@ from bazaar.platform.replicas import UNKNOWN, Replica, ReplicaSet
 from bazaar.platform.transient import is_transient
 
 T = TypeVar("T")
+READERS = 8
+"""Read connections per SQLite file and process: a pool that never grows past it, since an
+opened connection costs more than a read (the pragmas, and with aiosqlite a thread)."""
 
 
 class Timestamp(TypeDecorator[datetime]):
@@ -288,21 +291,17 @@ def sqlite_engine(path: Path, *, writer: bool) -> AsyncEngine:
 
     The writer has a single connection that starts each transaction with BEGIN IMMEDIATE, so
     writers queue in the pool (an asyncio wait, bounded by its timeout) instead of failing
-    with "database is locked" half-way through a transaction; its calls run inline on the
-    loop (see sqlite_inline). Readers never block it and run on aiosqlite's threads.
+    with "database is locked" half-way through a transaction. Readers never block it. Both
+    run their calls inline on the loop (see sqlite_inline): with the catalog's searches on an
+    index, no read takes long enough to be worth a thread hand-off per call.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    options: dict[str, Any] = {"pool_size": 4}
-    if writer:
-        options = {
-            "pool_size": 1,
-            "max_overflow": 0,
-            "async_creator": lambda: sqlite_inline.connect(str(path)),
-        }
     engine = create_async_engine(
         f"sqlite+aiosqlite:///{path}",
+        pool_size=1 if writer else READERS,
+        max_overflow=0,
         pool_timeout=10,
-        **options,
+        async_creator=lambda: sqlite_inline.connect(str(path)),
     )
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -4,9 +4,10 @@ aiosqlite runs every call on a thread of its own: about a dozen thread hand-offs
 transaction, which made a one-row write transaction cost ~1.3 ms of CPU here, against ~0.6 ms
 inline (measured with SQLAlchemy on this machine). SQLite's calls on a local file in WAL mode
 take microseconds, so the writer (whose transactions are short and queue for its single
-connection anyway) runs them inline; readers keep aiosqlite's threads, so that a long search
-does not stall the loop. No library offers this, hence these few lines. It is handed to
-SQLAlchemy's aiosqlite dialect with `async_creator`.
+connection anyway) runs them inline, and so do readers since the catalog's searches use an
+index: an own-order read went from 380 to 785 req/s on one core (the reader pool's overflow
+had also opened a connection, and a thread, per read). No library offers this, hence these
+few lines. It is handed to SQLAlchemy's aiosqlite dialect with `async_creator`.
 
 The one blocking wait: when another process holds SQLite's write lock, BEGIN IMMEDIATE waits
 up to the busy timeout on the loop.
