@@ -1,18 +1,81 @@
-"""Reading orders: a customer's own, on their shard, and every customer's, merged across the
-shards for an admin."""
+"""Reading orders: one order, a customer's own, on their shard, and every customer's, merged
+across the shards for an admin."""
 
 import asyncio
 import heapq
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 
 from sqlalchemy import select, tuple_
 
-from bazaar.orders.models import Order
+from bazaar.orders.models import Order, OrderItem
 from bazaar.platform.db import ReadSession, WriteSession
+from bazaar.platform.money import Money
 
 Session = ReadSession | WriteSession
+
+
+@dataclass(frozen=True, slots=True)
+class LineView:
+    product_id: str
+    quantity: int
+    unit_price: Money
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """An order as read, not to be changed: what `Order` shows, without the ORM's cost."""
+
+    id: str
+    customer_id: str
+    status: str
+    cancel_reason: str | None
+    items: list[LineView]
+    total: Money
+    payment_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+_orders, _items = Order.__table__, OrderItem.__table__
+_ONE_ORDER = (
+    select(
+        _orders,
+        _items.c.line,
+        _items.c.product_id,
+        _items.c.quantity,
+        _items.c.unit_price_amount,
+        _items.c.currency.label("unit_price_currency"),
+    )
+    .outerjoin(_items, _items.c.order_id == _orders.c.id)
+    .order_by(_items.c.line)
+)
+
+
+async def one_order(session: Session, order_id: str) -> OrderView | None:
+    """The order and its lines in one statement (Core: the most frequent read of a customer,
+    while they wait for their order to settle, costs half of what loading `Order` did)."""
+    rows = (await session.execute(_ONE_ORDER.where(_orders.c.id == order_id))).all()
+    if not rows:
+        return None
+    order = rows[0]
+    return OrderView(
+        id=order.id,
+        customer_id=order.customer_id,
+        status=order.status,
+        cancel_reason=order.cancel_reason,
+        items=[
+            LineView(r.product_id, r.quantity, Money(r.unit_price_amount, r.unit_price_currency))
+            for r in rows
+            if r.line is not None
+        ],
+        total=Money(order.total_amount, order.currency),
+        payment_id=order.payment_id,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
 
 
 async def list_orders(
