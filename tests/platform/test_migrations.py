@@ -30,7 +30,12 @@ async def test_migrations_match_the_models(service: ServiceSchema, tmp_path: Pat
             table.to_metadata(expected)
         async with db.primary.connect() as connection:
             differences = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), expected)
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(
+                        sync, opts={"include_name": migrations.modelled(service.metadata)}
+                    ),
+                    expected,
+                )
             )
     finally:
         await db.dispose()

@@ -1,5 +1,6 @@
 """Catalog's HTTP routes: the public reads of products and categories, the admin's changes and
-imports. A change drops the product's page once it commits (`DROPS_PAGE`)."""
+imports. A change drops the product's page and the listings once it commits (`DROPS_PAGE`,
+`DROPS_LISTINGS`)."""
 
 from dataclasses import dataclass
 from typing import Annotated
@@ -23,6 +24,7 @@ from litestar.status_codes import (
 )
 
 from bazaar.catalog import imports, service
+from bazaar.catalog.listings import ProductListings, encode_products
 from bazaar.catalog.models import ImportJob
 from bazaar.catalog.pages import ProductPages, etag_matches, product_read
 from bazaar.catalog.schemas import (
@@ -34,13 +36,14 @@ from bazaar.catalog.schemas import (
     ProductRead,
     ProductUpdate,
 )
-from bazaar.catalog.service import CatalogWork
+from bazaar.catalog.service import CatalogWork, ListingQuery
 from bazaar.platform.db import Database
+from bazaar.platform.edge_cache import cache_key
 from bazaar.platform.errors import FieldError, Unprocessable
 from bazaar.platform.idempotency import Claim
 from bazaar.platform.money import Money
 from bazaar.platform.openapi import problems
-from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from bazaar.platform.pagination import Cursor, Limit, Page, decode_cursor
 from bazaar.platform.unit_of_work import (
     AnyRequest,
     Caller,
@@ -92,13 +95,17 @@ class CsvImportOperation(Operation):
 
 NOT_MODIFIED = {304: ResponseSpec(None, description="Not modified: `If-None-Match` names the ETag")}
 DROPS_PAGE = {"drops_page": True}
-"""The `opt` of a route that changes the product its path names: the product's cached page is
-dropped once the change commits, before the answer (and on every instance when its
-`product.updated` arrives)."""
+"""The `opt` of a route that changes the product its path names: the product's cached page and
+every cached listing are dropped once the change commits, before the answer (and on every
+instance when its `product.updated` arrives)."""
+DROPS_LISTINGS = {"drops_listings": True}
+"""The `opt` of a route that adds a product: every cached listing is dropped once it commits."""
 Work = NamedDependency[CatalogWork]
 
 
-def dependencies(db: Database, pages: ProductPages) -> dict[str, Provide]:
+def dependencies(
+    db: Database, pages: ProductPages, listings: ProductListings
+) -> dict[str, Provide]:
     """What catalog's routes are given per request: `work` (a `CatalogWork`), `session` and
     `reader`."""
 
@@ -106,15 +113,18 @@ def dependencies(db: Database, pages: ProductPages) -> dict[str, Provide]:
         return db
 
     def work(_request: AnyRequest, _user: Caller, claim: Claim | None) -> CatalogWork:
-        return CatalogWork(db, pages, claim=claim)
+        return CatalogWork(db, pages, listings, claim=claim)
 
-    async def drop_changed_page(request: AnyRequest) -> None:
-        if request.route_handler.opt.get("drops_page"):
-            await pages.drop([request.path_params["product_id"]])
+    async def drop_changed(request: AnyRequest) -> None:
+        opt = request.route_handler.opt
+        if opt.get("drops_page"):
+            await pages.drop([request.path_params["product_id"]])  # the listings with it
+        elif opt.get("drops_listings"):
+            listings.drop()
 
     return {
         "work": provide_work(work),
-        "session": provide_session(database, committed=drop_changed_page),
+        "session": provide_session(database, committed=drop_changed),
         "reader": provide_reader(database),
     }
 
@@ -125,27 +135,35 @@ class ProductController(Controller):
     path = "/v1"
     tags = ["catalog"]
 
-    @get("/products", summary="List products")
+    @get(
+        "/products",
+        summary="List products",
+        description="Carries `ETag` and `Cache-Control` (except with `ids`); `If-None-Match` "
+        "gives 304.",
+        responses=NOT_MODIFIED,
+    )
     async def list_products(
         self,
-        reader: ReadOnly,
+        request: AnyRequest,
+        work: Work,
         limit: Limit = 20,
         cursor: Cursor = None,
         category: CategoryFilter = None,
         q: NameSearch = None,
         ids: IdsFilter = None,
-    ) -> Page[ProductRead]:
+    ) -> Response[Page[ProductRead]]:
         if ids is not None:
             wanted = _product_ids(ids, alone=cursor is None and category is None and q is None)
-            products = await service.get_products(reader, wanted)
-            return Page(sorted((product_read(p) for p in products), key=lambda p: p.id), None)
+            return json_response(encode_products(await service.products_on_sale(work, wanted)))
         position = decode_cursor(cursor)
-        after = str(position[0]) if position else None
-        products = await service.list_products(
-            reader, limit=limit + 1, after=after, category=category, query=q
-        )
-        page = page_of(products, limit, lambda product: (product.id,))
-        return Page(items=[product_read(p) for p in page.items], next_cursor=page.next_cursor)
+        query = ListingQuery(limit, str(position[0]) if position else None, category, q)
+        # the key the edge cache looks the same GET up by, before routing
+        key = cache_key(request.scope["path"], request.scope["query_string"])
+        listing = await service.product_listing(work, key, query)
+        headers = {"ETag": listing.etag, "Cache-Control": work.listings.cache_control}
+        if etag_matches(request.headers.get("if-none-match"), listing.etag):
+            return json_response(b"", HTTP_304_NOT_MODIFIED, headers)
+        return json_response(listing.body, headers=headers)
 
     @get(
         "/products/{product_id:str}",
@@ -168,6 +186,7 @@ class ProductController(Controller):
         summary="Create a product (admin)",
         security=BEARER,
         responses=problems(403, 409),
+        opt=DROPS_LISTINGS,
     )
     async def create_product(
         self, data: JSONBody[ProductCreate], user: CurrentUser, session: Transaction

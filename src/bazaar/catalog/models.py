@@ -26,6 +26,19 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: Timestamp()}
 
 
+NAME_SEARCH = {
+    "table": frozenset(
+        ["product_name_search"]
+        + [f"product_name_search_{part}" for part in ("config", "data", "docsize", "idx")]
+    ),
+    "index": frozenset(["ix_product_name_trigram"]),
+}
+"""The index of product names (`search`, migration ffb8b0de9476), which no model describes:
+SQLite's FTS5 table and the tables it keeps itself in, PostgreSQL's expression index. A
+comparison of the migrations with these models leaves them out (`info["unmodelled"]`)."""
+Base.metadata.info["unmodelled"] = NAME_SEARCH
+
+
 class Product(Base):
     """A product for sale. Deleting it only stamps `deleted_at`: orders keep referring to it.
 

@@ -63,7 +63,12 @@ def product_read(product: Product) -> ProductRead:
 def product_page(product: Product) -> Page:
     """The one encoding of a product: its JSON bytes and their strong ETag."""
     body = _encoder.encode(product_read(product))
-    return Page(f'"{hashlib.sha256(body).hexdigest()[:32]}"', body, time.time())
+    return Page(strong_etag(body), body, time.time())
+
+
+def strong_etag(body: bytes) -> str:
+    """The strong ETag of a response's `body`, quoted as sent."""
+    return f'"{hashlib.sha256(body).hexdigest()[:32]}"'
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -77,12 +82,21 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 class ProductPages:
     def __init__(
-        self, cache: Cache, ttl: float, edge: ResponseCache | None = None, cache_control: str = ""
+        self,
+        cache: Cache,
+        ttl: float,
+        edge: ResponseCache | None = None,
+        cache_control: str = "",
+        *,
+        on_drop: Callable[[datetime | None], None] | None = None,
     ) -> None:
         self.cache = cache
         self.ttl = ttl
         self.edge = edge
         self.cache_control = cache_control
+        self.on_drop = on_drop
+        """Called whenever pages are dropped, with the time of the change when a broadcast
+        tells it: what else shows products (the listings) goes with them."""
         self._pending: set[asyncio.Task[None]] = set()
         self._loading: dict[str, asyncio.Future[Page]] = {}
 
@@ -163,6 +177,7 @@ class ProductPages:
             )
 
     async def drop(self, product_ids: Iterable[str]) -> None:
+        self._dropped(None)
         ids = set(product_ids)
         if self.edge is not None:
             for product_id in ids:
@@ -177,12 +192,17 @@ class ProductPages:
         A page read after the change committed shows it already: the change's own broadcast,
         arriving later, keeps it rather than send the next reader to the database. Without
         `updated_at` every page of the product is dropped."""
+        self._dropped(updated_at)
         cached: Page | None = await self.cache.get(self._key(product_id))
         if cached is None or not _shows(cached.body, updated_at):
             await self.cache.delete(self._key(product_id))
         edge = self.edge.get(self.path(product_id)) if self.edge is not None else None
         if self.edge is not None and edge is not None and not _shows(edge.body, updated_at):
             self.edge.invalidate(self.path(product_id))
+
+    def _dropped(self, changed_at: datetime | None) -> None:
+        if self.on_drop is not None:
+            self.on_drop(changed_at)
 
     def drop_after_commit(self, session: WriteSession, product_ids: Iterable[str]) -> None:
         """Drop the pages once `session` commits (for code that does not own the commit)."""

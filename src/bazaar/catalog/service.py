@@ -11,7 +11,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from bazaar.catalog import search
 from bazaar.catalog.events import ProductUpdated
+from bazaar.catalog.listings import Listing, ProductListings, listing_body
 from bazaar.catalog.models import Category, Product
 from bazaar.catalog.pages import Page, ProductPages
 from bazaar.platform import outbox
@@ -48,24 +50,68 @@ class ProductChanges:
     stock: int | None = None
 
 
-class CatalogWork(UnitOfWork):
-    """Catalog's unit of work for one request: its database, and the product pages' caches."""
+@dataclass(frozen=True, slots=True)
+class ListingQuery:
+    """A page of the listing: `limit` live products after the id `after`, of `category`, whose
+    name contains `query`."""
 
-    def __init__(self, db: Database, pages: ProductPages, *, claim: Claim | None = None) -> None:
+    limit: int
+    after: str | None = None
+    category: str | None = None
+    query: str | None = None
+
+
+class CatalogWork(UnitOfWork):
+    """Catalog's unit of work for one request: its database, and the caches of product pages
+    and listings."""
+
+    def __init__(
+        self,
+        db: Database,
+        pages: ProductPages,
+        listings: ProductListings,
+        *,
+        claim: Claim | None = None,
+    ) -> None:
         super().__init__(db, claim=claim)
         self.pages = pages
+        self.listings = listings
 
 
 async def product_page(work: CatalogWork, product_id: str) -> Page:
     """The product's page, from the caches or else read from the primary: a page is cached for
-    up to the staleness bound, and a replica's lag would add to it (listings, which are not
-    cached, come from replicas)."""
+    up to the staleness bound, and a replica's lag would add to it."""
 
     async def load() -> Product:
         async with work.read(fresh=True) as session:
             return await get_product(session, product_id)
 
     return await work.pages.fetch(product_id, load)
+
+
+async def product_listing(work: CatalogWork, key: str, wanted: ListingQuery) -> Listing:
+    """A page of the listing, `key` naming it in the edge cache, from there or else read: on
+    the primary when it is to be cached, as a product page is (a replica's lag would add to
+    the staleness bound), else where reads go."""
+
+    async def load() -> bytes:
+        async with work.read(fresh=work.listings.cached) as session:
+            products = await list_products(
+                session,
+                limit=wanted.limit + 1,
+                after=wanted.after,
+                category=wanted.category,
+                query=wanted.query,
+            )
+        return listing_body(products, wanted.limit)
+
+    return await work.listings.fetch(key, load)
+
+
+async def products_on_sale(work: CatalogWork, product_ids: Sequence[str]) -> list[Product]:
+    """The live products among `product_ids`, by id: how orders quotes from another process."""
+    async with work.read() as session:
+        return sorted(await get_products(session, product_ids), key=lambda product: product.id)
 
 
 async def get_products(session: ReadSession, product_ids: Sequence[str]) -> list[Product]:
@@ -91,16 +137,17 @@ async def list_products(
     category: str | None = None,
     query: str | None = None,
 ) -> list[Product]:
-    """Up to `limit` live products in id (creation) order after the id `after`."""
+    """Up to `limit` live products in id (creation) order after the id `after`; `query`, a
+    case-insensitive part of the name, is looked up in an index (`search`)."""
     statement = select(Product).where(Product.deleted_at.is_(None))
     if after is not None:
         statement = statement.where(Product.id > after)
     if category is not None:
         statement = statement.where(Product.category == category)
     if query:
-        statement = statement.where(
-            func.lower(Product.name).contains(query.lower(), autoescape=True)
-        )
+        # with a category, SQLite reads the category's index and sorts: no cheap walk first
+        walk_first = category is None
+        return await search.find_by_name(session, statement, query, limit, walk_first=walk_first)
     statement = statement.order_by(Product.id).limit(limit)
     return list((await session.scalars(statement)).all())
 

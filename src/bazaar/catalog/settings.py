@@ -10,8 +10,11 @@ from bazaar.platform.settings import Env, SettingsError
 class CatalogSettings:
     product_cache_seconds: float
     """How long a product page stays in the response cache: at most the staleness bound."""
+    listing_cache_seconds: float
+    """How long a listing (a page of `GET /v1/products`) stays in the response cache: at most
+    the staleness bound; 0 reads every listing where reads go (a replica if any)."""
     product_max_age: int
-    """`Cache-Control: max-age` of a product page, for browsers and CDNs."""
+    """`Cache-Control: max-age` of a product page and a listing, for browsers and CDNs."""
     import_batch_size: int
     import_poll_interval: float
     import_lease_seconds: float
@@ -21,16 +24,19 @@ class CatalogSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> "CatalogSettings":
-        cache_seconds = env.number("PRODUCT_CACHE_SECONDS", STALENESS_BOUND, minimum=0.0)
-        if cache_seconds > STALENESS_BOUND:
-            raise SettingsError(
-                "PRODUCT_CACHE_SECONDS", f"must not exceed the staleness bound {STALENESS_BOUND}"
-            )
         return cls(
-            product_cache_seconds=cache_seconds,
+            product_cache_seconds=_cache_seconds(env, "PRODUCT_CACHE_SECONDS"),
+            listing_cache_seconds=_cache_seconds(env, "LISTING_CACHE_SECONDS"),
             product_max_age=env.integer("PRODUCT_MAX_AGE", 1, minimum=0, maximum=3600),
             import_batch_size=env.integer("IMPORT_BATCH_SIZE", 1000, minimum=1, maximum=50_000),
             import_poll_interval=env.number("IMPORT_POLL_INTERVAL", 0.5, minimum=0.01),
             import_lease_seconds=env.number("IMPORT_LEASE_SECONDS", 15.0, minimum=1.0),
             import_max_errors=env.integer("IMPORT_MAX_ERRORS", 1000, minimum=1),
         )
+
+
+def _cache_seconds(env: Env, name: str) -> float:
+    seconds = env.number(name, STALENESS_BOUND, minimum=0.0)
+    if seconds > STALENESS_BOUND:
+        raise SettingsError(name, f"must not exceed the staleness bound {STALENESS_BOUND}")
+    return seconds

@@ -4,6 +4,7 @@ from cashews import Cache
 
 from bazaar.catalog import api, handlers, models
 from bazaar.catalog.imports import ProductImports
+from bazaar.catalog.listings import ProductListings
 from bazaar.catalog.pages import ProductPages
 from bazaar.catalog.settings import CatalogSettings
 from bazaar.platform.db import Database
@@ -22,13 +23,17 @@ def build(
     settings: CatalogSettings,
     edge: ResponseCache | None = None,
 ) -> ServiceParts:
-    """Catalog's parts; with `edge`, product pages are also answered by the edge cache."""
+    """Catalog's parts; with `edge`, product pages and listings are answered by the edge
+    cache."""
     cache_control = f"public, max-age={settings.product_max_age}"
-    pages = ProductPages(cache, settings.product_cache_seconds, edge, cache_control)
+    listings = ProductListings(edge, settings.listing_cache_seconds, cache_control)
+    pages = ProductPages(
+        cache, settings.product_cache_seconds, edge, cache_control, on_drop=listings.drop
+    )
     imports = ProductImports(db, pages, settings)
     # one import at a time, as each is a long run of batches
     worker = JobWorker(db, [imports], poll_interval=settings.import_poll_interval, batch_size=1)
-    router = service_router(api.CONTROLLERS, api.dependencies(db, pages))
+    router = service_router(api.CONTROLLERS, api.dependencies(db, pages, listings))
     return ServiceParts(
         "catalog",
         SCHEMA,

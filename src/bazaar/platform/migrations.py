@@ -1,6 +1,7 @@
 """Alembic migrations per service database, run in process against the runtime's engines."""
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +35,18 @@ class ServiceSchema:
     @property
     def versions(self) -> str:
         return str(resources.files(self.package) / "migrations")
+
+
+def modelled(metadata: MetaData) -> Callable[[str | None, str, object], bool]:
+    """Alembic's `include_name` for a service: leaves out what its models say no model
+    describes (`metadata.info["unmodelled"]`, names by kind: a virtual table and the tables
+    it keeps, an expression index), so that a comparison neither reports nor drops them."""
+    unmodelled = metadata.info.get("unmodelled", {})
+
+    def include(name: str | None, kind: str, _parents: object) -> bool:
+        return name not in unmodelled.get(kind, ())
+
+    return include
 
 
 def _config(connection: Connection, schema: ServiceSchema) -> Config:
