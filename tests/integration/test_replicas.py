@@ -33,6 +33,9 @@ async def runtime(replicated_postgres: ReplicatedServer, tmp_path: Path) -> Asyn
             tmp_path / "data",
             BAZAAR_DATABASE_URL=replicated_postgres.primary.url(database),
             BAZAAR_REPLICA_URLS=replicated_postgres.replica.url(),
+            # listings are the reads these tests send to the replica: a cached listing is
+            # filled from the primary, as a product page is (the staleness bound)
+            BAZAAR_LISTING_CACHE_SECONDS="0",
         )
     )
     await runtime.start()
@@ -140,6 +143,40 @@ async def test_a_customer_reads_their_own_writes_while_replay_is_paused(
         )
 
     assert await eventually(served_by_the_replica) == [order_id]
+
+
+async def test_a_commit_of_nobody_s_is_never_read_back_older_by_its_process(
+    runtime: Runtime, replicated_postgres: ReplicatedServer
+) -> None:
+    """A consumer's commit learns no position at once; the process's next read does, so it
+    still never reads the replica behind its own commit."""
+    catalog = runtime.platform.databases["catalog"]
+
+    async def on_the_replica() -> bool:
+        async with catalog.read() as session:
+            return bool(session.info.get("on_replica"))
+
+    await caught_up(replicated_postgres)
+    await eventually(on_the_replica)  # the monitor has seen the replica in bounds
+    replicated_postgres.pause_replay()
+    event_id = uuid.uuid4().hex
+    async with catalog.write() as session:  # no caller: as a consumer's handler writes
+        await session.execute(
+            text(
+                "INSERT INTO processed_event (consumer, event_id, processed_at)"
+                " VALUES ('test', :id, now())"
+            ),
+            {"id": event_id},
+        )
+    async with catalog.read() as session:
+        query = text("SELECT count(*) FROM processed_event WHERE event_id = :id")
+        seen = (await session.execute(query, {"id": event_id})).scalar_one()
+        on_replica = session.info.get("on_replica")
+    assert (seen, on_replica) == (1, None)  # the primary served: the replica is behind
+
+    replicated_postgres.resume()
+    await caught_up(replicated_postgres)
+    assert await eventually(on_the_replica)
 
 
 async def test_a_frozen_replica_is_skipped_and_taken_back(

@@ -299,6 +299,10 @@ Delivery = tuple[Subscription, Envelope, asyncio.Future[None]]
 """A message in a consumer's queue, and what its publisher waits on."""
 
 
+STOP_RECANCEL = 0.1
+"""Seconds `InProcessBus.stop` waits for its cancelled workers before cancelling them again."""
+
+
 class InProcessBus:
     """The embedded broker: a queue per consumer, worked by a few tasks each.
 
@@ -358,9 +362,14 @@ class InProcessBus:
                     done.set_result(None)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Cancel the workers, again while any is left: a library under a handler may swallow
+        a cancellation that reaches it just as its own wait ends (Python 3.11's `wait_for`,
+        asyncio issue gh-86296), and its worker would then wait on its queue for good."""
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=STOP_RECANCEL)
         self._tasks.clear()
 
     async def problem(self) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, DateTime, FromClause, Result, TableClause, TypeDecorator, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -114,8 +115,11 @@ class ReplicaSession(ReadSession):
             except Exception as error:
                 if not is_transient(error):
                     raise
-                self._replicas.mark_down(self._replica, error)
-                self._replicas.count_read("primary", "replica_failed")
+                if isinstance(error, PoolTimeout):  # busy, not broken: the primary serves
+                    self._replicas.count_read("primary", "replica_busy")
+                else:
+                    self._replicas.mark_down(self._replica, error)
+                    self._replicas.count_read("primary", "replica_failed")
                 self.info["on_replica"] = False
                 self._fallback = await self._open_fallback()
         return await getattr(self._fallback, method)(*args, **kwargs)
@@ -188,8 +192,12 @@ class Database:
         return self.primary.dialect.name
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[WriteSession]:
-        """A transaction on the primary, committed when the block ends without an error."""
+    async def write(self, *, bookkeeping: bool = False) -> AsyncIterator[WriteSession]:
+        """A transaction on the primary, committed when the block ends without an error.
+
+        `bookkeeping` says that it only records a background loop's own progress (a relay
+        marking what it published, a worker claiming jobs), which no read waits for: where
+        its commit ended is not asked for, a round trip saved on every one."""
         async with self._writer() as session:
             async with session.begin():
                 yield session
@@ -198,7 +206,7 @@ class Database:
                         after_commit(session, wake)
                 for signal in self._signals_for_other_processes(session):
                     await pg_notify.notify(session, signal)
-            if self.replicas is not None:
+            if self.replicas is not None and not bookkeeping:
                 await self.replicas.remember_commit(await session.connection())
         for call in session.info.get("after_commit", ()):
             call()

@@ -187,7 +187,7 @@ async def claim(
     by_kind = {handler.kind: handler for handler in handlers}
     now = utcnow()
     claimed: list[tuple[JobHandler, Job]] = []
-    async with db.write() as session:
+    async with db.write(bookkeeping=True) as session:
         due: Select[tuple[str, str, bytes]] = claiming(
             select(job_table.c.id, job_table.c.kind, job_table.c.payload)
             .where(

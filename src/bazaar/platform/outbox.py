@@ -103,13 +103,13 @@ class OutboxRelay:
             OUTBOX_BACKLOG.labels(db.name).set(0)
             return 0
         await self.bus.publish([Envelope.decode(row.envelope) for row in rows])
-        async with db.write() as session:
+        async with db.write(bookkeeping=True) as session:
             await _mark_published(session, [row.id for row in rows])
         await self._record_backlog(db, len(rows))
         return len(rows)
 
     async def _claim_and_publish(self, db: Database) -> int:
-        async with db.write() as session:
+        async with db.write(bookkeeping=True) as session:
             claim = claiming(_unpublished(self.batch_size))
             rows = (await session.execute(claim)).all()
             if rows:

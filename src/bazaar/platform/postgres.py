@@ -31,8 +31,13 @@ def service_url(base: str, suffix: str) -> str:
 
 @dataclass(frozen=True)
 class PoolSettings:
-    """One engine's connection pool: `size` kept open, `overflow` more under load, and how
-    long a caller waits for one before it fails (a request then answers 503)."""
+    """One engine's connection pool: at most `size + overflow` connections, and how long a
+    caller waits for one before it fails (a request then answers 503).
+
+    Every connection the pool opens is kept (`postgres_engine`): SQLAlchemy closes an
+    overflow connection as soon as it is returned, so under load each request past `size`
+    opened a new one (a TCP handshake, authentication, and with TLS a handshake more) on its
+    own path. The budget of `bazaar up` counts both parts already."""
 
     size: int = 5
     overflow: int = 5
@@ -105,8 +110,8 @@ def postgres_engine(
 
     engine = create_async_engine(
         make_url(url).set(drivername="postgresql+asyncpg"),
-        pool_size=pool.size,
-        max_overflow=pool.overflow,
+        pool_size=pool.capacity,
+        max_overflow=0,
         pool_timeout=pool.timeout,
         pool_recycle=1800,
         creator=connect,

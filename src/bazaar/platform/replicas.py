@@ -194,6 +194,9 @@ class ReplicaSet:
         self._abandoned: set[asyncio.Task[None]] = set()
         self.high_water = 0
         """Where this process's last commit ended: its own reads never go back before it."""
+        self._high_water_behind = False
+        """A commit of nobody's (a consumer's, an anonymous request's) has ended since
+        `high_water` was learnt: the next read asks the primary where its WAL ends."""
 
     def candidates(self) -> list[Replica]:
         """Replicas that may serve now, the next one in turn first."""
@@ -209,18 +212,47 @@ class ReplicaSet:
         callers = None if key is None else await self.positions.recall(self.database, key)
         if callers == UNKNOWN:
             return UNKNOWN
+        if self._high_water_behind:
+            await self._catch_up_high_water()
         return max(callers or 0, self.high_water) or None
 
+    async def _catch_up_high_water(self) -> None:
+        """Learn where the primary's WAL ends now, past every commit of this process. While
+        the primary cannot say (within the bound), the last position learnt serves: reads
+        then go on on the replicas, which have all the primary could send them."""
+        self._high_water_behind = False  # first: a commit ending meanwhile is asked for again
+
+        async def ask() -> None:
+            async with self.primary.connect() as connection:
+                await self._learn_high_water(connection)
+
+        try:
+            await self.within_bound(ask())
+        except Exception as error:
+            self._high_water_behind = True
+            log.warning("replica_high_water_unknown", database=self.database, error=repr(error))
+
     async def remember_commit(self, connection: AsyncConnection) -> None:
-        """After a commit: remember where the WAL ends, for this process and for the caller."""
+        """After a commit: remember where the WAL ends, for this process and for the caller.
+
+        A commit of nobody's is only noted: the next read of this process learns a position
+        past it then (one question for any number of commits, and none at all in a worker,
+        which seldom reads on a replica). A caller's position is learnt at once, since their
+        next request may come to another instance."""
+        key = consistency_key()
+        if key is None:
+            self._high_water_behind = True
+            return
+        position = await self._learn_high_water(connection)
+        await self.positions.remember(self.database, key, position)
+
+    async def _learn_high_water(self, connection: AsyncConnection) -> int:
         # The insert position, not the write position: with asynchronous commit the commit
         # record may still sit in WAL buffers, past what has been written.
         query = text("SELECT pg_current_wal_insert_lsn()::text")
         position = parse_lsn((await connection.execute(query)).scalar_one())
         self.high_water = max(self.high_water, position)
-        key = consistency_key()
-        if key is not None:
-            await self.positions.remember(self.database, key, position)
+        return position
 
     async def admit(self, session: AsyncSession, replica: Replica, lsn: int | None) -> str | None:
         """Begin `session` on `replica` and tell whether it may serve: None when it may, else
@@ -231,6 +263,11 @@ class ReplicaSet:
         the background: cancelling asyncpg mid-query waits for the server to acknowledge the
         cancel, which a frozen server never does.
         """
+        if replica.replayed >= (lsn or 0):
+            # Known to have replayed the caller's writes (by the monitor or an earlier
+            # admission): no question to ask, and the session's statements are bounded
+            # themselves (ReplicaSession), so a replica frozen since still cannot hang it.
+            return None
         query = text("SELECT pg_last_wal_replay_lsn()::text")
         connected = False
 
