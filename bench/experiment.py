@@ -1,133 +1,107 @@
 """The measurements of one run, in order: for each mode, the hello-world baseline, the peak of
 every workload, latency against load, and (scaled) the scaling of catalog reads and of
 checkout over 1, 2, 4 and 8 instances, each instance under the same CPU quota.
+
+With a baseline commit (`--baseline`), a second system runs that commit's code beside this
+code's for the whole mode, and every workload's peak is measured on the two in turn: in each
+round this code then the baseline, or the baseline then this code, the order alternating
+(this, baseline, baseline, this, this, baseline...). On a machine that other work shares, a
+disturbance then falls on both alike instead of on whichever ran during it, and a slow drift
+cancels out over a pair of rounds; both systems stay up so that neither is measured fresh
+from its start. Of the rounds, each code keeps its best: a shared machine only ever slows a
+measurement down, so the best round is the least disturbed. While one code is measured, the
+other idles; in scaled mode it is scaled down to one instance of each service (an idle
+instance costs about 0.03 core). Latency against load, the scaling experiments and the
+profiles are this code's alone.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+from bazaar.runtime.cluster.cpulimit import CpuGroups
 from bench import loadgen, profile
-from bench.customers import Customers
-from bench.loadgen import Catalog
-from bench.observe import Watch
-from bench.results import Measurement, ModeResult, Scaling
-from bench.systems import Embedded, Hello, Scaled, prepare_catalog
+from bench.plan import Plan
+from bench.results import Baseline, Measurement, ModeResult, Scaling
+from bench.sides import Load, ModeRun, Run, Side, Step
+from bench.source import THIS, Source
+from bench.systems import Embedded, Hello, Scaled
 
-Step = Callable[[str], None]
-"""Told what the run does next (the progress bar)."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    modes: tuple[str, ...] = ("embedded", "scaled")
-    seconds: float = 10.0
-    """Each request-rate measurement (wrk)."""
-    journey_seconds: float = 20.0
-    """Each journey measurement (Locust)."""
-    products: int = 10_000
-    instances: tuple[int, ...] = (1, 2, 4, 8)
-    embedded_quota: float = 1.0
-    catalog_quota: float = 0.25
-    orders_quota: float = 0.1
-    fractions: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
-    connections: int = 64
-    paced_connections: int = 256
-    """Connections for a fixed rate: each waits a random pause between its requests, so more
-    connections keep the server's latency a small part of each one's cycle and the rate
-    achieved near the rate offered."""
-    checkout_users_per_instance: int = 6
-    mixed_users: int = 40
-    warm_seconds: float = 2.0
-    profile: bool = True
-    """Sample every Bazaar process with py-spy under the product and checkout workloads."""
-
-    @classmethod
-    def quick(cls) -> "Plan":
-        """About a minute: every workload once on `bazaar dev`, short."""
-        return cls(
-            modes=("embedded",),
-            seconds=3.0,
-            journey_seconds=6.0,
-            products=500,
-            fractions=(0.7,),
-            checkout_users_per_instance=4,
-            mixed_users=10,
-            warm_seconds=1.0,
-            profile=False,
-        )
-
-    def steps(self) -> int:
-        """How many steps `run_mode` reports, for the progress bar."""
-        rates = 3 + len(self.fractions)  # hello (and its fractions), product, browse, fractions
-        journeys = 3  # checkout, checkout at half the peak, mixed
-        count = 0
-        if "embedded" in self.modes:
-            count += 1 + rates + journeys
-        if "scaled" in self.modes:  # checkout's peak is its scaling's best point
-            count += 1 + rates + journeys - 1 + 2 * len(self.instances)
-        return count + (2 * len(self.modes) if self.profile else 0)
+ONE = {"catalog": 1, "orders": 1}
 
 
-def _measure(system: Embedded | Scaled, run: Callable[[], Measurement]) -> Measurement:
-    """`run`'s measurement, with what the system's metrics and CPU said meanwhile."""
-    watch = Watch(system.metrics_urls, system.processes, system.relay_urls)
-    watch.start()
-    try:
-        measurement = run()
-    finally:
-        seen = watch.stop()
-    measurement.observed, measurement.cpu = seen
-    return measurement
-
-
-def run_mode(mode: str, plan: Plan, folder: Path, groups, step: Step) -> ModeResult:
-    folder.mkdir(parents=True, exist_ok=True)
+def _system(
+    mode: str, plan: Plan, folder: Path, groups: CpuGroups, source: Source
+) -> Embedded | Scaled:
     if mode == "embedded":
-        system: Embedded | Scaled = Embedded(folder, plan.embedded_quota, groups)
-        quota = plan.embedded_quota
-    else:
-        quotas = {"catalog": plan.catalog_quota, "orders": plan.orders_quota}
-        system = Scaled(folder, quotas, max(plan.instances))
-        quota = plan.catalog_quota
-    result = ModeResult(mode=mode, quota_cores=quota)
+        return Embedded(folder, plan.embedded_quota, groups, source=source)
+    quotas = {"catalog": plan.catalog_quota, "orders": plan.orders_quota}
+    return Scaled(folder, quotas, max(plan.instances), source=source)
+
+
+def run_mode(
+    mode: str,
+    plan: Plan,
+    folder: Path,
+    groups: CpuGroups,
+    step: Step,
+    baseline: Source | None = None,
+) -> ModeResult:
+    """Every measurement of `mode`, on this code and, if given, on `baseline`'s beside it
+    (in `folder`/baseline)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sides = [Side(THIS, _system(mode, plan, folder, groups, THIS), folder)]
+    if baseline is not None:
+        theirs = folder / baseline.label
+        theirs.mkdir(exist_ok=True)
+        sides.append(Side(baseline, _system(mode, plan, theirs, groups, baseline), theirs))
+    quota = plan.embedded_quota if mode == "embedded" else plan.catalog_quota
+    result = ModeResult(mode=mode, quota_cores=quota, baseline=Baseline() if baseline else None)
+    run = ModeRun(mode, plan, result, sides, step)
     hello = Hello(folder, quota, groups)
-    step(f"{mode}: starting (seeding {plan.products:,} products)")
+    each = " for this code and the baseline" if baseline else ""
+    step(f"{mode}: starting (seeding {plan.products:,} products{each})")
     try:
-        system.start(plan.products)
+        for side in sides:
+            side.system.start(plan.products)
+            side.prepare(plan)
         hello.start()
-        catalog, _admin = prepare_catalog(system.url, folder)
-        _rates(result, plan, system, hello, catalog, step)
-        if isinstance(system, Scaled):
+        step(f"{mode}: customers with orders, carts and notifications to read")
+        for side in sides:
+            side.prepare_readers(plan)
+        _rates(run, hello)
+        if mode == "scaled":
             result.notes.append(
                 "While catalog was scaled, orders ran 1 instance, and while orders was"
                 " scaled, catalog ran 2: an idle instance still costs the machine about"
                 " 0.03 core (readiness checks, replica monitors, metrics)."
             )
-            _scale_catalog(result, plan, system, catalog, step)
-        journeys = _Journeys(plan, system, catalog, Customers(system.url, folder), folder)
-        _journeys(result, plan, system, journeys, step)
+            _scale_catalog(run)
+        _reads(run)
+        _journeys(run)
         if plan.profile:
-            _profile(result, plan, system, catalog, journeys, folder, step)
+            _profile(run, folder)
     finally:
         hello.stop()
-        system.stop()
+        for side in sides:
+            side.system.stop()
     return result
 
 
-def _rates(
-    result: ModeResult,
-    plan: Plan,
-    system: Embedded | Scaled,
-    hello: Hello,
-    catalog: Catalog,
-    step: Step,
-) -> None:
+def _wrk(mix: str, connections: int) -> Load:
+    return lambda side, seconds: (
+        lambda: loadgen.wrk(side.system.url, mix, side.catalog, seconds, connections)
+    )
+
+
+def _rates(run: ModeRun, hello: Hello) -> None:
+    plan, result, this = run.plan, run.result, run.only_this()
+
     def wrk(url: str, mix: str, seconds: float, rate: float = 0.0) -> Measurement:
         connections = plan.paced_connections if rate else plan.connections
-        return loadgen.wrk(url, mix, catalog, seconds, connections, rate)
+        return loadgen.wrk(url, mix, this.catalog, seconds, connections, rate)
 
-    step(f"{result.mode}: hello-world baseline")
+    run.step(f"{result.mode}: hello-world baseline")
     wrk(hello.url, "hello", plan.warm_seconds)
     result.hello = wrk(hello.url, "hello", plan.seconds)
     result.hello.cpu = {"hello": 0.0}
@@ -135,120 +109,134 @@ def _rates(
         rate = round(result.hello.rps * fraction, 1)
         result.latency_vs_load.append(wrk(hello.url, "hello", plan.seconds, rate))
     hello.stop()
-    if isinstance(system, Scaled):
-        system.scale("catalog", 1)
-        system.scale("orders", 1)
-    step(f"{result.mode}: cached product pages, as fast as they are answered")
-    wrk(system.url, "product", plan.warm_seconds)
-    peak = _measure(system, lambda: wrk(system.url, "product", plan.seconds))
-    result.workloads["product"] = peak
+    what = "cached product pages, as fast as they are answered"
+    run.compare("product", what, _wrk("product", plan.connections), counts=ONE)
+    peak = result.workloads["product"]
     for fraction in plan.fractions:
-        step(f"{result.mode}: product pages at {fraction:.0%} of the peak")
+        run.step(f"{result.mode}: product pages at {fraction:.0%} of the peak")
+        run.only_this(ONE)
         rate = round(peak.rps * fraction, 1)
-        wrk(system.url, "product", plan.warm_seconds, rate)  # the connections, made
-        point = _measure(system, lambda rate=rate: wrk(system.url, "product", plan.seconds, rate))
-        result.latency_vs_load.append(point)
-    if isinstance(system, Scaled):
-        system.scale("catalog", max(plan.instances))
-        system.scale("orders", max(plan.instances))
-    step(f"{result.mode}: browsing (pages, listings, searches)")
-    wrk(system.url, "browse", plan.warm_seconds)
-    result.workloads["browse"] = _measure(system, lambda: wrk(system.url, "browse", plan.seconds))
+        wrk(this.system.url, "product", plan.warm_seconds, rate)  # the connections, made
+        point = run.measure_this(
+            "product", lambda rate=rate: wrk(this.system.url, "product", plan.seconds, rate)
+        )
+        result.latency_vs_load.append(point.measurement)
+    what = "browsing (pages, listings, searches)"
+    run.compare("browse", what, _wrk("browse", plan.connections))
 
 
-def _scale_catalog(
-    result: ModeResult, plan: Plan, system: Scaled, catalog: Catalog, step: Step
-) -> None:
+def _scale_catalog(run: ModeRun) -> None:
+    plan, this = run.plan, run.this
     points = []
-    system.scale("orders", 1)  # idle instances cost the machine ~0.03 core each
     for count in plan.instances:
-        step(f"scaled: catalog reads on {count} instance(s)")
-        system.scale("catalog", count)
-        loadgen.wrk(system.url, "product", catalog, plan.warm_seconds, plan.connections)
-        point = _measure(
-            system,
-            lambda: loadgen.wrk(system.url, "product", catalog, plan.seconds, plan.connections),
+        run.step(f"scaled: catalog reads on {count} instance(s)")
+        run.only_this({"catalog": count, "orders": 1})  # idle instances cost ~0.03 core each
+        loadgen.wrk(this.system.url, "product", this.catalog, plan.warm_seconds, plan.connections)
+        point = run.measure_this(
+            "product",
+            lambda: loadgen.wrk(
+                this.system.url, "product", this.catalog, plan.seconds, plan.connections
+            ),
         )
-        points.append(replace(point, instances=count))
-    result.scaling.append(Scaling("catalog", "product", points))
-    system.scale("catalog", max(plan.instances))
-    system.scale("orders", max(plan.instances))
+        points.append(replace(point.measurement, instances=count))
+    run.result.scaling.append(Scaling("catalog", "product", points))
 
 
-@dataclass
-class _Journeys:
-    """Locust runs, each with its customers signed in beforehand."""
+def _reads(run: ModeRun) -> None:
+    """An order at a time on an idle shop, then the signed-in reads and the admin's writes."""
+    plan = run.plan
+    run.compare(
+        "settle-idle",
+        "orders one at a time, placed to settled",
+        lambda side, seconds: side.journeys.ready(
+            "settle_idle",
+            1,
+            seconds=seconds,
+            poll_seconds=plan.idle_poll_seconds,
+            pause=plan.idle_pause_seconds,
+        ),
+        journey=True,
+    )
+    workloads = {
+        "order-read": "customers reading their own orders",
+        "cart-read": "customers reading their carts",
+        "notifications-read": "customers reading their notifications",
+        "product-create": "an admin creating products",
+    }
+    for mix, what in workloads.items():
+        connections = plan.writer_connections if mix == "product-create" else plan.connections
+        run.compare(mix, what, _signed_in(mix, connections))
 
-    plan: Plan
-    system: Embedded | Scaled
-    catalog: Catalog
-    customers: Customers
-    folder: Path
-    runs: int = 0
 
-    def __call__(self, journey: str, users: int, rate: float = 0.0, seconds: float = 0.0):
-        self.runs += 1
-        signed_in = self.customers.signed_in(users)
-        failures = self.folder / f"locust-failures-{self.runs:02d}-{journey}.csv"
-        return loadgen.locust(
-            self.system.url,
-            journey,
-            self.catalog,
-            seconds or self.plan.journey_seconds,
-            users,
-            rate=rate,
-            customers=signed_in,
-            failures=failures,
-        )
+def _signed_in(mix: str, connections: int) -> Load:
+    def load(side: Side, seconds: float) -> Run:
+        if mix == "product-create":
+            callers = side.admin()
+        else:
+            callers = side.readers.callers(with_orders=mix == "order-read")
+        return lambda: loadgen.wrk_signed_in(side.system.url, mix, callers, seconds, connections)
+
+    return load
 
 
-def _journeys(
-    result: ModeResult, plan: Plan, system: Embedded | Scaled, run: _Journeys, step: Step
-) -> None:
-    def checkout(users: int, rate: float = 0.0) -> Measurement:
-        return _measure(system, lambda: run("checkout", users, rate))
-
+def _journeys(run: ModeRun) -> None:
+    plan, result, this = run.plan, run.result, run.this
     per_instance = plan.checkout_users_per_instance
-    if isinstance(system, Scaled):
+
+    def checkout(users: int) -> Load:
+        return lambda side, _seconds: side.journeys.ready("checkout", users)
+
+    if result.mode == "scaled":
         points = []
-        system.scale("catalog", 2)  # enough for the price quotes; the rest would idle
         for count in plan.instances:
-            step(f"scaled: checkout on {count} orders instance(s)")
-            system.scale("orders", count)
-            points.append(replace(checkout(per_instance * count), instances=count))
-        result.scaling.append(Scaling("orders", "checkout", points))
-        system.scale("orders", max(plan.instances))
-        system.scale("catalog", max(plan.instances))
-        peak = max(points, key=lambda p: p.orders_per_s or 0.0)
-        result.workloads["checkout"] = peak
+            run.step(f"scaled: checkout on {count} orders instance(s)")
+            run.only_this({"catalog": 2, "orders": count})  # catalog: enough for the quotes
+            users = per_instance * count
+            point = run.measure_this("checkout", this.journeys.ready("checkout", users))
+            point.measurement = replace(point.measurement, instances=count)
+            points.append(point)
+        result.scaling.append(Scaling("orders", "checkout", [p.measurement for p in points]))
+        best = max(points, key=lambda p: p.measurement.orders_per_s or 0.0)
+        count = best.measurement.instances
+        if len(run.sides) > 1:
+            what = f"checkout on {count} orders instance(s), its best"
+            counts = {"catalog": 2, "orders": count}
+            run.compare("checkout", what, checkout(per_instance * count), counts, journey=True)
+        else:
+            this.rounds["checkout"] = [best]
+            run.keep("checkout")
     else:
-        step("embedded: checkout, as fast as orders settle")
-        peak = result.workloads["checkout"] = checkout(per_instance * 4)
-    step(f"{result.mode}: checkout at half of its peak")
-    half = round((peak.orders_per_s or 1.0) / 2, 2)
-    result.workloads["checkout-half"] = checkout(peak.connections or per_instance, rate=half)
-    step(f"{result.mode}: a storefront's day (mixed)")
-    result.workloads["mixed"] = _measure(system, lambda: run("mixed", plan.mixed_users))
+        what = "checkout, as fast as orders settle"
+        run.compare("checkout", what, checkout(per_instance * 4), journey=True)
+
+    def half(side: Side, _seconds: float) -> Run:
+        peak = side.kept("checkout").measurement
+        rate = round((peak.orders_per_s or 1.0) / 2, 2)
+        return side.journeys.ready("checkout", peak.connections or per_instance, rate=rate)
+
+    run.compare("checkout-half", "checkout at half of its peak", half, journey=True)
+    run.compare(
+        "mixed",
+        "a storefront's day (mixed)",
+        lambda side, _seconds: side.journeys.ready("mixed", plan.mixed_users),
+        journey=True,
+    )
 
 
-def _profile(
-    result: ModeResult,
-    plan: Plan,
-    system: Embedded | Scaled,
-    catalog: Catalog,
-    journeys: _Journeys,
-    folder: Path,
-    step: Step,
-) -> None:
+def _profile(run: ModeRun, folder: Path) -> None:
     """Where the time goes, under the cached product page and under checkout at its peak."""
+    plan, result, this = run.plan, run.result, run.only_this()
+    system = this.system
     seconds = min(plan.journey_seconds, 15.0)
     checkout = result.workloads["checkout"]
     loads: dict[str, Callable[[], object]] = {
-        "product": lambda: loadgen.wrk(system.url, "product", catalog, seconds, plan.connections),
-        "checkout": lambda: journeys("checkout", checkout.connections or 8, seconds=seconds),
+        "product": lambda: loadgen.wrk(
+            system.url, "product", this.catalog, seconds, plan.connections
+        ),
+        "checkout": this.journeys.ready("checkout", checkout.connections or 8, seconds=seconds),
     }
     for workload, load in loads.items():
-        step(f"{result.mode}: profiling {workload} (py-spy)")
+        run.step(f"{result.mode}: profiling {workload} (py-spy)")
         bazaar = {
             name: pids[0]
             for name, pids in system.processes().items()

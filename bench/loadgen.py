@@ -53,25 +53,33 @@ def wrk(
 ) -> Measurement:
     """`mix` is `product` or `browse` (workloads/catalog.lua); `rate` 0 is as fast as the
     server answers, else about that many requests a second (Poisson arrivals)."""
+    arguments = [mix, str(catalog.products), str(catalog.categories), str(rate), str(connections)]
+    return _wrk(url, "catalog.lua", arguments, mix, seconds, connections, rate)
+
+
+def wrk_signed_in(
+    url: str, mix: str, callers: Path, seconds: float, connections: int = 64
+) -> Measurement:
+    """`mix` is `order-read`, `cart-read`, `notifications-read` or `product-create`
+    (workloads/signed_in.lua), as fast as the server answers; `callers` is the file of
+    signed-in callers (and their orders) that the requests take in turn (bench/customers.py)."""
+    run = os.urandom(4).hex().upper()  # the new products' SKUs: unique across runs
+    return _wrk(url, "signed_in.lua", [mix, str(callers), run], mix, seconds, connections)
+
+
+def _wrk(
+    url: str,
+    script: str,
+    arguments: list[str],
+    workload: str,
+    seconds: float,
+    connections: int,
+    rate: float = 0.0,
+) -> Measurement:
     if shutil.which("wrk") is None:
         raise LoadError("wrk is not installed (Debian package `wrk`)")
-    command = [
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--timeout",
-        "5s",
-        "-s",
-        str(WORKLOADS / "catalog.lua"),
-        url,
-        "--",
-        mix,
-        str(catalog.products),
-        str(catalog.categories),
-        str(rate),
-        str(connections),
-    ]
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+    command += ["--timeout", "5s", "-s", str(WORKLOADS / script), url, "--", *arguments]
     before = _children_cpu()
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
     cpu = _children_cpu() - before
@@ -80,7 +88,7 @@ def wrk(
         raise LoadError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
     elapsed = summary["micros"] / 1e6
     return Measurement(
-        workload=mix,
+        workload=workload,
         tool="wrk",
         seconds=round(elapsed, 2),
         requests=summary["requests"],
@@ -110,11 +118,15 @@ def locust(
     rate: float = 0.0,
     customers: Path | None = None,
     failures: Path | None = None,
+    poll_seconds: float | None = None,
+    pause: float = 0.0,
 ) -> Measurement:
-    """`journey` is `checkout` or `mixed` (workloads/<journey>.py), with `users` at once; for
-    checkout, `rate` (orders a second, all users together) holds the load below the peak.
-    `customers` is a file of signed-in customers (bench/customers.py); Locust's list of
-    failures, if any, is kept as `failures`."""
+    """`journey` is `checkout`, `mixed` or `settle_idle` (workloads/<journey>.py), with `users`
+    at once; for checkout, `rate` (orders a second, all users together) holds the load below
+    the peak. `customers` is a file of signed-in customers (bench/customers.py); Locust's list
+    of failures, if any, is kept as `failures`. `poll_seconds` is how often an order is polled
+    until it settles (workloads/shopper.py's default when None); `pause`, settle_idle's rest
+    between two orders."""
     executable = Path(sys.executable).parent / "locust"
     if not executable.exists():
         raise LoadError("Locust is not installed: pip install -e '.[bench]'")
@@ -143,15 +155,20 @@ def locust(
             "--exit-code-on-error",
             "0",
         ]
-        environment = os.environ | {
-            "BENCH_PRODUCTS": str(catalog.products),
-            "BENCH_STOCKED": str(catalog.stocked),
-            "BENCH_CATEGORIES": str(catalog.categories),
-            "BENCH_SETTLE_TIMEOUT": str(settle_timeout),
-            "BENCH_SETTLE_FILE": str(Path(folder) / "settle.json"),
-            "BENCH_USER_RATE": str(rate / users) if rate else "",
-            "BENCH_CUSTOMERS": str(customers or ""),
-        }
+        environment = (
+            os.environ
+            | {
+                "BENCH_PRODUCTS": str(catalog.products),
+                "BENCH_STOCKED": str(catalog.stocked),
+                "BENCH_CATEGORIES": str(catalog.categories),
+                "BENCH_SETTLE_TIMEOUT": str(settle_timeout),
+                "BENCH_SETTLE_FILE": str(Path(folder) / "settle.json"),
+                "BENCH_USER_RATE": str(rate / users) if rate else "",
+                "BENCH_CUSTOMERS": str(customers or ""),
+                "BENCH_PAUSE_SECONDS": str(pause),
+            }
+            | ({"BENCH_POLL_SECONDS": str(poll_seconds)} if poll_seconds else {})
+        )
         before = _children_cpu()
         done = subprocess.run(
             command,
@@ -172,7 +189,7 @@ def locust(
         settle = json.loads(settle_file.read_text()) if settle_file.exists() else None
     if settle is None:
         raise LoadError(f"Locust wrote no settle times: {done.stderr.strip()[-2000:]}")
-    found = _journey_measurement(journey, rows, settle, seconds, users, cpu)
+    found = _journey_measurement(journey.replace("_", "-"), rows, settle, seconds, users, cpu)
     found.offered_rps = rate or None
     return found
 

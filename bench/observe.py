@@ -138,6 +138,8 @@ class Watch:
     interval: float = 2.0
     _before: Samples = field(default_factory=dict)
     _cpu_before: dict[str, float] = field(default_factory=dict)
+    elapsed: float = 0.0
+    """Seconds from start to stop: the span of the CPU figures."""
     _started: float = 0.0
     _backlog_max: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -159,7 +161,7 @@ class Watch:
 
     def stop(self) -> tuple[Observed, dict[str, float]]:
         """What the servers said, and the cores each process used on average."""
-        elapsed = time.monotonic() - self._started
+        elapsed = self.elapsed = time.monotonic() - self._started
         self._stop.set()
         if self._sampler is not None:
             self._sampler.join()

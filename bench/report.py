@@ -20,6 +20,11 @@ WORKLOADS = {
     "hello": "hello world (baseline)",
     "product": "cached product page",
     "browse": "browse",
+    "settle-idle": "settle on an idle shop",
+    "order-read": "order read",
+    "cart-read": "cart read",
+    "notifications-read": "notifications read",
+    "product-create": "product create",
     "checkout": "checkout",
     "mixed": "mixed",
 }
@@ -30,7 +35,7 @@ def write_report(run: Run, folder: Path, previous: Run | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     run.save(folder / "results.json")
     changes = comparison.compare(run, previous) if previous else []
-    lines = _summary(run, previous, changes) + _machine(run)
+    lines = _summary(run, previous, changes) + comparison.baseline_section(run) + _machine(run)
     scaling_files = _scaling_files(run)
     for mode in run.modes.values():
         lines += _mode(mode, folder, scaling_files)
@@ -39,6 +44,11 @@ def write_report(run: Run, folder: Path, previous: Run | None = None) -> Path:
     path = folder / "report.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path
+
+
+def against_baseline_lines(run: Run) -> list[str]:
+    """A line per mode: each workload's ratio to the baseline commit (for the console)."""
+    return comparison.baseline_summary(run)
 
 
 def previous_run(runs_root: Path, current: Path, fallback: Path | None) -> Run | None:
@@ -104,12 +114,18 @@ def _summary(run: Run, previous: Run | None, changes: list[Change]) -> list[str]
     for mode in run.modes.values():
         ratio = _ratio_to_hello(mode)
         figures = [
-            f"{_describe(name)} {markdown.throughput(m)}"
+            f"{_describe(name)} "
+            + (
+                f"p50 / p99 {settle(m.settle_ms)} ms"
+                if name == "settle-idle"
+                else markdown.throughput(m)
+            )
             + (f" ({ratio:.2f}x hello)" if name == "product" and ratio else "")
             for name, m in peaks(mode)
         ]
         described = MODES.get(mode.mode, mode.mode)
         lines.append(f"- **{mode.mode}** ({described}): {'; '.join(figures) or 'no peak'}.")
+    lines += [f"- {line}." for line in comparison.baseline_summary(run)]
     lines.append("")
     if previous:
         lines += comparison.summary(previous, changes)
@@ -298,7 +314,17 @@ def _cpu(mode: ModeResult, folder: Path) -> list[str]:
         total = sum(m.cpu.values())
         rows.append([_describe(workload), f"{total:.2f}", f"{m.loadgen_cpu:.2f}", listed])
     head = ["workload", "system under test", "load generator", "top processes"]
-    return lines + table(head, rows)
+    lines += table(head, rows)
+    if mode.cpu_ms_per_order:
+        per_order = ", ".join(
+            f"{_describe(name)} {number(ms)} ms" for name, ms in mode.cpu_ms_per_order.items()
+        )
+        lines += [
+            "CPU per settled order (every Bazaar process, not the servers nor the load"
+            f" generator, over the measurement, per order settled in it): {per_order}.",
+            "",
+        ]
+    return lines
 
 
 def _scaling_files(run: Run) -> dict[tuple[str, str], str]:

@@ -2,10 +2,14 @@
 
 Everything a report shows is here, so `bazaar bench report` can redraw an old run, and the
 next run can set its figures beside this one's (a regression shows as a ratio below 1).
+
+Fields are only ever added, with defaults, and where an older report could not load them (a
+`Measurement`'s), beside instead (a mode's `baseline`, `cpu_ms_per_order`); a report loads
+what it knows of a newer file and leaves the rest.
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +79,25 @@ class Measurement:
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
+    @property
+    def settled_per_s(self) -> float | None:
+        """Orders the load generator saw settle, a second of the measurement."""
+        return round(self.settled / self.seconds, 2) if self.settled is not None else None
+
+
+def headline(workload: str, m: Measurement) -> tuple[str, float | None, bool]:
+    """The figure a workload is judged by: its name, its value, and whether higher is better.
+    Of the rounds of a workload, the one with the best headline is kept; and the baseline's
+    table starts each workload with it."""
+    settle = m.settle_ms
+    if workload == "settle-idle":
+        return "settle p50 ms", settle.p50 if settle else None, False
+    if workload == "checkout-half":
+        return "settle p99 ms", settle.p99 if settle else None, False
+    if workload == "checkout":
+        return "settled orders/s", m.settled_per_s, True
+    return "req/s", m.rps, True
+
 
 @dataclass
 class Scaling:
@@ -125,6 +148,22 @@ class ModeResult:
     profile: str | None = None
     """A py-spy profile (file name in the run folder) where a target was missed."""
     notes: list[str] = field(default_factory=list)
+    cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
+    """Of the checkout workloads: CPU milliseconds that every Bazaar process (not the servers
+    nor the load generator) used over the measurement, per order settled in it."""
+    baseline: "Baseline | None" = None
+    """The baseline commit's figures, when one was measured in the same run."""
+
+
+@dataclass
+class Baseline:
+    """The baseline commit's peaks in one mode, measured in the same run as this code's, each
+    workload on the two in turn (bench/experiment.py)."""
+
+    workloads: dict[str, Measurement] = field(default_factory=dict)
+    cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
+    rounds: dict[str, list[list[float | None]]] = field(default_factory=dict)
+    """Each workload's headline figure in each round: [this code's, the baseline's]."""
 
 
 @dataclass
@@ -138,6 +177,8 @@ class Run:
     modes: dict[str, ModeResult] = field(default_factory=dict)
     targets: list[Target] = field(default_factory=list)
     format: int = FORMAT
+    baseline: dict[str, Any] | None = None
+    """The commit measured beside this code: `ref` as asked, `commit`, `subject`."""
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -147,18 +188,34 @@ class Run:
         return run_from_dict(json.loads(path.read_text()))
 
 
+def _known(cls: type, data: dict) -> dict:
+    """`data` without the fields `cls` does not have (written by a newer version)."""
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
 def _latency(data: dict | None) -> Latency | None:
-    return Latency(**data) if data else None
+    return Latency(**_known(Latency, data)) if data else None
 
 
 def _measurement(data: dict) -> Measurement:
-    data = dict(data)
+    data = _known(Measurement, data)
     data["latency"] = _latency(data["latency"]) or Latency()
     data["settle_ms"] = _latency(data.get("settle_ms"))
-    observed = dict(data.get("observed") or {})
+    observed = _known(Observed, data.get("observed") or {})
     observed["settle_ms"] = _latency(observed.get("settle_ms"))
     data["observed"] = Observed(**observed)
     return Measurement(**data)
+
+
+def _baseline(data: dict | None) -> Baseline | None:
+    if data is None:
+        return None
+    return Baseline(
+        workloads={k: _measurement(v) for k, v in data.get("workloads", {}).items()},
+        cpu_ms_per_order=dict(data.get("cpu_ms_per_order", {})),
+        rounds={k: [list(pair) for pair in v] for k, v in data.get("rounds", {}).items()},
+    )
 
 
 def _mode(data: dict) -> ModeResult:
@@ -174,6 +231,8 @@ def _mode(data: dict) -> ModeResult:
         ],
         profile=data.get("profile"),
         notes=list(data.get("notes", [])),
+        cpu_ms_per_order=dict(data.get("cpu_ms_per_order", {})),
+        baseline=_baseline(data.get("baseline")),
     )
 
 
@@ -186,5 +245,6 @@ def run_from_dict(data: dict) -> Run:
         machine=data["machine"],
         settings=data["settings"],
         modes={name: _mode(mode) for name, mode in data.get("modes", {}).items()},
-        targets=[Target(**t) for t in data.get("targets", [])],
+        targets=[Target(**_known(Target, t)) for t in data.get("targets", [])],
+        baseline=data.get("baseline"),
     )

@@ -10,11 +10,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bazaar.runtime.cluster.cpulimit import CpuGroups
-from bench import targets
-from bench.experiment import Plan, run_mode
-from bench.results import ModeResult, Run
+from bench import source, targets
+from bench.experiment import run_mode
+from bench.plan import Plan
+from bench.results import Measurement, ModeResult, Run
 
-QUICK_BOUNDS_MS = {"product": 100.0, "browse": 1000.0, "checkout": 2000.0, "mixed": 2000.0}
+QUICK_BOUNDS_MS = {
+    "product": 100.0,
+    "browse": 1000.0,
+    "order-read": 1000.0,
+    "cart-read": 1000.0,
+    "notifications-read": 1000.0,
+    "product-create": 2000.0,
+    "settle-idle": 1000.0,
+    "checkout": 2000.0,
+    "mixed": 2000.0,
+}
 """`--quick` fails when a workload's p99 passes these on a machine as fast as the reference
 (generous: these are runs at saturation, bounds against stalls, not the targets)."""
 QUICK_SETTLE_P99_MS = 3000.0
@@ -64,6 +75,8 @@ def new_folder(runs_root: Path) -> Path:
 
 
 def run(plan: Plan, folder: Path, step: Callable[[str], None], quick: bool) -> Run:
+    """Every mode of `plan`, with the baseline commit's code beside this code's if it names
+    one (its `src/` exported into the run's folder for the run, and removed afterwards)."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
     result = Run(
         started_at=started,
@@ -71,12 +84,17 @@ def run(plan: Plan, folder: Path, step: Callable[[str], None], quick: bool) -> R
         machine=machine(),
         settings=asdict(plan) | {"quick": quick},
     )
+    baseline = source.export(plan.baseline, folder / "baseline-source") if plan.baseline else None
+    if baseline is not None:
+        result.baseline = baseline.describe()
     groups = CpuGroups(f"bazaar-bench-{folder.name}")
     try:
         for mode in plan.modes:
-            result.modes[mode] = run_mode(mode, plan, folder / mode, groups, step)
+            result.modes[mode] = run_mode(mode, plan, folder / mode, groups, step, baseline)
     finally:
         groups.remove_all()
+        if baseline is not None:
+            source.remove(baseline)
     result.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     result.targets = targets.evaluate(result)
     result.save(folder / "results.json")
@@ -84,28 +102,37 @@ def run(plan: Plan, folder: Path, step: Callable[[str], None], quick: bool) -> R
 
 
 def smoke_failures(result: Run) -> list[str]:
-    """What makes `--quick` fail: any error, an order that never settled, a latency bound."""
+    """What makes `--quick` fail: any error, an order that never settled, a latency bound,
+    on this code or on the baseline's (a ratio to a failing baseline would mean nothing)."""
     found = []
     for mode in result.modes.values():
         slower = machine_factor(mode)
-        for name, measurement in mode.workloads.items():
-            if measurement.errors:
-                found.append(f"{mode.mode} {name}: {measurement.errors} error(s)")
-            if measurement.unsettled:
-                found.append(f"{mode.mode} {name}: {measurement.unsettled} order(s) never settled")
-            bound = QUICK_BOUNDS_MS.get(name.removesuffix("-half"))
-            if bound is not None and measurement.latency.p99 > bound * slower:
-                found.append(
-                    f"{mode.mode} {name}: p99 {measurement.latency.p99:.1f} ms"
-                    f" > {bound * slower:.0f} ms ({bound:.0f} ms x {slower:.2f}, the machine)"
-                )
-            settle = measurement.settle_ms
-            if settle is not None and settle.p99 > QUICK_SETTLE_P99_MS * slower:
-                found.append(
-                    f"{mode.mode} {name}: settle p99 {settle.p99:.0f} ms"
-                    f" > {QUICK_SETTLE_P99_MS * slower:.0f} ms"
-                )
+        found += _failures(mode.mode, mode.workloads, slower)
+        if mode.baseline is not None:
+            found += _failures(f"{mode.mode} baseline", mode.baseline.workloads, slower)
         for point in mode.latency_vs_load:
             if point.errors:
                 found.append(f"{mode.mode} product at {point.offered_rps} req/s: errors")
+    return found
+
+
+def _failures(label: str, workloads: dict[str, Measurement], slower: float) -> list[str]:
+    found = []
+    for name, measurement in workloads.items():
+        if measurement.errors:
+            found.append(f"{label} {name}: {measurement.errors} error(s)")
+        if measurement.unsettled:
+            found.append(f"{label} {name}: {measurement.unsettled} order(s) never settled")
+        bound = QUICK_BOUNDS_MS.get(name.removesuffix("-half"))
+        if bound is not None and measurement.latency.p99 > bound * slower:
+            found.append(
+                f"{label} {name}: p99 {measurement.latency.p99:.1f} ms"
+                f" > {bound * slower:.0f} ms ({bound:.0f} ms x {slower:.2f}, the machine)"
+            )
+        settle = measurement.settle_ms
+        if settle is not None and settle.p99 > QUICK_SETTLE_P99_MS * slower:
+            found.append(
+                f"{label} {name}: settle p99 {settle.p99:.0f} ms"
+                f" > {QUICK_SETTLE_P99_MS * slower:.0f} ms"
+            )
     return found

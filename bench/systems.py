@@ -23,20 +23,25 @@ from bazaar.runtime.cluster.status import running_environment
 from bazaar.runtime.cluster.supervisor import Supervisor, descendants
 from bazaar.runtime.cluster.topology import free_port
 from bench.loadgen import Catalog
+from bench.source import THIS, Source
 
 ADMIN = ("bench-admin@example.com", "bench-admin-password")
 STOCKED_PRODUCTS = 100
 """Products with stock for any run, spread so orders seldom wait on one row's lock."""
 READY_TIMEOUT = 120.0
+SCALED = ("catalog", "orders")
+"""The services of which `bazaar up` starts several instances and `bazaar scale` chooses how
+many serve."""
 
 
 class StartError(RuntimeError):
     """The system under test would not start."""
 
 
-def _bazaar_environment(settings: Mapping[str, str]) -> dict[str, str]:
-    """A child's environment with `settings` for Bazaar, which logs warnings only."""
-    return child_environment({"BAZAAR_LOG_LEVEL": "warning", **settings})
+def _bazaar_environment(settings: Mapping[str, str], source: Source = THIS) -> dict[str, str]:
+    """A child's environment with `settings` for Bazaar, which logs warnings only, running
+    `source`'s code."""
+    return child_environment({"BAZAAR_LOG_LEVEL": "warning", **source.environment(), **settings})
 
 
 def _check(command: list[str], environment: Mapping[str, str], timeout: float = 600) -> str:
@@ -144,13 +149,19 @@ class Hello(_OwnServer):
         raise StartError(f"the hello-world app did not answer: see {self.process.log}")
 
 
+def admin_token(url: str) -> str:
+    """A fresh access token of the admin that `_seed` made."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        answer = client.post("/v1/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]})
+        answer.raise_for_status()
+        return str(answer.json()["access_token"])
+
+
 def prepare_catalog(url: str, folder: Path) -> tuple[Catalog, str]:
     """Sign the admin in, add the stocked products, and write the id files the workloads read.
     Returns them and an admin token."""
     with httpx.Client(base_url=url, timeout=30) as client:
-        answer = client.post("/v1/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]})
-        answer.raise_for_status()
-        headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        headers = {"Authorization": f"Bearer {admin_token(url)}"}
         run = os.urandom(3).hex().upper()
 
         def add(number: int) -> str:
@@ -194,36 +205,54 @@ def _seed(environment: Mapping[str, str], products: int) -> None:
 
 @dataclass
 class Embedded(_OwnServer):
-    """Every service in one `bazaar dev` process on SQLite, under `cores` of CPU."""
+    """Every service in one `bazaar dev` process on SQLite, under `cores` of CPU, running
+    `source`'s code."""
+
+    source: Source = THIS
 
     @property
     def environment(self) -> dict[str, str]:
-        return _bazaar_environment({"BAZAAR_DATA_DIR": str(self.folder / "data")})
+        return _bazaar_environment({"BAZAAR_DATA_DIR": str(self.folder / "data")}, self.source)
 
     def start(self, products: int) -> None:
         _seed(self.environment, products)
-        command = self.limited("bazaar-dev", [*bazaar_command(), "dev", "--port", str(self.port)])
+        group = "bazaar-dev" if self.source.src is None else f"bazaar-dev-{self.source.label}"
+        command = self.limited(group, [*bazaar_command(), "dev", "--port", str(self.port)])
         self.process = start_process("bazaar-dev", command, self.environment, self.folder)
         wait_ready(self.url)
+
+    def use(self, counts: Mapping[str, int] | None = None) -> None:
+        """One process serves everything: nothing to scale."""
+
+    def park(self) -> None:
+        """Nothing to scale down: idle, the process costs the machine little."""
 
     def metrics_urls(self) -> list[str]:
         return [self.url]
 
     relay_urls = metrics_urls
 
+    def bazaar_programs(self) -> set[str]:
+        """The processes that run Bazaar's code (of those `processes` names)."""
+        return {"bazaar-dev"}
+
 
 @dataclass
 class Scaled:
     """`bazaar up`: HAProxy in front of `most` instances of catalog and of orders (each under
     its quota; `scale` chooses how many serve), one of the other services, a worker per
-    service, PostgreSQL primary + replica + 2 shards, Redis, RabbitMQ, all on this machine."""
+    service, PostgreSQL primary + replica + 2 shards, Redis, RabbitMQ, all on this machine,
+    running `source`'s code."""
 
     folder: Path
     quotas: dict[str, float]
     most: int
+    source: Source = THIS
     port: int = field(default_factory=free_port)
     stats_port: int = field(default_factory=free_port)
     run: RunRecord | None = None
+    serving: dict[str, int] = field(default_factory=dict)
+    """Instances of each scaled service in service (all `most` after the start)."""
 
     @property
     def url(self) -> str:
@@ -235,7 +264,7 @@ class Scaled:
 
     @property
     def environment(self) -> dict[str, str]:
-        return _bazaar_environment({"BAZAAR_DATA_DIR": str(self.data_dir)})
+        return _bazaar_environment({"BAZAAR_DATA_DIR": str(self.data_dir)}, self.source)
 
     def start(self, products: int) -> None:
         instances = f"catalog={self.most},orders={self.most},identity=1,payments=1,notifications=1"
@@ -246,10 +275,30 @@ class Scaled:
         _check(command, self.environment)
         folder = Folder(self.data_dir)
         self.run = RunRecord.load(folder.run)
-        _seed(_bazaar_environment(running_environment(folder)), products)
+        self.serving = dict.fromkeys(SCALED, self.most)
+        _seed(_bazaar_environment(running_environment(folder), self.source), products)
 
     def scale(self, service: str, count: int) -> None:
+        if self.serving.get(service) == count:
+            return
         _check([*bazaar_command(), "scale", service, str(count)], self.environment, timeout=180)
+        self.serving[service] = count
+
+    def use(self, counts: Mapping[str, int] | None = None) -> None:
+        """`counts` instances of catalog and orders in service (every one of a service left
+        out), those scaled down first: they free the machine for those that start."""
+        wanted = {
+            service: min(self.most, (counts or {}).get(service, self.most)) for service in SCALED
+        }
+        for service, count in sorted(
+            wanted.items(), key=lambda item: item[1] - self.serving.get(item[0], self.most)
+        ):
+            self.scale(service, count)
+
+    def park(self) -> None:
+        """One instance of each: while the other code is measured, an idle instance still
+        costs the machine about 0.03 core."""
+        self.use(dict.fromkeys(SCALED, 1))
 
     def metrics_urls(self) -> list[str]:
         processes = self.run.processes if self.run else []
@@ -259,6 +308,11 @@ class Scaled:
         """The workers: the relays that publish the outbox run there."""
         processes = self.run.processes if self.run else []
         return [f"http://127.0.0.1:{p.port}" for p in processes if p.kind == "worker"]
+
+    def bazaar_programs(self) -> set[str]:
+        """The processes that run Bazaar's code: every API instance and worker, not the
+        servers (PostgreSQL, Redis, RabbitMQ, HAProxy, the mail sink)."""
+        return {p.name for p in self.run.processes} if self.run else set()
 
     def processes(self) -> dict[str, list[int]]:
         folder = Folder(self.data_dir)

@@ -4,7 +4,8 @@ an order, and poll it until it settles.
 The run's data comes in environment variables that `bazaar bench` sets: BENCH_PRODUCTS and
 BENCH_STOCKED (files of product ids: the catalog, and products with stock enough for any
 run), BENCH_CATEGORIES, BENCH_CUSTOMERS (signed-in customers: `email password token` lines,
-made before the run by bench/customers.py), BENCH_POLL_SECONDS and BENCH_SETTLE_TIMEOUT.
+made before the run by bench/customers.py), BENCH_POLL_SECONDS, BENCH_SETTLE_TIMEOUT and
+BENCH_PAUSE_SECONDS (settle_idle.py's rest between orders).
 The time from placed to settled of every order goes to the JSON file BENCH_SETTLE_FILE when
 the run stops, so that Locust's own request statistics hold only HTTP requests.
 """
@@ -117,8 +118,9 @@ class Shopper(FastHttpUser):
                 return None
             return answer.json()["id"]
 
-    def wait_settled(self, order_id: str) -> None:
-        """Poll the order until it is confirmed or cancelled, and note how long that took."""
+    def wait_settled(self, order_id: str, record: bool = True) -> None:
+        """Poll the order until it is confirmed or cancelled, and note how long that took
+        (unless `record` is false: a warm-up)."""
         placed = time.perf_counter()
         while True:
             gevent.sleep(POLL_SECONDS)
@@ -129,13 +131,15 @@ class Shopper(FastHttpUser):
             elapsed = time.perf_counter() - placed
             if status in SETTLED or elapsed > SETTLE_TIMEOUT:
                 break
+        if not record:
+            return
         if status in SETTLED:
             SETTLE_TIMES.append(elapsed)
         else:
             UNSETTLED.append(order_id)
 
-    def checkout(self) -> None:
+    def checkout(self, record: bool = True) -> None:
         item = {"product_id": random.choice(STOCKED), "quantity": 1}
         order_id = self.place_order([item])
         if order_id is not None:
-            self.wait_settled(order_id)
+            self.wait_settled(order_id, record)

@@ -3,12 +3,14 @@ the real load generators (wrk, Locust), then the report with its plots."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bench.plan import COMPARED
 from bench.results import Run
 
 BAZAAR = Path(sys.executable).parent / "bazaar"
@@ -35,7 +37,7 @@ def test_the_smoke_passes_with_every_workload_measured(quick_run) -> None:
     assert "Smoke passed" in done.stderr
     run = Run.load(folder / "results.json")
     embedded = run.modes["embedded"]
-    assert set(embedded.workloads) == {"product", "browse", "checkout", "checkout-half", "mixed"}
+    assert list(embedded.workloads) == list(COMPARED)
     for name, measurement in embedded.workloads.items():
         assert measurement.requests > 0, name
         assert measurement.errors == 0, name
@@ -47,6 +49,24 @@ def test_the_smoke_passes_with_every_workload_measured(quick_run) -> None:
     assert checkout.settle_ms is not None and checkout.settle_ms.p50 > 0
     assert embedded.workloads["product"].observed.cache_hit_ratio > 0.5
     assert embedded.workloads["product"].cpu["bazaar-dev"] > 0
+    assert embedded.cpu_ms_per_order["checkout"] > 0
+    assert embedded.baseline is None
+
+
+def test_orders_settle_one_at_a_time_on_an_idle_shop(quick_run) -> None:
+    _done, folder = quick_run
+    idle = Run.load(folder / "results.json").modes["embedded"].workloads["settle-idle"]
+    assert idle.connections == 1
+    assert idle.settled and idle.settled >= 3 and idle.unsettled == 0
+    assert idle.settle_ms is not None and 0 < idle.settle_ms.p50 <= idle.settle_ms.p99
+
+
+def test_the_progress_bar_counts_every_step(quick_run) -> None:
+    done, _folder = quick_run
+    steps = re.findall(r"^\[(\d+)/(\d+)\]", done.stderr, re.MULTILINE)
+    assert steps, done.stderr[-3000:]
+    done_steps, total = steps[-1]
+    assert int(done_steps) == int(total) - 1 == len(steps) - 1
 
 
 def test_the_report_comes_with_its_plots(quick_run) -> None:

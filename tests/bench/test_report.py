@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import runner
+from bench import runner, targets
 from bench.report import previous_run, redraw, write_report
 from bench.results import (
+    Baseline,
     Latency,
     Measurement,
     ModeResult,
@@ -189,6 +190,106 @@ def test_without_a_previous_run_there_is_no_comparison(tmp_path: Path) -> None:
     text = write_report(a_run(), tmp_path).read_text()
     assert "Compared with the previous run" not in text
     assert "regression" not in text.lower()
+    assert "Against the baseline commit" not in text
+
+
+def settle_idle(p50: float) -> Measurement:
+    return replace(
+        measurement("settle-idle", 8),
+        tool="locust",
+        connections=1,
+        orders_per_s=2.5,
+        settled=30,
+        unsettled=0,
+        latency=Latency(p50=5, p95=8, p99=12, max=20),
+        settle_ms=Latency(p50=p50, p95=p50 * 1.5, p99=p50 * 2, max=p50 * 2.5),
+    )
+
+
+def with_baseline(run: Run) -> Run:
+    """`run` with the baseline commit measured beside it, in both modes."""
+    for result in run.modes.values():
+        result.workloads["order-read"] = measurement("order-read", 800)
+        result.workloads["settle-idle"] = settle_idle(30)
+        result.cpu_ms_per_order = {"checkout": 40.0}
+        result.baseline = Baseline(
+            workloads={
+                "product": measurement("product", 20370),
+                "browse": measurement("browse", 94),
+                "order-read": measurement("order-read", 200),
+                "settle-idle": settle_idle(60),
+                "checkout": checkout(20),
+            },
+            cpu_ms_per_order={"checkout": 160.0},
+            rounds={"browse": [[470, 94], [450, 100]], "checkout": [[80, 20], [75, 25]]},
+        )
+    run.baseline = {
+        "ref": "b01d6e7",
+        "commit": "b01d6e7cc1550000000000000000000000000000",
+        "subject": "tests: the retry's backoff",
+    }
+    run.settings["rounds"] = 2
+    return run
+
+
+@pytest.fixture(scope="module")
+def against(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report(with_baseline(a_run()), tmp_path_factory.mktemp("baseline"))
+
+
+def test_the_baseline_commit_is_set_beside_this_code_workload_by_workload(against: Path) -> None:
+    text = against.read_text()
+    section = text.split("## Against the baseline commit")[1].split("\n## ")[0]
+    assert "b01d6e7 (b01d6e7cc155: tests: the retry's backoff)" in section
+    assert "2 rounds each" in section
+    # throughput: this / baseline; the ratio of each round beside it
+    assert "| embedded | browse | req/s | 94 | 470 | **5.00** | 5.00, 4.50 |" in section
+    assert "| scaled | order-read | req/s | 200 | 800 | **4.00** |" in section
+    # latency and CPU: baseline / this, so above 1 is better too
+    assert "| embedded | settle-idle | settle p50 ms | 60 | 30 | **2.00** |" in section
+    assert "| embedded | settle-idle | settle p99 ms | 120 | 60 | **2.00** |" in section
+    assert "| scaled | checkout | settled orders/s | 20 | 90 | **4.50** | 4.00, 3.00 |" in section
+    assert "| scaled | checkout | CPU ms / settled order | 160 | 40 | **4.00** |" in section
+    # every workload measured on both, and only those
+    assert line_with(section, "| embedded | product | req/s |").endswith("| 0.59 / 0.59 |")
+    assert "| mixed |" not in section
+    assert "- against b01d6e7, embedded: product 1.00, browse 5.00, order-read 4.00" in text
+
+
+def test_the_issues_ratios_to_the_baseline_are_targets(against: Path) -> None:
+    found = {t.name: t for t in targets.evaluate(Run.load(against.parent / "results.json"))}
+    browse = found["embedded: browse req/s against b01d6e7"]
+    assert (browse.value, browse.bound, browse.met) == (5.0, 5.0, True)
+    assert not found["embedded: order-read req/s against b01d6e7"].met
+    assert found["embedded: checkout settled orders/s against b01d6e7"].value == 4.0
+    assert "scaled: checkout settled orders/s against b01d6e7" not in found
+    cpu = found["scaled: checkout CPU ms / settled order against b01d6e7"]
+    assert (cpu.value, cpu.unit, cpu.met) == (4.0, "x less", True)
+    assert "embedded: checkout CPU ms / settled order against b01d6e7" not in found
+    idle = found["embedded: p50 placed to settled, one order at a time on an idle shop"]
+    assert (idle.value, idle.bound, idle.met) == (30, 50, True)
+
+
+def test_a_run_with_a_baseline_round_trips_and_newer_fields_are_passed_over(
+    against: Path,
+) -> None:
+    path = against.parent / "results.json"
+    assert Run.load(path) == with_baseline(a_run())
+    data = json.loads(path.read_text())
+    data["novel"] = 1
+    data["modes"]["embedded"]["novel"] = 1
+    data["modes"]["embedded"]["workloads"]["browse"]["novel"] = 1
+    data["modes"]["embedded"]["workloads"]["browse"]["observed"]["novel"] = 1
+    path.write_text(json.dumps(data))
+    assert Run.load(path) == with_baseline(a_run())
+
+
+def test_the_smoke_fails_on_an_error_of_the_baseline_too() -> None:
+    run = with_baseline(a_run())
+    run.modes["embedded"].workloads["browse"] = measurement("browse", 470)
+    run.modes["scaled"].workloads["browse"] = measurement("browse", 470)
+    run.modes["scaled"].baseline.workloads["browse"].errors = 3
+    assert runner.smoke_failures(run) == ["scaled baseline browse: 3 error(s)"]
 
 
 def test_previous_run_is_the_newest_other_readable_folder(tmp_path: Path) -> None:

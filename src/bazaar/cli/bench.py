@@ -30,7 +30,8 @@ def _runs_root() -> Path:
 def _import_bench() -> None:
     try:
         import bench.report
-        import bench.runner  # noqa: F401
+        import bench.runner
+        import bench.source  # noqa: F401
     except ImportError as error:
         console.print(
             f"[red]The benchmark cannot load[/red] ({error}): run from the repository, with"
@@ -56,6 +57,13 @@ def run(
     publish: Annotated[
         bool, typer.Option(help=f"Copy the report to {PUBLISHED}/ (the figures of record).")
     ] = False,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="A commit (e.g. b01d6e7) built from git and measured beside this code in the"
+            " same run, each workload on the two in turn; the report sets them side by side."
+        ),
+    ] = None,
 ) -> None:
     """Run the benchmark: every workload in each mode, the scaling experiment, the report."""
     if context.invoked_subcommand is not None:
@@ -63,10 +71,17 @@ def run(
     _import_bench()
     from dataclasses import replace
 
-    from bench import report, runner
-    from bench.experiment import Plan
+    from bench import report, runner, source
+    from bench.plan import Plan
 
     plan = Plan.quick() if quick else Plan()
+    if baseline:
+        try:
+            source.resolve(baseline)
+        except source.SourceError as error:
+            console.print(f"[red]No baseline[/red]: {error}")
+            raise typer.Exit(2) from None
+        plan = replace(plan, baseline=baseline)
     if mode != "both" or quick:
         if mode not in ("embedded", "scaled", "both"):
             raise typer.BadParameter("embedded, scaled or both", param_hint="--mode")
@@ -99,6 +114,8 @@ def run(
     for target in result.targets:
         mark = "[green]met[/green]" if target.met else "[yellow]missed[/yellow]"
         console.print(f"  {mark}  {target.name}: {target.value} (bound {target.bound})")
+    for line in report.against_baseline_lines(result):
+        console.print(f"  {line}")
     console.print(f"Report: {written}")
     if publish:
         _publish(folder, [m.profile for m in result.modes.values() if m.profile])
