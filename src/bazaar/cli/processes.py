@@ -24,8 +24,10 @@ def dev(
 
 
 def _run_granian(factory: str, host: str, port: int, workers: int = 1) -> None:
-    """Serve the ASGI app `factory` builds ("module:function") with granian until stopped."""
-    from granian.constants import Interfaces
+    """Serve the ASGI app `factory` builds ("module:function") with granian until stopped,
+    on uvloop: a cached product page 34k -> 44k req/s on one core against the asyncio loop
+    (wrk, alternating); reads and orders that wait on a database were unchanged."""
+    from granian.constants import Interfaces, Loops
     from granian.server import Server
 
     Server(
@@ -37,6 +39,7 @@ def _run_granian(factory: str, host: str, port: int, workers: int = 1) -> None:
         factory=True,
         log_access=False,
         workers_kill_timeout=STOP_SECONDS,
+        loop=Loops.uvloop,
     ).serve()
 
 
@@ -95,8 +98,10 @@ def worker(
     if port is None:
         from bazaar.runtime.processes import run_worker
 
+        import uvloop
+
         console.print(f"Bazaar {name} worker started")
-        asyncio.run(run_worker(name))
+        uvloop.run(run_worker(name))
         return
     console.print(f"Bazaar {name} worker, health on http://{host}:{port}/healthz")
     _run_granian(f"bazaar.runtime.processes:worker_{name}", host, port)
