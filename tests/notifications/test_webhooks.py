@@ -8,6 +8,8 @@ import json
 from typing import get_args
 
 import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
 
 from bazaar.notifications import handlers, webhook_targets, webhooks
 from bazaar.notifications.models import DeliveryStatus
@@ -20,6 +22,7 @@ from bazaar.platform.db import Database
 from bazaar.platform.errors import NotFound, Unprocessable
 from bazaar.platform.job_worker import JobWorker
 from bazaar.platform.money import Money
+from bazaar.platform.schema import processed_event
 from bazaar.platform.settings import Env
 from tests.notifications.conftest import CONFIRMED, FAST, Receiver, deliveries, publish
 
@@ -122,6 +125,25 @@ async def test_only_subscribed_live_webhooks_get_a_delivery(
     )
     by_webhook = {(d.webhook_id, d.event_type) for d in await deliveries(db)}
     assert by_webhook == {(confirmed.id, "order.confirmed"), (refunds.id, "payment.refunded")}
+
+
+async def test_an_event_no_webhook_wants_costs_no_transaction(
+    db: Database, settings: NotificationsSettings, receiver: Receiver
+) -> None:
+    async with db.write() as session:
+        await webhooks.create_webhook(session, receiver.url, ["payment.refunded"], settings)
+    not_wanted = {"consumer": handlers.WEBHOOK_CONSUMER, "outcome": "not_wanted"}
+    before = REGISTRY.get_sample_value("bazaar_events_handled_total", not_wanted) or 0
+
+    envelope = await publish(db, CONFIRMED)  # nobody subscribed to order.confirmed
+
+    assert REGISTRY.get_sample_value("bazaar_events_handled_total", not_wanted) == before + 1
+    async with db.read() as session:
+        recorded = await session.scalar(
+            select(func.count()).where(processed_event.c.event_id == envelope.id)
+        )
+    assert recorded == 0  # nothing changed, nothing to keep from doing twice
+    assert await deliveries(db) == []
 
 
 async def test_a_delivery_that_keeps_failing_is_given_up(

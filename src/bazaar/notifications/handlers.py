@@ -58,7 +58,11 @@ def subscriptions(db: Database) -> list[Subscription]:
         subscribe(CONSUMER, OrderCancelled, notify_order_cancelled, db),
         *(
             Subscription(
-                WEBHOOK_CONSUMER, event_type, enqueue_webhook_deliveries(event_class), lambda _e: db
+                WEBHOOK_CONSUMER,
+                event_type,
+                enqueue_webhook_deliveries(event_class),
+                lambda _e: db,
+                wanted=lambda envelope: webhooks.any_subscribed(db, envelope.type),
             )
             for event_type, event_class in WEBHOOK_EVENTS.items()
         ),

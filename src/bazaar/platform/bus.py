@@ -50,6 +50,10 @@ class Subscription:
     handle: Handle | Notify
     """A `Handle` when there is a `database`, a `Notify` for a broadcast."""
     database: Callable[[Envelope], Database] | None
+    wanted: Callable[[Envelope], Awaitable[bool]] | None = None
+    """A read that tells whether the event concerns the consumer at all (a webhook subscribed
+    to its type): when it does not, the event is taken without a transaction of its own, and
+    without a record, since it changed nothing to be kept from doing twice."""
 
     @property
     def is_broadcast(self) -> bool:
@@ -214,6 +218,9 @@ async def apply(subscription: Subscription, envelope: Envelope) -> None:
     """Handle `envelope` once: its effect and the record of its id commit together, and an id
     already recorded is skipped. Raises what the handler raised, with nothing committed."""
     traceparent_var.set(child_traceparent(envelope.trace.get("traceparent")))
+    if subscription.wanted is not None and not await subscription.wanted(envelope):
+        EVENTS_HANDLED.labels(subscription.consumer, "not_wanted").inc()
+        return
     if subscription.database is None:  # a broadcast: each instance's own memory, no record
         await cast(Notify, subscription.handle)(envelope)
         first_time = True

@@ -136,6 +136,15 @@ def signal_after_commit(session: WriteSession, name: str) -> None:
     session.info.setdefault("signals", set()).add(name)
 
 
+def before_commit(
+    session: WriteSession, name: str, call: Callable[[WriteSession], Awaitable[None]]
+) -> None:
+    """Await `call(session)` once, as the transaction's last work before it commits (the first
+    `call` given under `name` is the one): what a use case collected as it went (the outbox's
+    rows) is then written in one statement."""
+    session.info.setdefault("before_commit", {}).setdefault(name, call)
+
+
 def after_commit(session: WriteSession, call: Callable[[], None]) -> None:
     """Call `call` once the transaction has committed (the one hook for it): a metric then
     counts what really happened, once, however often a rolled-back attempt is retried; a
@@ -201,6 +210,8 @@ class Database:
         async with self._writer() as session:
             async with session.begin():
                 yield session
+                for call in session.info.get("before_commit", {}).values():
+                    await call(session)
                 for signal in session.info.get("signals", ()):
                     for wake in self.listeners.get(signal, ()):
                         after_commit(session, wake)

@@ -28,14 +28,14 @@ from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 import msgspec
-from sqlalchemy import Select, delete, select, update
-from sqlalchemy.orm import registry
+from sqlalchemy import Select, delete, insert, select, update
 
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import (
     Database,
     ReadSession,
     WriteSession,
+    before_commit,
     rows_matched,
     signal_after_commit,
 )
@@ -124,30 +124,33 @@ class JobHandler(Protocol):
         """Record a failed try in the service's own rows; `final` when the job is dead."""
 
 
-class QueuedJob:
-    """A job row as `enqueue` adds it to the session."""
-
-    def __init__(self, kind: str, payload: Mapping[str, Any], run_at: datetime) -> None:
-        self.id = new_id()
-        self.kind = kind
-        self.payload = msgspec.json.encode(payload)
-        self.status = JobStatus.QUEUED
-        self.attempts = 0
-        self.run_at = run_at
-        self.created_at = utcnow()
-
-
-registry().map_imperatively(QueuedJob, job_table)
-
-
 def enqueue(
     session: WriteSession, kind: str, payload: Mapping[str, Any], *, delay: float = 0.0
 ) -> str:
-    """Queue a job that runs once this transaction commits (and never if it rolls back)."""
-    queued = QueuedJob(kind, payload, utcnow() + timedelta(seconds=delay))
-    session.add(queued)
+    """Queue a job that runs once this transaction commits (and never if it rolls back).
+
+    The transaction's jobs are written together as its last statement, as the outbox's
+    events are (`before_commit`)."""
+    now = utcnow()
+    row = {
+        "id": new_id(),
+        "kind": kind,
+        "payload": msgspec.json.encode(payload),
+        "status": JobStatus.QUEUED,
+        "attempts": 0,
+        "run_at": now + timedelta(seconds=delay),
+        "created_at": now,
+    }
+    session.info.setdefault("jobs", []).append(row)
+    before_commit(session, "jobs", _write_queued)
     signal_after_commit(session, JOB_QUEUED)
-    return queued.id
+    return str(row["id"])
+
+
+async def _write_queued(session: WriteSession) -> None:
+    rows: list[dict[str, Any]] = session.info.pop("jobs", [])
+    if rows:
+        await session.execute(insert(job_table), rows if len(rows) > 1 else rows[0])
 
 
 async def finish(session: WriteSession, job: Job) -> None:

@@ -32,8 +32,9 @@ JOBS_RUN = Counter(
 )
 EVENTS_HANDLED = Counter(
     "bazaar_events_handled_total",
-    "Events handled, by consumer and outcome: handled, duplicate, retried (a failure that spends "
-    "the poison budget), waited (a dependency briefly down), dead_lettered.",
+    "Events handled, by consumer and outcome: handled, duplicate, not_wanted (of no concern to "
+    "the consumer: no webhook for its type), retried (a failure that spends the poison budget), "
+    "waited (a dependency briefly down), dead_lettered.",
     ["consumer", "outcome"],
 )
 CONSUMER_LAG = Gauge(

@@ -9,15 +9,13 @@ a crash, which idempotent consumers absorb.
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from datetime import datetime
 
-from sqlalchemy import Select, func, select, update
-from sqlalchemy.orm import registry
+from sqlalchemy import Select, func, insert, select, update
 
 from bazaar.platform import pg_notify
 from bazaar.platform.bus import EventBus
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, WriteSession, signal_after_commit
+from bazaar.platform.db import Database, WriteSession, before_commit, signal_after_commit
 from bazaar.platform.events import Envelope, Event
 from bazaar.platform.jobs import claiming
 from bazaar.platform.loops import Waker
@@ -25,27 +23,32 @@ from bazaar.platform.observability import OUTBOX_BACKLOG, log
 from bazaar.platform.schema import outbox_message
 
 
-class OutboxMessage:
-    """An event waiting in its service's database to be published."""
-
-    def __init__(self, envelope: Envelope) -> None:
-        self.id = envelope.id
-        self.type = envelope.type
-        self.key = envelope.key
-        self.envelope = envelope.encode()
-        self.created_at = envelope.occurred_at
-        self.published_at: datetime | None = None
-
-
-registry().map_imperatively(OutboxMessage, outbox_message)
-
-
 def add(session: WriteSession, event: Event) -> Envelope:
-    """Record `event` for publication when, and only if, this transaction commits."""
+    """Record `event` for publication when, and only if, this transaction commits.
+
+    The transaction's events are written together as its last statement (`before_commit`),
+    with SQLAlchemy Core: the ORM's unit of work cost more than the insert itself."""
     envelope = Envelope.wrap(event)
-    session.add(OutboxMessage(envelope))
+    session.info.setdefault("outbox", []).append(envelope)
+    before_commit(session, "outbox", _write_added)
     signal_after_commit(session, "outbox")
     return envelope
+
+
+async def _write_added(session: WriteSession) -> None:
+    envelopes: list[Envelope] = session.info.pop("outbox", [])
+    if envelopes:
+        rows = [
+            {
+                "id": envelope.id,
+                "type": envelope.type,
+                "key": envelope.key,
+                "envelope": envelope.encode(),
+                "created_at": envelope.occurred_at,
+            }
+            for envelope in envelopes
+        ]
+        await session.execute(insert(outbox_message), rows if len(rows) > 1 else rows[0])
 
 
 class OutboxRelay:
