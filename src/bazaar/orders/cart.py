@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 
 from bazaar.orders.models import CartItem
-from bazaar.orders.prices import CatalogPrices, Quote
+from bazaar.orders.prices import CatalogPrices, PricedLine, Quote
 from bazaar.orders.work import OrdersWork
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import ReadSession, WriteSession
@@ -23,13 +23,6 @@ DEFAULT_CURRENCY = "USD"
 MAX_CART_ITEMS = 100
 
 Session = ReadSession | WriteSession
-
-
-@dataclass(frozen=True, slots=True)
-class PricedLine:
-    product_id: str
-    quantity: int
-    unit_price: Money
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,17 +11,11 @@ from itertools import islice
 from sqlalchemy import select, tuple_
 
 from bazaar.orders.models import Order, OrderItem
+from bazaar.orders.prices import PricedLine
 from bazaar.platform.db import ReadSession, WriteSession
 from bazaar.platform.money import Money
 
 Session = ReadSession | WriteSession
-
-
-@dataclass(frozen=True, slots=True)
-class LineView:
-    product_id: str
-    quantity: int
-    unit_price: Money
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +26,7 @@ class OrderView:
     customer_id: str
     status: str
     cancel_reason: str | None
-    items: list[LineView]
+    items: list[PricedLine]
     total: Money
     payment_id: str | None
     created_at: datetime
@@ -67,7 +61,7 @@ async def one_order(session: Session, order_id: str) -> OrderView | None:
         status=order.status,
         cancel_reason=order.cancel_reason,
         items=[
-            LineView(r.product_id, r.quantity, Money(r.unit_price_amount, r.unit_price_currency))
+            PricedLine(r.product_id, r.quantity, Money(r.unit_price_amount, r.unit_price_currency))
             for r in rows
             if r.line is not None
         ],

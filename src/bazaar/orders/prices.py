@@ -17,6 +17,16 @@ class Quote:
     stock: int
 
 
+@dataclass(frozen=True, slots=True)
+class PricedLine:
+    """A quantity of a product at a unit price: a cart's line as quoted now, an order's as
+    it was quoted when placed."""
+
+    product_id: str
+    quantity: int
+    unit_price: Money
+
+
 class CatalogPrices(Protocol):
     async def quote(self, product_ids: Collection[str]) -> dict[str, Quote]:
         """The current quote of each product on sale, by id.
