@@ -96,9 +96,9 @@ def worker(
     name = Service(service).value
     _scaled_settings("worker", name)
     if port is None:
-        from bazaar.runtime.processes import run_worker
-
         import uvloop
+
+        from bazaar.runtime.processes import run_worker
 
         console.print(f"Bazaar {name} worker started")
         uvloop.run(run_worker(name))
