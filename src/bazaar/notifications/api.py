@@ -145,7 +145,7 @@ class NotificationController(Controller):
 CONTROLLERS = [NotificationController]
 
 
-def _notification(notification: Notification) -> NotificationRead:
+def _notification(notification: Notification | service.NotificationView) -> NotificationRead:
     return NotificationRead(
         id=notification.id,
         kind=notification.kind,
