@@ -3,7 +3,7 @@ imports. A change drops the product's page and the listings once it commits (`DR
 `DROPS_LISTINGS`)."""
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
@@ -160,10 +160,7 @@ class ProductController(Controller):
         # the key the edge cache looks the same GET up by, before routing
         key = cache_key(request.scope["path"], request.scope["query_string"])
         listing = await service.product_listing(work, key, query)
-        headers = {"ETag": listing.etag, "Cache-Control": work.listings.cache_control}
-        if etag_matches(request.headers.get("if-none-match"), listing.etag):
-            return json_response(b"", HTTP_304_NOT_MODIFIED, headers)
-        return json_response(listing.body, headers=headers)
+        return _cacheable(request, listing.etag, listing.body, work.listings.cache_control)
 
     @get(
         "/products/{product_id:str}",
@@ -175,10 +172,7 @@ class ProductController(Controller):
         self, product_id: FromPath[str], request: AnyRequest, work: Work
     ) -> Response[ProductRead]:
         page = await service.product_page(work, product_id)
-        headers = {"ETag": page.etag, "Cache-Control": work.pages.cache_control}
-        if etag_matches(request.headers.get("if-none-match"), page.etag):
-            return json_response(b"", HTTP_304_NOT_MODIFIED, headers)
-        return json_response(page.body, headers=headers)
+        return _cacheable(request, page.etag, page.body, work.pages.cache_control)
 
     @post(
         "/products",
@@ -260,6 +254,15 @@ class ProductController(Controller):
         user.require_admin()
         job = await work.read_by_id(lambda session: imports.get_job(session, job_id))
         return job_read(job)
+
+
+def _cacheable(request: AnyRequest, etag: str, body: bytes, cache_control: str) -> Response[Any]:
+    """`body` with its ETag and caching headers, or 304 when `If-None-Match` names the ETag
+    (as the edge cache answers the same GET)."""
+    headers = {"ETag": etag, "Cache-Control": cache_control}
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return json_response(b"", HTTP_304_NOT_MODIFIED, headers)
+    return json_response(body, headers=headers)
 
 
 CONTROLLERS = [ProductController]

@@ -16,7 +16,6 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from bazaar.orders import listing, service
 from bazaar.orders.cart import PricedCart, put_in_cart, show_cart, take_out_of_cart
-from bazaar.orders.listing import OrderView
 from bazaar.orders.models import Order
 from bazaar.orders.prices import CatalogPrices
 from bazaar.orders.schemas import (
@@ -214,7 +213,7 @@ def cart_read(cart: PricedCart) -> CartRead:
     return CartRead(items=lines, total=cart.total)
 
 
-def order_read(order: Order | OrderView) -> OrderRead:
+def order_read(order: Order | listing.OrderView) -> OrderRead:
     return OrderRead(
         id=order.id,
         status=order.status,

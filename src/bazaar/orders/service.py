@@ -27,7 +27,6 @@ from sqlalchemy import delete, select
 from bazaar.orders import listing
 from bazaar.orders.cart import cart_items, quote_missing
 from bazaar.orders.events import OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced
-from bazaar.orders.listing import OrderView
 from bazaar.orders.models import CancelReason, CartItem, Order, OrderItem, OrderStatus
 from bazaar.orders.prices import CatalogPrices, Quote
 from bazaar.orders.work import OrdersWork
@@ -228,7 +227,7 @@ async def list_all_orders(
 # --- one order ---------------------------------------------------------------------------------
 
 
-async def get_order(session: Session, order_id: str, principal: Principal) -> OrderView:
+async def get_order(session: Session, order_id: str, principal: Principal) -> listing.OrderView:
     """The order, if the caller may see it; NotFound (never Forbidden) for anyone else's."""
     order = await listing.one_order(session, order_id)
     if order is None or not principal.may_see(order.customer_id):

@@ -6,6 +6,8 @@ takes either, and a session that may be served by a replica cannot be handed to 
 writes.
 """
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,7 +15,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, DateTime, FromClause, Result, TableClause, TypeDecorator, event
+from sqlalchemy import (
+    CursorResult,
+    DateTime,
+    FromClause,
+    Result,
+    Table,
+    TableClause,
+    TypeDecorator,
+    event,
+    insert,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -136,13 +148,11 @@ def signal_after_commit(session: WriteSession, name: str) -> None:
     session.info.setdefault("signals", set()).add(name)
 
 
-def before_commit(
-    session: WriteSession, name: str, call: Callable[[WriteSession], Awaitable[None]]
-) -> None:
-    """Await `call(session)` once, as the transaction's last work before it commits (the first
-    `call` given under `name` is the one): what a use case collected as it went (the outbox's
-    rows) is then written in one statement."""
-    session.info.setdefault("before_commit", {}).setdefault(name, call)
+def insert_at_commit(session: WriteSession, table: Table, row: dict[str, Any]) -> None:
+    """Insert `row` into `table` with this transaction, as one of its last statements: the
+    rows a transaction collects for a table as it goes (the outbox's events, queued jobs) are
+    written together in one Core insert, which costs less than the ORM's unit of work."""
+    session.info.setdefault("insert_at_commit", {}).setdefault(table, []).append(row)
 
 
 def after_commit(session: WriteSession, call: Callable[[], None]) -> None:
@@ -196,6 +206,22 @@ class Database:
         """Call `wake` after every commit that raised `signal` (see signal_after_commit)."""
         self.listeners.setdefault(signal, []).append(wake)
 
+    @asynccontextmanager
+    async def woken_by_others(self, signal: str, wake: Callable[[], None]) -> AsyncIterator[None]:
+        """While the block runs, call `wake` after every commit of another process that raised
+        `signal` too (PostgreSQL's NOTIFY); nothing where LISTEN cannot work (SQLite, or a
+        pooler in transaction mode), where the loop's poll is all there is."""
+        if self.dialect != "postgresql" or not self.can_listen:
+            yield
+            return
+        listener = asyncio.create_task(pg_notify.listen(self.primary.url, signal, wake))
+        try:
+            yield
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
     @property
     def dialect(self) -> str:
         return self.primary.dialect.name
@@ -205,13 +231,14 @@ class Database:
         """A transaction on the primary, committed when the block ends without an error.
 
         `bookkeeping` says that it only records a background loop's own progress (a relay
-        marking what it published, a worker claiming jobs), which no read waits for: where
-        its commit ended is not asked for, a round trip saved on every one."""
+        marking what it published, a worker claiming jobs), which no read waits for: its
+        commit does not hold this process's next replica read to a newer WAL position (which
+        would cost that read a question to the primary)."""
         async with self._writer() as session:
             async with session.begin():
                 yield session
-                for call in session.info.get("before_commit", {}).values():
-                    await call(session)
+                for table, rows in session.info.pop("insert_at_commit", {}).items():
+                    await session.execute(insert(table), rows if len(rows) > 1 else rows[0])
                 for signal in session.info.get("signals", ()):
                     for wake in self.listeners.get(signal, ()):
                         after_commit(session, wake)

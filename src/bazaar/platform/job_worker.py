@@ -2,10 +2,8 @@
 one, claiming a batch, running it, recording what failed."""
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
-from bazaar.platform import pg_notify
 from bazaar.platform.db import Database
 from bazaar.platform.jobs import (
     JOB_QUEUED,
@@ -50,13 +48,8 @@ class JobWorker:
         self._waker.wake()
 
     async def run(self) -> None:
-        listening = self.db.dialect == "postgresql" and self.db.can_listen
-        listener: asyncio.Task[None] | None = None
-        if listening:  # jobs enqueued by other processes (the API's)
-            listener = asyncio.create_task(
-                pg_notify.listen(self.db.primary.url, JOB_QUEUED, self._waker.wake)
-            )
-        try:
+        # jobs enqueued by other processes (the API's) wake it too
+        async with self.db.woken_by_others(JOB_QUEUED, self._waker.wake):
             while True:
                 try:
                     await self.run_due()
@@ -65,11 +58,6 @@ class JobWorker:
                     self._full = False
                 if not self._full:  # a full batch: more may be due at once
                     await self._waker.wait()
-        finally:
-            if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
 
     async def run_due(self) -> int:
         """Claim one batch of due jobs and run them; how many ran."""

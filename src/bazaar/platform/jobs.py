@@ -28,14 +28,14 @@ from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 import msgspec
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, delete, select, update
 
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import (
     Database,
     ReadSession,
     WriteSession,
-    before_commit,
+    insert_at_commit,
     rows_matched,
     signal_after_commit,
 )
@@ -129,8 +129,7 @@ def enqueue(
 ) -> str:
     """Queue a job that runs once this transaction commits (and never if it rolls back).
 
-    The transaction's jobs are written together as its last statement, as the outbox's
-    events are (`before_commit`)."""
+    The job's row is written with the transaction's other queued jobs (`insert_at_commit`)."""
     now = utcnow()
     row = {
         "id": new_id(),
@@ -141,16 +140,9 @@ def enqueue(
         "run_at": now + timedelta(seconds=delay),
         "created_at": now,
     }
-    session.info.setdefault("jobs", []).append(row)
-    before_commit(session, "jobs", _write_queued)
+    insert_at_commit(session, job_table, row)
     signal_after_commit(session, JOB_QUEUED)
     return str(row["id"])
-
-
-async def _write_queued(session: WriteSession) -> None:
-    rows: list[dict[str, Any]] = session.info.pop("jobs", [])
-    if rows:
-        await session.execute(insert(job_table), rows if len(rows) > 1 else rows[0])
 
 
 async def finish(session: WriteSession, job: Job) -> None:

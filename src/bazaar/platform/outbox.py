@@ -7,15 +7,13 @@ a crash, which idempotent consumers absorb.
 """
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, func, select, update
 
-from bazaar.platform import pg_notify
 from bazaar.platform.bus import EventBus
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, WriteSession, before_commit, signal_after_commit
+from bazaar.platform.db import Database, WriteSession, insert_at_commit, signal_after_commit
 from bazaar.platform.events import Envelope, Event
 from bazaar.platform.jobs import claiming
 from bazaar.platform.loops import Waker
@@ -24,31 +22,19 @@ from bazaar.platform.schema import outbox_message
 
 
 def add(session: WriteSession, event: Event) -> Envelope:
-    """Record `event` for publication when, and only if, this transaction commits.
-
-    The transaction's events are written together as its last statement (`before_commit`),
-    with SQLAlchemy Core: the ORM's unit of work cost more than the insert itself."""
+    """Record `event` for publication when, and only if, this transaction commits (its row
+    is written with the transaction's other events, `insert_at_commit`)."""
     envelope = Envelope.wrap(event)
-    session.info.setdefault("outbox", []).append(envelope)
-    before_commit(session, "outbox", _write_added)
+    row = {
+        "id": envelope.id,
+        "type": envelope.type,
+        "key": envelope.key,
+        "envelope": envelope.encode(),
+        "created_at": envelope.occurred_at,
+    }
+    insert_at_commit(session, outbox_message, row)
     signal_after_commit(session, "outbox")
     return envelope
-
-
-async def _write_added(session: WriteSession) -> None:
-    envelopes: list[Envelope] = session.info.pop("outbox", [])
-    if envelopes:
-        rows = [
-            {
-                "id": envelope.id,
-                "type": envelope.type,
-                "key": envelope.key,
-                "envelope": envelope.encode(),
-                "created_at": envelope.occurred_at,
-            }
-            for envelope in envelopes
-        ]
-        await session.execute(insert(outbox_message), rows if len(rows) > 1 else rows[0])
 
 
 class OutboxRelay:
@@ -65,16 +51,8 @@ class OutboxRelay:
     async def _relay(self, db: Database, poll_interval: float) -> None:
         waker = Waker(poll_interval)
         db.listen("outbox", waker.wake)
-        listening = db.dialect == "postgresql" and db.can_listen
-        if listening:  # rows written by other processes (the API's)
-            listener = asyncio.create_task(pg_notify.listen(db.primary.url, "outbox", waker.wake))
-        try:
+        async with db.woken_by_others("outbox", waker.wake):  # rows the API's processes wrote
             await self._publish_while_woken(db, waker)
-        finally:
-            if listening:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
 
     async def _publish_while_woken(self, db: Database, waker: Waker) -> None:
         while True:
