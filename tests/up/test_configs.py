@@ -4,10 +4,8 @@ HAProxy itself), supervisord's programs, the connection budget."""
 import configparser
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bazaar.runtime.cluster import haproxy, supervisor
@@ -18,7 +16,6 @@ from bazaar.runtime.cluster.topology import (
     Process,
     Topology,
     TopologyError,
-    free_port,
     parse_instances,
 )
 from bazaar.runtime.services import SERVICES
@@ -73,40 +70,6 @@ def test_haproxy_accepts_the_generated_configuration(tmp_path: Path) -> None:
     done = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "Configuration file is valid" in done.stdout
-
-
-def test_haproxy_answers_a_service_without_instances_with_503_and_retry_after(
-    tmp_path: Path,
-) -> None:
-    """No instance listens: HAProxy's own 503 says what and when to come back, as the
-    services' own 503 do (a client retries both the same way)."""
-    if shutil.which("haproxy") is None:
-        _unavailable("haproxy is not installed (see the README)")
-    port = free_port()
-    balancer = haproxy.Balancer(port, free_port(), tmp_path / "haproxy.sock")
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(haproxy.render(balancer, _processes(catalog=1)))
-    process = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stderr=subprocess.PIPE)
-    try:
-        answers = []
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(answers) < 2:
-            try:
-                answers = [
-                    httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
-                    for path in ("/v1/products", "/readyz")
-                ]
-            except httpx.TransportError:
-                time.sleep(0.1)
-        for answer in answers:
-            assert answer.status_code == 503
-            assert answer.headers["retry-after"] == "1"
-            assert answer.headers["content-type"] == "application/problem+json"
-            assert answer.json()["status"] == 503
-        assert len(answers) == 2
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def _section(config: str, name: str) -> list[str]:

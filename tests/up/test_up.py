@@ -8,6 +8,7 @@ RabbitMQ: in CI a missing one fails the run, elsewhere the module is skipped, lo
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -89,6 +90,15 @@ def test_the_api_answers_through_haproxy(running: Running) -> None:
     nowhere = httpx.get(f"{running.base}/v1/nowhere", timeout=5)
     assert nowhere.status_code == 404
     assert nowhere.headers["content-type"] == "application/problem+json"
+    assert nowhere.json()["type"] == "urn:bazaar:problem:not-found"
+    # every answer carries a request id: HAProxy's own and the services', the client's if safe
+    for path in ("/healthz", "/readyz", "/v1/nowhere", "/v1/categories"):
+        given = httpx.get(f"{running.base}{path}", timeout=5).headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", given), (path, given)
+        echoed = httpx.get(f"{running.base}{path}", headers={"X-Request-ID": "up:1"}, timeout=5)
+        assert echoed.headers.get_list("x-request-id") == ["up:1"]
+        unsafe = httpx.get(f"{running.base}{path}", headers={"X-Request-ID": "a b"}, timeout=5)
+        assert re.fullmatch(r"[0-9a-f]{32}", unsafe.headers["x-request-id"])
 
 
 def _emails_to(up: Running, address: str) -> list:

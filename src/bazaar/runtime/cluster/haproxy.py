@@ -11,11 +11,19 @@ by HTTP, or a request that carries an `Idempotency-Key`.
 The balancer answers by itself `/healthz` (it runs), `/readyz` (200 while every service has at
 least one instance in rotation, else 503), `/metrics` (its own Prometheus exporter: each
 process's metrics are on its own port) and any path no service owns (404, problem+json).
+
+Every answer carries `X-Request-ID`, its own too: the client's when it is safe, by the rule the
+services apply (`SAFE_REQUEST_ID`), else one HAProxy makes as the services would (32 hex
+digits). The instance is sent that id, so that its logs and its answer carry the same one.
+HAProxy's own errors are the services' problems (`PROBLEMS`): same `type`, `title` and shape,
+and `Retry-After` where trying again soon helps.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from bazaar.platform import errors
+from bazaar.platform.problems import PROBLEM_JSON, problem
 from bazaar.runtime.cluster.topology import Process
 from bazaar.runtime.services import ROUTES, SERVICES
 
@@ -25,22 +33,63 @@ DOCUMENTS_SERVICE = "catalog"
 CHECK_INTERVAL_MS = 500
 FALL = 2
 RISE = 1
-PROBLEM_404 = (
-    '{"type":"about:blank","title":"Not Found","status":404,'
-    '"detail":"No service serves this path."}'
+SAFE_REQUEST_ID = r"^[A-Za-z0-9._:-]{1,128}$"
+"""The `X-Request-ID` a client may choose, as the services take it (`platform/web.py`)."""
+_NEW_REQUEST_ID = "uuid(4),regsub(-,,g)"
+"""A request id as the services make one: 128 random bits (122 here) as 32 hex digits."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One of HAProxy's own error answers, in the shape and with the types of the services'."""
+
+    status: int
+    title: str
+    slug: str
+    detail: str
+    retry_after: bool = False
+    """`Retry-After: 1`, as the services' 503: the same request may well succeed then."""
+
+    @classmethod
+    def of(
+        cls, error: type[errors.BazaarError], detail: str, retry_after: bool = False
+    ) -> "Problem":
+        return cls(error.status, error.title, error.slug, detail, retry_after)
+
+    def body(self) -> str:
+        """The services' own rendering; it must hold no `'`, HAProxy's quote."""
+        text = problem(self.status, self.title, self.detail, self.slug).content.decode()
+        if "'" in text:
+            raise ValueError(f"HAProxy cannot quote this problem: {text}")
+        return text
+
+    def answer(self) -> str:
+        """What follows `status N` in `http-error` and `http-request return`."""
+        retry = " hdr retry-after 1" if self.retry_after else ""
+        return f"content-type {PROBLEM_JSON} string '{self.body()}'{retry}"
+
+
+NOT_FOUND = Problem.of(errors.NotFound, "No service serves this path")
+UNREADY = Problem.of(errors.Unavailable, "A service has no instance in rotation", True)
+PROBLEMS = (
+    # what HAProxy answers before an instance could: a request it refuses, or one that broke
+    Problem.of(errors.BadRequest, "The request is not valid HTTP"),
+    Problem.of(errors.Forbidden, "The request was refused"),
+    NOT_FOUND,
+    Problem(408, "Request Timeout", "request-timeout", "The request did not arrive in time"),
+    Problem.of(errors.PayloadTooLarge, "The request is too large"),
+    Problem.of(errors.RateLimited, "Too many requests; retry shortly", True),
+    Problem.of(errors.BazaarError, "The server could not answer this request"),
+    Problem(501, "Not Implemented", "not-implemented", "The request uses an unsupported feature"),
+    # what went wrong between HAProxy and an instance: a retry soon may find another
+    Problem(502, "Bad Gateway", "bad-gateway", "The instance broke off its answer", True),
+    Problem.of(
+        errors.Unavailable, "No instance of the service is ready or free; retry shortly", True
+    ),
+    Problem(504, "Gateway Timeout", "gateway-timeout", "The instance did not answer in time", True),
 )
-PROBLEM_503 = (
-    '{"type":"about:blank","title":"Service Unavailable","status":503,'
-    '"detail":"A service has no instance ready."}'
-)
-PROBLEM_504 = (
-    '{"type":"about:blank","title":"Gateway Timeout","status":504,'
-    '"detail":"The instance did not answer in time."}'
-)
-PROBLEM_502 = (
-    '{"type":"about:blank","title":"Bad Gateway","status":502,'
-    '"detail":"The instance broke off its answer."}'
-)
+"""Every status HAProxy itself may answer with, but 400 and 408 on a request it could not even
+parse: those its HTTP/1 layer answers alone, with its built-in page and no request id."""
 
 
 @dataclass(frozen=True)
@@ -80,14 +129,11 @@ def render(balancer: Balancer, processes: list[Process]) -> str:
         "    http-reuse always",
         "    retry-on conn-failure empty-response",
         # HAProxy's own errors as the services' are: problem+json, and when to come back
-        *(
-            f"    http-error status {status} content-type application/problem+json"
-            f" string '{problem}' hdr retry-after 1"
-            for status, problem in ((502, PROBLEM_502), (503, PROBLEM_503), (504, PROBLEM_504))
-        ),
+        *(f"    http-error status {p.status} {p.answer()}" for p in PROBLEMS),
         "",
         "frontend api",
         f"    bind {balancer.host}:{balancer.port}",
+        *_request_id(),
         "    acl replayable method GET HEAD PUT DELETE OPTIONS",
         "    acl keyed req.hdr(idempotency-key) -m found",
         "    http-request disable-l7-retry if !replayable !keyed",
@@ -96,8 +142,8 @@ def render(balancer: Balancer, processes: list[Process]) -> str:
         "    http-request use-service prometheus-exporter if { path /metrics }",
         *_readiness(),
         *_service_acls(),
-        "    http-request return status 404 content-type application/problem+json"
-        f" string '{PROBLEM_404}' if !{' !'.join(f'to_{s}' for s in SERVICES)}",
+        f"    http-request return status 404 {NOT_FOUND.answer()}"
+        f" if !{' !'.join(f'to_{s}' for s in SERVICES)}",
         *(f"    use_backend {service} if to_{service}" for service in SERVICES),
         "",
     ]
@@ -116,14 +162,28 @@ def render(balancer: Balancer, processes: list[Process]) -> str:
     return "\n".join(lines)
 
 
+def _request_id() -> list[str]:
+    """The request's id, chosen before any rule answers: the client's last `X-Request-ID` (as
+    the services read it) when safe, else a new one; the instance is sent exactly that one.
+    It is HAProxy's unique id as well (`%ID` in a log format). An answer given before the
+    rules ran (a request refused early) gets a new id at the end."""
+    return [
+        "    unique-id-format %[var(txn.request_id)]",
+        "    http-request set-var(txn.request_id) req.fhdr(x-request-id)",
+        f"    http-request set-var(txn.request_id) {_NEW_REQUEST_ID}"
+        f" unless {{ var(txn.request_id) -m reg {SAFE_REQUEST_ID} }}",
+        "    http-request set-header X-Request-ID %[var(txn.request_id)]",
+        f"    http-after-response set-var(txn.request_id) {_NEW_REQUEST_ID}"
+        " unless { var(txn.request_id) -m found }",
+        "    http-after-response set-header X-Request-ID %[var(txn.request_id)]",
+    ]
+
+
 def _readiness() -> list[str]:
     lines = [f"    acl {s}_down nbsrv({s}) lt 1" for s in SERVICES]
     lines.append("    acl readyz path /readyz")
     unready = " || ".join(f"readyz {s}_down" for s in SERVICES)
-    lines.append(
-        "    http-request return status 503 content-type application/problem+json"
-        f" string '{PROBLEM_503}' hdr retry-after 1 if {unready}"
-    )
+    lines.append(f"    http-request return status 503 {UNREADY.answer()} if {unready}")
     lines.append(
         '    http-request return status 200 content-type text/plain string "ready" if readyz'
     )
