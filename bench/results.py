@@ -80,6 +80,13 @@ class Measurement:
         return self.errors / self.requests if self.requests else 0.0
 
     @property
+    def servers_settle_ms(self) -> Latency | None:
+        """Placed to settled as the orders workers timed each order (their histogram): exact,
+        where the load generator's polling adds up to one poll interval to every order, and
+        a loaded load generator on the same cores adds its own wait (`settle_ms`)."""
+        return self.observed.settle_ms or self.settle_ms
+
+    @property
     def settled_per_s(self) -> float | None:
         """Orders the load generator saw settle, a second of the measurement."""
         return round(self.settled / self.seconds, 2) if self.settled is not None else None
@@ -93,7 +100,8 @@ def headline(workload: str, m: Measurement) -> tuple[str, float | None, bool]:
     if workload == "settle-idle":
         return "settle p50 ms", settle.p50 if settle else None, False
     if workload == "checkout-half":
-        return "settle p99 ms", settle.p99 if settle else None, False
+        exact = m.servers_settle_ms
+        return "settle p99 ms", exact.p99 if exact else None, False
     if workload == "checkout":
         return "settled orders/s", m.settled_per_s, True
     return "req/s", m.rps, True

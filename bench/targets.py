@@ -145,15 +145,17 @@ def _checkout(mode: ModeResult) -> list[Target]:
             )
         )
     half = mode.workloads.get("checkout-half")
-    if half and half.settle_ms:
+    exact = half.servers_settle_ms if half else None
+    if half and exact:
+        polled = f"; polled every 100 ms: {half.settle_ms.p99:,.0f}" if half.settle_ms else ""
         found.append(
             Target(
-                f"{mode.mode}: p99 placed to settled at half of peak",
-                half.settle_ms.p99,
+                f"{mode.mode}: p99 placed to settled at half of peak (the servers' timing)",
+                exact.p99,
                 SETTLE_P99_MS,
                 "ms",
-                half.settle_ms.p99 < SETTLE_P99_MS,
-                f"{half.orders_per_s or 0:.1f} orders/s, polled every 100 ms",
+                exact.p99 < SETTLE_P99_MS,
+                f"{half.orders_per_s or 0:.1f} orders/s{polled}",
             )
         )
     return found

@@ -363,3 +363,19 @@ def test_the_smokes_latency_bounds_stretch_with_a_slower_machine() -> None:
     assert "browse: p99 2500.0 ms > 2000 ms" in stalled
     # a faster machine gets no tighter bound than the reference's
     assert runner.smoke_failures(run_on(runner.REFERENCE_HELLO_RPS * 2, 900)) == []
+
+
+def test_the_settle_p99_at_half_of_peak_is_judged_by_the_servers_timing() -> None:
+    """Polling every 100 ms adds up to a poll to each order: the target is judged by the
+    orders workers' own histogram, the polled figure beside it."""
+    run = a_run()
+    polled = Latency(p50=120, p95=260, p99=310, max=400)
+    exact = Observed(settle_ms=Latency(p50=30, p95=90, p99=140, max=0))
+    half = replace(checkout(40), workload="checkout-half", settle_ms=polled, observed=exact)
+    run.modes["embedded"].workloads["checkout-half"] = half
+    (target,) = [t for t in targets.evaluate(run) if "half of peak" in t.name]
+    assert (target.value, target.met) == (140, True)
+    assert "polled every 100 ms: 310" in target.detail
+    run.modes["embedded"].workloads["checkout-half"] = replace(half, observed=Observed())
+    (target,) = [t for t in targets.evaluate(run) if "half of peak" in t.name]
+    assert (target.value, target.met) == (310, False)  # no histogram: the polled figure

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from bazaar.catalog import search
@@ -26,6 +26,7 @@ from bazaar.platform.money import Money
 from bazaar.platform.unit_of_work import UnitOfWork
 
 AnySession = ReadSession | WriteSession
+_PRODUCT_COLUMNS = tuple(Product.__table__.columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +166,9 @@ async def list_categories(session: ReadSession) -> list[tuple[str, int]]:
 
 
 async def create_product(session: WriteSession, data: NewProduct) -> Product:
-    """Add a product; Conflict when a live product has its sku."""
-    await _check_sku_free(session, data.sku)
+    """Add a product; Conflict when a live product has its sku (the unique index decides, so
+    two concurrent writers cannot both have it). Written with one Core insert, not the ORM's
+    unit of work: the product is returned as written, not loaded into the session."""
     now = utcnow()
     product = Product(
         id=new_id(),
@@ -180,10 +182,13 @@ async def create_product(session: WriteSession, data: NewProduct) -> Product:
         created_at=now,
         updated_at=now,
     )
-    session.add(product)
+    row = {column.key: getattr(product, column.key) for column in _PRODUCT_COLUMNS}
+    try:
+        await session.execute(insert(Product.__table__).values(row))
+    except IntegrityError:
+        raise Conflict(f"A product with sku {data.sku!r} already exists") from None
     await use_categories(session, [data.category])
-    outbox.add(session, ProductUpdated(product_id=product.id, updated_at=product.updated_at))
-    await _flush(session)
+    outbox.add(session, ProductUpdated(product_id=product.id, updated_at=now))
     return product
 
 
@@ -230,11 +235,10 @@ async def delete_product(session: WriteSession, product_id: str) -> None:
 
 async def use_categories(session: WriteSession, names: Iterable[str]) -> None:
     """Record the categories that products now use (once each)."""
-    for name in set(names):
-        if await session.get(Category, name) is None:
-            await insert_ignoring_duplicates(
-                session, Category.__table__, name=name, created_at=utcnow()
-            )
+    for name in set(names):  # one statement each: a known name is skipped by the database
+        await insert_ignoring_duplicates(
+            session, Category.__table__, name=name, created_at=utcnow()
+        )
 
 
 async def _check_sku_free(session: WriteSession, sku: str) -> None:
