@@ -6,9 +6,9 @@ every instance learn of it.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from bazaar.catalog import search
@@ -26,7 +26,8 @@ from bazaar.platform.money import Money
 from bazaar.platform.unit_of_work import UnitOfWork
 
 AnySession = ReadSession | WriteSession
-_PRODUCT_COLUMNS = tuple(Product.__table__.columns)
+_PRODUCT_TABLE = cast(Table, Product.__table__)
+_PRODUCT_COLUMNS = tuple(_PRODUCT_TABLE.columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +185,7 @@ async def create_product(session: WriteSession, data: NewProduct) -> Product:
     )
     row = {column.key: getattr(product, column.key) for column in _PRODUCT_COLUMNS}
     try:
-        await session.execute(insert(Product.__table__).values(row))
+        await session.execute(insert(_PRODUCT_TABLE).values(row))
     except IntegrityError:
         raise Conflict(f"A product with sku {data.sku!r} already exists") from None
     await use_categories(session, [data.category])
