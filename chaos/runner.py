@@ -130,10 +130,13 @@ class Shop:
             }
         )
 
-    def bazaar(self, *arguments: str, environ: dict[str, str] | None = None) -> str:
+    def bazaar(
+        self, *arguments: str, environ: dict[str, str] | None = None, stdin: str | None = None
+    ) -> str:
         done = subprocess.run(
             [*bazaar_command(), *arguments],
             env=environ or self.environment(),
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=600,
@@ -153,7 +156,7 @@ class Shop:
         )  # fmt: skip
         settings = {**self.environment(), **running_environment(Folder(self.data_dir))}
         email = f"chaos-admin-{uuid.uuid4().hex[:8]}@example.com"
-        self.bazaar("admin", "create", "--email", email, "--password", PASSWORD, environ=settings)
+        self.bazaar("admin", "create", "--email", email, environ=settings, stdin=PASSWORD + "\n")
         self.receiver.start()
         with httpx.Client(base_url=self.base, timeout=30) as client:
             self.admin = login(client, email)

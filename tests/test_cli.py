@@ -1,7 +1,13 @@
 """The `bazaar` command line, run as a user runs it, on a fresh data directory."""
 
 import asyncio
+import os
+import pty
+import signal
+import sys
+import time
 from pathlib import Path
+from select import select as wait_for_input
 
 import pytest
 from sqlalchemy import func, select
@@ -18,26 +24,135 @@ from tests.replication import free_port
 @pytest.fixture
 def run(tmp_path: Path):
     runner = CliRunner()
-    env = {**FAST_ENV, "BAZAAR_DATA_DIR": str(tmp_path / "data")}
+    env = {**FAST_ENV, "BAZAAR_DATA_DIR": str(tmp_path / "data"), "BAZAAR_ENV_FILE": ""}
 
-    def invoke(*args: str, **extra: str):
-        return runner.invoke(app, list(args), env={**env, **extra})
+    def invoke(*args: str, stdin: str | None = None, **extra: str):
+        return runner.invoke(app, list(args), env={**env, **extra}, input=stdin)
 
     return invoke
 
 
 def test_migrate_then_admin_create_is_refused_twice(run) -> None:
     assert run("migrate").exit_code == 0
-    created = run("admin", "create", "--email", "root@example.com", "--password", "s3cret-pass")
+    created = run("admin", "create", "--email", "root@example.com", stdin="s3cret-pass\n")
     assert created.exit_code == 0, created.output
-    again = run("admin", "create", "--email", "ROOT@example.com", "--password", "s3cret-pass")
+    again = run("admin", "create", "--email", "ROOT@example.com", stdin="s3cret-pass\n")
     assert again.exit_code == 1
     assert "already exists" in again.output
 
 
-def test_a_short_admin_password_is_refused(run) -> None:
-    result = run("admin", "create", "--email", "root@example.com", "--password", "short")
+def test_the_admin_password_read_from_stdin_logs_in(run, tmp_path: Path) -> None:
+    from bazaar.identity import service
+    from bazaar.identity.wiring import passwords
+
+    created = run("admin", "create", "--email", "root@example.com", stdin="piped pass 1\n")
+    assert created.exit_code == 0, created.output
+
+    async def login(password: str) -> str:
+        runtime = Runtime(settings_for(tmp_path / "data"))
+        try:
+            async with runtime.platform.databases["identity"].read() as session:
+                hasher = passwords(runtime.settings.identity)
+                user = await service.authenticate(session, hasher, "root@example.com", password)
+                return user.role if user else None
+        finally:
+            await runtime.platform.close()
+
+    assert asyncio.run(login("piped pass 1")) == "admin"
+    assert asyncio.run(login("piped pass 1\n")) is None  # the line's end is no part of it
+
+
+@pytest.mark.parametrize(
+    ("stdin", "said"),
+    [
+        ("short\n", "8 to 128 characters"),
+        ("", "No password on standard input"),
+        ("x" * 129 + "\n", "8 to 128 characters"),
+    ],
+)
+def test_a_missing_or_bad_admin_password_is_refused(run, stdin: str, said: str) -> None:
+    result = run("admin", "create", "--email", "root@example.com", stdin=stdin)
     assert result.exit_code == 2
+    assert said in result.output
+
+
+def test_a_password_on_the_command_line_is_refused_saying_how_to_give_it(run) -> None:
+    result = run("admin", "create", "--email", "a@example.com", "--password", "s3cret-pass")
+    assert result.exit_code == 2
+    assert "no longer taken" in result.output and "standard input" in result.output
+    assert "--password" not in run("admin", "create", "--help").output
+
+
+def test_at_a_terminal_the_password_is_asked_twice_and_never_shown(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")},
+        **FAST_ENV,
+        "BAZAAR_DATA_DIR": str(tmp_path / "data"),
+        "BAZAAR_ENV_FILE": "",
+    }
+    bazaar = str(Path(sys.executable).parent / "bazaar")
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: becomes `bazaar`, on the terminal
+        try:
+            os.execve(bazaar, [bazaar, "admin", "create", "--email", "tty@example.com"], env)
+        finally:
+            os._exit(127)
+    seen = b""
+
+    def until(text: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while text not in seen and time.monotonic() < deadline:
+            if wait_for_input([terminal], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(terminal, 1024)
+                except OSError:  # the child closed the terminal
+                    return
+
+    until(b"Password: ")  # the space comes once echo is off
+    os.write(terminal, b"typed secret 1\n")
+    until(b"confirmation: ")
+    os.write(terminal, b"typed secret 1\n")
+    until(b"created")
+    if b"created" not in seen:  # stuck: the assertion below says where
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert b"Admin tty@example.com created" in seen
+    assert b"typed secret" not in seen
+
+
+@pytest.mark.parametrize(
+    ("arguments", "choices"),
+    [
+        (("scale", "books", "2"), "'identity', 'catalog', 'orders', 'payments', 'notifications'"),
+        (("restart", "books"), "'identity', 'catalog', 'orders', 'payments', 'notifications'"),
+        (("bench", "--mode", "fast"), "'embedded', 'scaled', 'both'"),
+        (("makemigration", "books", "-m", "x"), "'identity', 'catalog', 'orders'"),
+    ],
+)
+def test_a_choice_outside_the_fixed_set_is_refused_listing_the_set(
+    run, arguments: tuple[str, ...], choices: str
+) -> None:
+    result = run(*arguments)
+    assert result.exit_code == 2
+    assert choices in " ".join(result.output.replace("│", " ").split())
+
+
+def test_the_services_to_choose_are_those_bazaar_runs() -> None:
+    from bazaar.cli.processes import Service
+    from bazaar.runtime.services import SERVICES
+
+    assert [service.value for service in Service] == list(SERVICES)
+
+
+def test_version_prints_the_installed_package_version(run) -> None:
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"bazaar {version('bazaar')}"
 
 
 def test_seed_fills_the_catalog(run, tmp_path: Path) -> None:

@@ -20,9 +20,16 @@ PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPOSITORY / "deploy" / "cont
 BUILD_SECONDS = 15 * 60
 
 
-def podman(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def podman(
+    *arguments: str, timeout: float = 120, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["podman", *arguments], capture_output=True, text=True, env=PODMAN_ENV, timeout=timeout
+        ["podman", *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=PODMAN_ENV,
+        timeout=timeout,
     )
 
 

@@ -156,9 +156,10 @@ async def test_the_local_overlay_plays_and_a_checkout_goes_through_its_pods(
 
 async def _checkout(shop: Shop, sink: Sink) -> None:
     created = podman(
-        "run", "--rm", "--network", "host", "--read-only", "--tmpfs", "/var/lib/bazaar",
+        "run", "--rm", "-i", "--network", "host", "--read-only", "--tmpfs", "/var/lib/bazaar",
         "-e", f"BAZAAR_DATABASE_URL={shop.database_url}", "-e", "BAZAAR_LOG_LEVEL=warning",
-        shop.image, "admin", "create", "--email", "admin@example.com", "--password", "admin pass 1",
+        shop.image, "admin", "create", "--email", "admin@example.com",
+        stdin="admin pass 1\n",
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     async with httpx.AsyncClient(timeout=10) as client:

@@ -85,9 +85,14 @@ class Topology:
             start_new_session=True,
         )
 
-    def run(self, *args: str, **env: str) -> None:
+    def run(self, *args: str, stdin: str | None = None, **env: str) -> None:
         done = subprocess.run(
-            [BAZAAR, *args], env={**self.env, **env}, capture_output=True, text=True, timeout=120
+            [BAZAAR, *args],
+            env={**self.env, **env},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr
 
@@ -162,8 +167,9 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     topology = Topology(env, data)
     try:
         topology.run("migrate", **signs)
-        admin = ("--email", "admin@example.com", "--password", "adminpass1")
-        topology.run("admin", "create", *admin, **signs)
+        topology.run(
+            "admin", "create", "--email", "admin@example.com", stdin="adminpass1\n", **signs
+        )
         topology.start(
             "identity", "serve", "identity", "--port", str(port := free_port()), port=port, **signs
         )

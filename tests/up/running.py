@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -43,18 +43,34 @@ class Running:
         return self.data_dir / "up"
 
     def bazaar(
-        self, *arguments: str, environ: dict[str, str] | None = None, timeout: float = 120
+        self,
+        *arguments: str,
+        environ: dict[str, str] | None = None,
+        timeout: float = 120,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [BAZAAR, *arguments],
             env={**self.environ, **(environ or {})},
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=timeout,
         )
 
+    def bazaar_bare(
+        self, *arguments: str, stdin: str = "", **environ: str
+    ) -> subprocess.CompletedProcess:
+        """`bazaar` as a person runs it beside the shop: nothing of Bazaar's set by hand but
+        the data folder (and `environ`), no server's URL, no `up/env` sourced."""
+        bare = {k: v for k, v in os.environ.items() if not k.startswith("BAZAAR_")}
+        bare |= {"BAZAAR_DATA_DIR": str(self.data_dir), **environ}
+        return subprocess.run(
+            [BAZAAR, *arguments], env=bare, input=stdin, capture_output=True, text=True, timeout=120
+        )
+
     def settings(self) -> dict[str, str]:
-        """The processes' settings as `up` wrote them (for `seed`, `admin create`...)."""
+        """The processes' settings as `up` wrote them."""
         return running_environment(Folder(self.data_dir))
 
     def run(self) -> RunRecord:
@@ -66,13 +82,33 @@ class Running:
     def supervisor(self) -> Supervisor:
         return Supervisor(Layout(self.up_folder), timeout=60)
 
+    @property
+    def prometheus(self) -> str:
+        return f"http://127.0.0.1:{self.run().topology.prometheus_port}"
+
+    def scraped(self) -> dict[str, str]:
+        """Each target of its Prometheus by `instance` (the process's name), with its health
+        (`up`, `down` or `unknown` before the first scrape)."""
+        answer = httpx.get(f"{self.prometheus}/api/v1/targets?state=active", timeout=5)
+        targets = answer.json()["data"]["activeTargets"]
+        return {t["labels"]["instance"]: t["health"] for t in targets}
+
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        """The result of a PromQL query to its Prometheus, now."""
+        answer = httpx.get(
+            f"{self.prometheus}/api/v1/query", params={"query": expression}, timeout=5
+        )
+        result: list[dict[str, Any]] = answer.json()["data"]["result"]
+        return result
+
     def haproxy_sees(self, server: str) -> str:
         views = haproxy.server_views(self.up_folder / "haproxy.sock")
         return next(view.status for view in views if view.server == server)
 
 
 def require_packages() -> None:
-    missing = [b for b in ("haproxy", "supervisord", "redis-server") if not shutil.which(b)]
+    needed = ("haproxy", "supervisord", "redis-server", "prometheus")
+    missing = [b for b in needed if not shutil.which(b)]
     try:
         binaries()
     except ClusterError:

@@ -24,11 +24,10 @@ def customer(client: httpx.Client, name: str = "Ada") -> Customer:
 
 
 def admin(up: Running, client: httpx.Client) -> dict[str, str]:
-    """`bazaar admin create` in the running topology's databases, then logged in."""
+    """`bazaar admin create` in the running topology's databases (found by itself), then
+    logged in."""
     email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
-    created = up.bazaar(
-        "admin", "create", "--email", email, "--password", PASSWORD, environ=up.settings()
-    )
+    created = up.bazaar("admin", "create", "--email", email, stdin=PASSWORD + "\n")
     assert created.returncode == 0, created.stdout + created.stderr
     return login(client, email)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bazaar.platform.settings import Env
-from bazaar.runtime.cluster.folder import child_environment
+from bazaar.runtime.cluster.folder import child_environment, read_env_file, write_env_file
 from bazaar.runtime.cluster.servers import State
 from bazaar.runtime.cluster.settings import UpSettings
 from bazaar.runtime.cluster.topology import Topology
@@ -63,6 +63,31 @@ def test_a_started_process_inherits_no_bazaar_setting_but_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BAZAAR_DATABASE_URL", "postgresql://elsewhere/bazaar")
-    child = child_environment({"BAZAAR_DATA_DIR": "/srv/bazaar"})
+    child = child_environment({"BAZAAR_DATA_DIR": "/srv/bazaar", "BAZAAR_TARGET": "auto"})
     assert child["PATH"] == os.environ["PATH"]
-    assert [name for name in child if name.startswith("BAZAAR_")] == ["BAZAAR_DATA_DIR"]
+    assert {name: value for name, value in child.items() if name.startswith("BAZAAR_")} == {
+        "BAZAAR_DATA_DIR": "/srv/bazaar",
+        # its environment is complete: no `.env` file read, no running `bazaar up` looked for
+        "BAZAAR_ENV_FILE": "",
+        "BAZAAR_TARGET": "environment",
+    }
+
+
+def test_up_passes_on_no_env_file_nor_target_to_its_processes(tmp_path: Path) -> None:
+    caller = {
+        **CALLER,
+        "BAZAAR_DATA_DIR": str(tmp_path),
+        "BAZAAR_ENV_FILE": str(tmp_path / "staging.env"),
+        "BAZAAR_TARGET": "auto",
+    }
+    passed_on = UpSettings.from_env(Env(caller)).passed_on
+    assert "BAZAAR_ENV_FILE" not in passed_on and "BAZAAR_TARGET" not in passed_on
+    assert passed_on["BAZAAR_LOG_LEVEL"] == "warning"
+
+
+def test_an_env_file_is_the_owners_alone_and_reads_back_as_written(tmp_path: Path) -> None:
+    environment = {"BAZAAR_DATABASE_URL": "postgresql://u:p=w@h/db", "BAZAAR_LOG_JSON": "true"}
+    path = tmp_path / "env"
+    write_env_file(path, environment)
+    assert oct(path.stat().st_mode)[-3:] == "600"
+    assert read_env_file(path) == environment

@@ -15,14 +15,21 @@ import time
 import uuid
 from collections.abc import Iterator
 from email import message_from_bytes
+from pathlib import Path
 
 import httpx
 import pytest
 
+from bazaar.platform.settings import masked
+from bazaar.runtime.cluster.folder import read_env_file
 from bazaar.runtime.cluster.supervisor import descendants, is_alive
 from bazaar.runtime.processes import DRAIN_SECONDS
+from bazaar.runtime.services import SERVICES
 from chaos.shop import create_product
-from tests.up import shop
+from chaos.shop import login as log_in
+from tests.api_contract import contract_routes, missing_from
+from tests.generated_client import generated
+from tests.up import shop, typed_shop
 from tests.up.running import ReadStream, Running, prepared, start, status_of, wait_for
 
 STREAM_SECONDS = 6.0
@@ -101,6 +108,24 @@ def test_the_api_answers_through_haproxy(running: Running) -> None:
         assert re.fullmatch(r"[0-9a-f]{32}", unsafe.headers["x-request-id"])
 
 
+def test_admin_create_finds_the_running_up_by_itself_and_the_admin_logs_in(
+    running: Running,
+) -> None:
+    email = f"found-{uuid.uuid4().hex[:8]}@example.com"
+    created = running.bazaar_bare("admin", "create", "--email", email, stdin="found it 12\n")
+    assert created.returncode == 0, created.stderr
+    database = masked(read_env_file(running.up_folder / "tools.env")["BAZAAR_DATABASE_URL"])
+    said = f"Using the running `bazaar up` at {running.up_folder} (PostgreSQL {database}"
+    assert created.stderr.startswith(said), created.stderr
+    assert "RabbitMQ amqp://" in created.stderr.splitlines()[0]
+    with httpx.Client(base_url=running.base, timeout=5) as client:
+        me = client.get("/v1/users/me", headers=log_in(client, email, "found it 12")).json()
+    assert (me["email"], me["role"]) == (email, "admin")
+    # told to, a command leaves the running `up` alone: the embedded default, said
+    aside = running.bazaar_bare("config", BAZAAR_TARGET="environment")
+    assert aside.stderr.startswith(f"Using the embedded default under {running.data_dir}")
+
+
 def _emails_to(up: Running, address: str) -> list:
     return [
         message
@@ -159,6 +184,19 @@ def test_the_whole_checkout_end_to_end(running: Running, admin: dict[str, str]) 
     ), emails
     status = json.loads(running.bazaar("status", "--json").stdout)
     assert status["emails"] == len(list((running.up_folder / "mail").glob("*.eml"))) >= 2
+
+
+def test_a_client_generated_from_the_front_doors_document_completes_the_checkout(
+    running: Running, admin: dict[str, str], tmp_path: Path
+) -> None:
+    """The document clients get through HAProxy is the whole API's (every route of API.md),
+    and a typed client generated from it (openapi-python-client) completes the checkout."""
+    document = httpx.get(f"{running.base}/openapi.json", timeout=10).json()
+    assert missing_from(document, contract_routes()) == []
+    assert [tag["name"] for tag in document["tags"]] == list(SERVICES)
+    with generated(document, tmp_path) as client:
+        order = typed_shop.checkout(client, running.base, admin)
+    assert (order.status, order.total.amount) == ("confirmed", 3998)
 
 
 def test_a_killed_catalog_instance_fails_no_read_and_comes_back(running: Running) -> None:
@@ -336,6 +374,30 @@ def test_sigterm_fails_readiness_then_finishes_the_requests_in_flight(
     wait_for(lambda: running.haproxy_sees("catalog-1") == "UP", 10, "HAProxy sees catalog-1 UP")
 
 
+def test_prometheus_scrapes_every_process_and_follows_scale(running: Running) -> None:
+    run = running.run()
+    expected = {p.name: "up" for p in run.processes} | {"haproxy": "up"}
+    assert len(expected) == 16
+    wait_for(lambda: running.scraped() == expected, 30, "every process scraped and up")
+    kinds = running.query('count by (kind) (up{job="bazaar"})')
+    assert {r["metric"]["kind"]: r["value"][1] for r in kinds} == {
+        "serve": "10",
+        "worker": "5",
+        "haproxy": "1",
+    }
+    assert running.query('bazaar_queue_messages{consumer="orders",state="ready"}')
+    assert running.query("bazaar_db_pool_capacity > 0")
+
+    scaled = running.bazaar("scale", "catalog", "1")
+    assert scaled.returncode == 0, scaled.stdout + scaled.stderr
+    wait_for(lambda: "catalog-1" not in running.scraped(), 15, "catalog-1 no longer scraped")
+    scaled = running.bazaar("scale", "catalog", "2")
+    assert scaled.returncode == 0, scaled.stdout + scaled.stderr
+    wait_for(lambda: running.scraped() == expected, 20, "catalog-1 scraped and up again")
+    status = json.loads(running.bazaar("status", "--json").stdout)
+    assert status["prometheus"] == running.prometheus
+
+
 def test_status_reports_every_part(running: Running) -> None:
     report = json.loads(running.bazaar("status", "--json").stdout)
     names = {p["name"] for p in report["programs"]}
@@ -358,3 +420,5 @@ def test_down_leaves_no_process_behind(running: Running) -> None:
     assert [pid for pid in recorded if is_alive(pid)] == []
     assert status_of(f"{running.base}/healthz") == 0
     assert not (running.up_folder / "run.json").exists()
+    stale = running.bazaar_bare("config")  # the folder `down` left names servers now gone
+    assert stale.stderr.startswith("Using the embedded default under"), stale.stderr

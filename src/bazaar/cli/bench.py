@@ -5,6 +5,7 @@ report); this module only reads the options and shows progress.
 """
 
 import shutil
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,14 @@ bench = typer.Typer(
 app.add_typer(bench, name="bench")
 PUBLISHED = Path("docs/capacity")
 """Where the report of record is committed; a run's figures are set beside its."""
+
+
+class Mode(StrEnum):
+    embedded = "embedded"
+    """`bazaar dev`: every service in one process, on SQLite."""
+    scaled = "scaled"
+    """`bazaar up`: the scaled topology."""
+    both = "both"
 
 
 def _runs_root() -> Path:
@@ -47,8 +56,8 @@ def run(
         bool, typer.Option(help="A one-minute smoke of every workload; fails on any error.")
     ] = False,
     mode: Annotated[
-        str, typer.Option(help="embedded (bazaar dev), scaled (bazaar up) or both.")
-    ] = "both",
+        Mode, typer.Option(help="embedded (bazaar dev), scaled (bazaar up) or both.")
+    ] = Mode.both,
     seconds: Annotated[float | None, typer.Option(help="Seconds per wrk measurement.")] = None,
     products: Annotated[int | None, typer.Option(help="Products to seed.")] = None,
     instances: Annotated[
@@ -82,10 +91,8 @@ def run(
             console.print(f"[red]No baseline[/red]: {error}")
             raise typer.Exit(2) from None
         plan = replace(plan, baseline=baseline)
-    if mode != "both" or quick:
-        if mode not in ("embedded", "scaled", "both"):
-            raise typer.BadParameter("embedded, scaled or both", param_hint="--mode")
-        plan = replace(plan, modes=plan.modes if mode == "both" else (mode,))
+    if mode is not Mode.both:
+        plan = replace(plan, modes=(mode.value,))
     if seconds:
         plan = replace(plan, seconds=seconds, journey_seconds=2 * seconds)
     if products:

@@ -1,24 +1,28 @@
 """Data: administrator accounts, a generated catalog, dead-lettered messages."""
 
 import asyncio
+import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bazaar.cli import admin, app, console, dlq, progress_bar, settings_or_exit
+from bazaar.cli import admin, app, console, dlq, progress_bar, target_or_exit
 
 if TYPE_CHECKING:
     from bazaar.platform.db import Database
+
+PIPED = "echo PASSWORD | bazaar admin create --email E"
 
 
 @admin.command("create")
 def admin_create(
     email: Annotated[str, typer.Option(help="The admin's email.")],
-    password: Annotated[str, typer.Option(help="At least 8 characters.")],
     name: Annotated[str, typer.Option(help="Display name.")] = "Administrator",
+    on_command_line: Annotated[str | None, typer.Option("--password", hidden=True)] = None,
 ) -> None:
-    """Create an admin account (migrating first if needed).
+    """Create an admin account (migrating first if needed). The password (8 to 128
+    characters) is asked at a terminal, else read from the first line of standard input.
 
     Its `user.registered` event stays in identity's outbox until a running Bazaar's relay
     publishes it (at once, or at that process's next start).
@@ -29,12 +33,20 @@ def admin_create(
     from bazaar.platform.errors import BazaarError
     from bazaar.runtime.embedded import Runtime
 
+    if on_command_line is not None:  # `ps` and the shell's history would keep it
+        console.print(
+            "[red]--password is no longer taken[/red] (`ps` and the shell's history keep a"
+            f" command line): the password is asked, or read from standard input ({PIPED})."
+        )
+        raise typer.Exit(2)
+    settings = target_or_exit().settings
+    password = _password()
     if not 8 <= len(password) <= 128:
         console.print("[red]The password must be 8 to 128 characters.[/red]")
         raise typer.Exit(2)
 
     async def run() -> str:
-        runtime = Runtime(settings_or_exit())
+        runtime = Runtime(settings)
         try:
             await runtime.migrate()
             async with runtime.platform.databases["identity"].write() as session:
@@ -58,6 +70,22 @@ def admin_create(
     console.print(f"[green]Admin {email} created[/green] (id {user_id})")
 
 
+def _interactive() -> bool:
+    """Whether a person types at standard input."""
+    return sys.stdin.isatty()
+
+
+def _password() -> str:
+    """Asked twice, not echoed, at a terminal; else the first line of standard input."""
+    if _interactive():
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    line = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not line:
+        console.print(f"[red]No password on standard input[/red] ({PIPED}).")
+        raise typer.Exit(2)
+    return line
+
+
 @app.command()
 def seed(
     products: Annotated[int, typer.Option(min=1, help="How many products to generate.")],
@@ -68,8 +96,10 @@ def seed(
     from bazaar.catalog.seed import seed_products
     from bazaar.runtime.embedded import Runtime
 
+    settings = target_or_exit().settings
+
     async def run() -> int:
-        runtime = Runtime(settings_or_exit())
+        runtime = Runtime(settings)
         try:
             await runtime.migrate()
             with progress_bar() as progress:
@@ -104,8 +134,10 @@ def _dead_letters(replay: bool, consumer: str | None, event_id: str | None) -> l
     of_jobs = consumer is None or kind != consumer
     of_bus = consumer is None or kind == consumer
 
+    settings = target_or_exit().settings
+
     async def run() -> list[Letter]:
-        runtime = Runtime(settings_or_exit())
+        runtime = Runtime(settings)
         try:
             if runtime.platform.settings.embedded:  # the SQLite files may be new
                 await runtime.migrate()

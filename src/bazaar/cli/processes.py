@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from bazaar.cli import STOP_SECONDS, app, console, settings_or_exit
+from bazaar.cli import STOP_SECONDS, app, console, settings_or_exit, target_or_exit
 from bazaar.platform.settings import SettingsError
 
 
@@ -112,8 +112,10 @@ def migrate() -> None:
     """Apply the database migrations of every service and shard."""
     from bazaar.runtime.embedded import Runtime
 
+    settings = target_or_exit().settings
+
     async def run() -> None:
-        runtime = Runtime(settings_or_exit())
+        runtime = Runtime(settings)
         try:
             await runtime.migrate()
         finally:
@@ -129,7 +131,7 @@ def migrate() -> None:
 
 @app.command("makemigration", hidden=True)
 def make_migration(
-    service_name: Annotated[str, typer.Argument(help="identity, catalog, orders, ...")],
+    service: Annotated[Service, typer.Argument(help="The service whose models changed.")],
     message: Annotated[str, typer.Option("-m", help="What the revision does.")],
 ) -> None:
     """For developers: write a migration with what a service's models add."""
@@ -139,7 +141,7 @@ def make_migration(
     async def run() -> None:
         runtime = Runtime(settings_or_exit())
         try:
-            part = next(p for p in runtime.parts if p.name == service_name)
+            part = next(p for p in runtime.parts if p.name == service.value)
             await migrations.upgrade(part.databases[0], part.schema)
             await migrations.new_revision(part.databases[0], part.schema, message)
         finally:

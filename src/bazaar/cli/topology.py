@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bazaar.cli import app, console
+from bazaar.cli.processes import Service
 from bazaar.platform.settings import Env, read_data_dir
 
 if TYPE_CHECKING:  # imported where used, so that a command loads only what it needs
@@ -152,13 +153,13 @@ def logs(
 
 
 @app.command()
-def restart(service: Annotated[str, typer.Argument(help="identity, catalog, orders, ...")]) -> None:
+def restart(service: Annotated[Service, typer.Argument(help="The service to restart.")]) -> None:
     """Rolling restart: one instance at a time, each back and ready before the next."""
     from bazaar.runtime.cluster.control import restart as rolling
     from bazaar.runtime.cluster.up import UpError
 
     try:
-        rolling(service, _folder(), console.print)
+        rolling(service.value, _folder(), console.print)
     except UpError as error:
         raise _up_failed(error) from None
     console.print(f"[green]{service} restarted[/green]")
@@ -166,8 +167,10 @@ def restart(service: Annotated[str, typer.Argument(help="identity, catalog, orde
 
 @app.command()
 def scale(
-    service: Annotated[str, typer.Argument(help="identity, catalog, orders, ...")],
-    count: Annotated[int, typer.Argument(help="Instances in service: 1 to those `up` started.")],
+    service: Annotated[Service, typer.Argument(help="The service to scale.")],
+    count: Annotated[
+        int, typer.Argument(min=1, help="Instances in service: 1 to those `up` started.")
+    ],
 ) -> None:
     """Keep COUNT of the service's instances running and in HAProxy's rotation, and stop the
     others (drained first); raising COUNT starts them again."""
@@ -175,7 +178,7 @@ def scale(
     from bazaar.runtime.cluster.up import UpError
 
     try:
-        serving = set_in_service(service, count, _folder(), console.print)
+        serving = set_in_service(service.value, count, _folder(), console.print)
     except UpError as error:
         raise _up_failed(error) from None
     console.print(f"[green]{service}[/green]: {', '.join(serving)} in service")

@@ -82,7 +82,7 @@ class AccountController(Controller):
         summary="Register a customer",
         responses=problems(409),
     )
-    async def register(self, data: JSONBody[RegisterRequest], work: Work) -> UserRead:
+    async def register_user(self, data: JSONBody[RegisterRequest], work: Work) -> UserRead:
         user = await service.sign_up(work, email=data.email, password=data.password, name=data.name)
         return _user(user)
 
@@ -104,7 +104,9 @@ class AccountController(Controller):
         summary="Rotate a refresh token",
         responses=problems(401),
     )
-    async def refresh(self, data: JSONBody[RefreshRequest], work: Work) -> Response[TokenPair]:
+    async def refresh_tokens(
+        self, data: JSONBody[RefreshRequest], work: Work
+    ) -> Response[TokenPair]:
         tokens = await service.refresh_session(work, data.refresh_token)
         if tokens is None:  # returned, not raised: the family's revocation commits
             return refusal(
@@ -122,7 +124,7 @@ class AccountController(Controller):
         await service.revoke_family_of(session, data.refresh_token)
 
     @get("/users/me", summary="The calling user", security=BEARER)
-    async def me(self, user: CurrentUser, reader: ReadOnly) -> UserRead:
+    async def get_current_user(self, user: CurrentUser, reader: ReadOnly) -> UserRead:
         return _user(await service.get_user(reader, user.id))
 
 
@@ -136,7 +138,7 @@ class KeysController(Controller):
         sync_to_thread=False,
         cache_control=CacheControlHeader(public=True, max_age=300),
     )
-    def json_web_keys(self, key_set: KeySet) -> dict[str, Any]:
+    def get_json_web_keys(self, key_set: KeySet) -> dict[str, Any]:
         return key_set
 
 

@@ -82,7 +82,7 @@ class NotificationController(Controller):
         description="Idempotent: marking a read notification again changes nothing. 404 for "
         "another user's notification.",
     )
-    async def read_notification(
+    async def mark_notification_read(
         self, user: CurrentUser, notification_id: FromPath[str], session: Transaction
     ) -> NotificationRead:
         return _notification(await service.mark_read(session, user.id, notification_id))

@@ -97,7 +97,7 @@ class CartController(Controller):
         summary="Set the quantity of a product in the cart",
         responses=problems(404, 409),
     )
-    async def put_cart_item(
+    async def set_cart_item(
         self,
         user: CurrentUser,
         product_id: FromPath[str],
@@ -112,7 +112,7 @@ class CartController(Controller):
         summary="Take a product out of the cart",
         responses=problems(409),
     )
-    async def delete_cart_item(
+    async def remove_cart_item(
         self, user: CurrentUser, product_id: FromPath[str], work: Work
     ) -> CartRead:
         return cart_read(await take_out_of_cart(work, user.id, product_id))

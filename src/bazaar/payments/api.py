@@ -48,7 +48,7 @@ class PaymentController(Controller):
         summary="A payment (its customer or an admin)",
         responses=problems(404),
     )
-    async def show_payment(
+    async def get_payment(
         self, payment_id: PaymentId, user: CurrentUser, work: Work
     ) -> PaymentRead:
         payment = await work.read_by_id(

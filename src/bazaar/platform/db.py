@@ -34,10 +34,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import QueuePool
 
 from bazaar.platform import pg_notify, sqlite_inline
 from bazaar.platform.errors import NotFound
-from bazaar.platform.observability import DB_STATEMENTS
+from bazaar.platform.observability import DB_POOL_CAPACITY, DB_POOL_IN_USE, DB_STATEMENTS
 from bazaar.platform.replicas import UNKNOWN, Replica, ReplicaSet
 from bazaar.platform.transient import is_transient
 
@@ -175,6 +176,16 @@ def _count_statements(engine: AsyncEngine, database: str) -> None:
     event.listen(engine.sync_engine, "before_cursor_execute", count)
 
 
+def _measure_pool(engine: AsyncEngine, database: str) -> None:
+    """Publish how much of `engine`'s pool is in use (bazaar_db_pool_in_use, read when
+    scraped: nothing on a request's path) and its capacity (its size: every engine here has no
+    overflow)."""
+    pool = engine.sync_engine.pool
+    if isinstance(pool, QueuePool):
+        DB_POOL_IN_USE.labels(database).set_function(pool.checkedout)
+        DB_POOL_CAPACITY.labels(database).set(pool.size())
+
+
 @dataclass
 class Database:
     """One logical database: a primary for writes and locking reads, and where reads go.
@@ -201,6 +212,7 @@ class Database:
         for engine in (self.primary, self.reader, *(r.engine for r in replicas)):
             if engine is not None:
                 _count_statements(engine, self.name)
+        _measure_pool(self.primary, self.name)
 
     def listen(self, signal: str, wake: Callable[[], None]) -> None:
         """Call `wake` after every commit that raised `signal` (see signal_after_commit)."""

@@ -53,6 +53,22 @@ SETTLE_TIME = Histogram(
     ["outcome"],
     buckets=SETTLE_BUCKETS,
 )
+QUEUE_MESSAGES = Gauge(
+    "bazaar_queue_messages",
+    "Messages in a consumer's queue on the broker, by state: ready (waiting for the consumer) "
+    "or dead (given up on, in its dead-letter queue); measured by the processes that consume it.",
+    ["consumer", "state"],
+)
+DB_POOL_IN_USE = Gauge(
+    "bazaar_db_pool_in_use",
+    "Connections of a database's pool (its primary's) held by a transaction now.",
+    ["database"],
+)
+DB_POOL_CAPACITY = Gauge(
+    "bazaar_db_pool_capacity",
+    "The most connections a database's pool (its primary's) opens; past it a caller waits.",
+    ["database"],
+)
 DB_STATEMENTS = Counter(
     "bazaar_db_statements_total",
     "SQL statements sent, by database (on SQLite the BEGIN of each transaction as well).",

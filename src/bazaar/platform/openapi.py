@@ -1,25 +1,38 @@
-"""The OpenAPI document's error responses: every one is problem+json, as the edge sends it."""
+"""An app's OpenAPI document as it is published: operation ids named after the route
+functions, the `Idempotency-Key` header where a route needs one, every error response as
+problem+json (as the edge sends it), and the text rules of request bodies; and the pages that
+serve a document (`/docs`, `/docs/openapi.json`)."""
 
 from collections.abc import Callable
 from typing import Any
 
-from litestar import Request
-from litestar.openapi import ResponseSpec
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar import Litestar, Request
+from litestar.enums import ParamType
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import (
+    Components,
     OpenAPI,
     OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
+    Parameter,
     Reference,
     Schema,
+    SecurityScheme,
 )
+from litestar.routes import HTTPRoute
 
 from bazaar.platform.bodies import WITHOUT_CONTROLS
+from bazaar.platform.idempotency import HEADER, HEADER_DESCRIPTION, OPTION
 from bazaar.platform.problems import PROBLEM_JSON
 
 JSON_ONLY = ("application/json",)
+VERSION = "1.0.0"
+Document = dict[str, Any]
+"""An OpenAPI document, as JSON."""
 
 
 _STATUS_TITLES = {
@@ -159,12 +172,89 @@ def document_control_characters(document: dict[str, Any]) -> None:
                     visit(media.get("schema"))
 
 
+def operation_id(handler: HTTPRouteHandler, _method: Any, _path: list[Any]) -> str:
+    """A route's `operationId`: its function's name in lower camel case (`place_order` is
+    `placeOrder`), so that a route function is named for what a client calls (`register_user`,
+    not `register`). One function name serves one route in the whole API: the merged document
+    refuses a repeated id (`documents.merge`)."""
+    first, *rest = handler.handler_name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
+def openapi_config(title: str, document: Callable[[], Document]) -> OpenAPIConfig:
+    """The documentation of every app: `/docs` shows `document` (Swagger UI), which
+    `/docs/openapi.json` serves as `/openapi.json` does."""
+    return OpenAPIConfig(
+        title=title,
+        version=VERSION,
+        path="/docs",
+        render_plugins=[DocsPage(document, path="/"), DocumentJson(document)],
+        operation_id_creator=operation_id,
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+            }
+        ),
+    )
+
+
+def published(app: Litestar) -> Document:
+    """The OpenAPI document of `app`'s routes as it is published: Litestar's, with the
+    `Idempotency-Key` header, the problem responses and the text rules of request bodies."""
+    openapi = app.openapi_schema
+    _document_idempotency(app, openapi)
+    document_problems(openapi)
+    document = openapi.to_schema()
+    document_control_characters(document)
+    return document
+
+
+_KEY_PARAMETER = Parameter(
+    name=HEADER,
+    param_in=ParamType.HEADER,
+    required=True,
+    description=HEADER_DESCRIPTION,
+    schema=Schema(
+        one_of=[Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.NULL)],
+        description=HEADER_DESCRIPTION,
+    ),
+)
+
+
+def _document_idempotency(app: Litestar, openapi: OpenAPI) -> None:
+    """The `Idempotency-Key` header of the routes that switched idempotency on: their claim
+    reads it, not a parameter of theirs, so Litestar does not document it."""
+    for route in app.routes:
+        path_item = (openapi.paths or {}).get(route.path_format)
+        if not isinstance(route, HTTPRoute) or path_item is None:
+            continue
+        for handler in route.route_handlers:
+            if OPTION not in handler.opt:
+                continue
+            for method in handler.http_methods:
+                operation = getattr(path_item, method.lower(), None)
+                if operation is not None:
+                    operation.parameters = [*(operation.parameters or []), _KEY_PARAMETER]
+
+
 class DocsPage(SwaggerRenderPlugin):
-    """Swagger UI over the same document as `/openapi.json` (with its problem responses)."""
+    """Swagger UI over the same document as `/openapi.json`."""
 
-    def __init__(self, schema: Callable[[], dict[str, Any]], **kwargs: Any) -> None:
+    def __init__(self, document: Callable[[], Document], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._schema = schema
+        self._document = document
 
-    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, self._schema())
+    def render(self, request: Request[Any, Any, Any], openapi_schema: Document) -> bytes:
+        return super().render(request, self._document())
+
+
+class DocumentJson(JsonRenderPlugin):
+    """`/docs/openapi.json`: the same document as `/openapi.json` (Litestar's own would be
+    the app's routes alone, without what `published` adds)."""
+
+    def __init__(self, document: Callable[[], Document], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._document = document
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: Document) -> bytes:
+        return super().render(request, self._document())

@@ -58,10 +58,13 @@ from bazaar.platform.bus import (
     handler_failed,
 )
 from bazaar.platform.events import Envelope
-from bazaar.platform.observability import log
+from bazaar.platform.observability import QUEUE_MESSAGES, log
 from bazaar.platform.rabbitmq_letters import BrokerDeadLetter
 from bazaar.platform.settings import SettingsError
 from bazaar.platform.transient import is_transient
+
+QUEUE_MEASURE_SECONDS = 5.0
+"""How often a process measures its consumers' queues (bazaar_queue_messages)."""
 
 
 class RabbitMQBus:
@@ -102,6 +105,7 @@ class RabbitMQBus:
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._handlers = asyncio.Semaphore(concurrency)
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._measuring: asyncio.Task[None] | None = None
 
     # names ---------------------------------------------------------------------------------
     @property
@@ -135,6 +139,9 @@ class RabbitMQBus:
             queue = await self._declare_subscribed_queue(channel, consumer, subscriptions)
             tag = await queue.consume(self._callback(consumer))
             self._consumers.append((queue, tag))
+        owned = [c for c, found in self._subscriptions.items() if not _broadcast_only(found)]
+        if owned:
+            self._measuring = asyncio.create_task(self._measure_queues(sorted(owned)))
 
     async def declare_queues(self, subscriptions: Iterable[Subscription]) -> None:
         """Declare the durable queue of every consumer among `subscriptions`, bound to its
@@ -189,6 +196,11 @@ class RabbitMQBus:
         """Stop taking messages, let the running handlers finish for up to `stop_grace`
         seconds, abandon the rest (their transactions roll back), then close the connection:
         the broker gives every unacknowledged message to another consumer."""
+        if self._measuring is not None:
+            self._measuring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._measuring
+            self._measuring = None
         for queue, tag in self._consumers:
             # A lost connection has no consumer left to cancel.
             with contextlib.suppress(Exception):
@@ -215,6 +227,33 @@ class RabbitMQBus:
         if self._connection is None or self._connection.is_closed:
             return "broker: not connected"
         return None
+
+    async def _measure_queues(self, consumers: Sequence[str]) -> None:
+        """Until `stop`: every QUEUE_MEASURE_SECONDS, the messages in each consumer's queue
+        and dead-letter queue (passive declares on a channel of the open connection: nothing
+        is created). A round the broker does not answer is skipped: readiness reports it."""
+        while True:
+            connection = self._connection
+            if connection is not None and not connection.is_closed:
+                with contextlib.suppress(aio_pika.exceptions.AMQPError, OSError, TimeoutError):
+                    async with asyncio.timeout(self.connect_timeout):
+                        await self._measure_once(connection, consumers)
+            await asyncio.sleep(QUEUE_MEASURE_SECONDS)
+
+    async def _measure_once(self, connection: AbstractConnection, consumers: Sequence[str]) -> None:
+        channel = await connection.channel()
+        try:
+            for consumer in consumers:
+                for state, name in (
+                    ("ready", self.queue_name(consumer)),
+                    ("dead", self.dead_letter_queue_name(consumer)),
+                ):
+                    queue = await channel.declare_queue(name, passive=True)
+                    count = queue.declaration_result.message_count or 0
+                    QUEUE_MESSAGES.labels(consumer, state).set(count)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
 
     # consuming -----------------------------------------------------------------------------
     def _callback(self, consumer: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:

@@ -94,6 +94,14 @@ class Env:
         return urls
 
 
+def masked(url: str) -> str:
+    """`url` without its password (`postgresql://bazaar:***@host/db`), for a person to read."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
+
+
 def check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
     try:
         parts = urlsplit(url)

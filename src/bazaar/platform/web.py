@@ -11,17 +11,8 @@ from typing import Any
 
 from litestar import Controller, Litestar, MediaType, Request, Response, Router, get
 from litestar.di import NamedDependency, Provide
-from litestar.enums import ParamType, ScopeType
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import (
-    Components,
-    OpenAPI,
-    OpenAPIType,
-    Parameter,
-    Schema,
-    SecurityRequirement,
-    SecurityScheme,
-)
+from litestar.enums import ScopeType
+from litestar.openapi.spec import SecurityRequirement
 from litestar.response.base import ASGIResponse
 from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,19 +22,14 @@ from bazaar.platform.auth import Principal, TokenVerifier
 from bazaar.platform.bodies import StrictRequest
 from bazaar.platform.edge_cache import EdgeCache, ResponseCache
 from bazaar.platform.errors import BadRequest, BazaarError, UnsupportedMediaType
-from bazaar.platform.idempotency import HEADER, HEADER_DESCRIPTION, OPTION, Replayed, keep_response
+from bazaar.platform.idempotency import Replayed, keep_response
 from bazaar.platform.observability import (
     HTTP_LATENCY,
     child_traceparent,
     request_id_var,
     traceparent_var,
 )
-from bazaar.platform.openapi import (
-    JSON_ONLY,
-    DocsPage,
-    document_control_characters,
-    document_problems,
-)
+from bazaar.platform.openapi import JSON_ONLY, Document, openapi_config, published
 from bazaar.platform.problems import EXCEPTION_HANDLERS, problem
 from bazaar.platform.replicas import reads_follow_writes_of, start_request
 
@@ -151,7 +137,7 @@ async def _check_media_type(request: Request[Any, Any, Any]) -> None:
 def _health_router(
     checks: Sequence[ReadinessCheck],
     degrading: Sequence[ReadinessCheck],
-    get_schema: Callable[[], dict[str, Any]],
+    document: Callable[[], Document],
 ) -> Router:
     @get("/healthz", include_in_schema=False, sync_to_thread=False)
     def healthz() -> dict[str, str]:
@@ -176,8 +162,8 @@ def _health_router(
         return Response(generate_latest(), media_type=_METRICS_MEDIA_TYPE)
 
     @get("/openapi.json", include_in_schema=False, sync_to_thread=False)
-    def openapi_json() -> dict[str, Any]:
-        return get_schema()
+    def openapi_json() -> Document:
+        return document()
 
     return Router("/", route_handlers=[healthz, readyz, metrics, openapi_json])
 
@@ -192,8 +178,12 @@ def create_app(
     on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     response_cache: ResponseCache | None = None,
+    document: Callable[[], Document] | None = None,
 ) -> ASGIApp:
     """One service's (or every service's) HTTP app, wrapped in the request context.
+
+    `/openapi.json` and `/docs` serve `document`, by default the document of the app's own
+    routes (`openapi.published`).
 
     `/readyz` answers 503 while a `readiness` check fails (a load balancer then takes the
     instance out of rotation), and 200 with the problems listed as `degraded` while only a
@@ -217,18 +207,16 @@ def create_app(
         return authenticate(request)
 
     app: Litestar
-    document: dict[str, Any] | None = None
+    own: Document | None = None
 
-    def schema() -> dict[str, Any]:
+    def own_document() -> Document:
         # Built on first use: most apps (every test's) never serve their documentation.
-        nonlocal document
-        if document is None:
-            openapi = app.openapi_schema
-            _document_idempotency(app, openapi)
-            document_problems(openapi)
-            document = openapi.to_schema()
-            document_control_characters(document)
-        return document
+        nonlocal own
+        if own is None:
+            own = published(app)
+        return own
+
+    schema = document or own_document
 
     async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
         if request.method == "OPTIONS":
@@ -246,17 +234,7 @@ def create_app(
         exception_handlers={**EXCEPTION_HANDLERS, Replayed: _replayed},
         response_class=EdgeResponse,
         request_max_body_size=MAX_BODY,
-        openapi_config=OpenAPIConfig(
-            title=title,
-            version="1.0.0",
-            path="/docs",
-            render_plugins=[DocsPage(schema, path="/")],
-            components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
-                }
-            ),
-        ),
+        openapi_config=openapi_config(title, schema),
         on_startup=list(on_startup),
         on_shutdown=list(on_shutdown),
         logging_config=None,
@@ -352,31 +330,3 @@ class EdgeResponse(Response[Any]):
 def _replayed(_request: Request[Any, Any, Any], replay: Replayed) -> Response[Any]:
     stored = replay.stored
     return json_response(stored.body, stored.status, {"Idempotent-Replayed": "true"})
-
-
-_KEY_PARAMETER = Parameter(
-    name=HEADER,
-    param_in=ParamType.HEADER,
-    required=True,
-    description=HEADER_DESCRIPTION,
-    schema=Schema(
-        one_of=[Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.NULL)],
-        description=HEADER_DESCRIPTION,
-    ),
-)
-
-
-def _document_idempotency(app: Litestar, openapi: OpenAPI) -> None:
-    """The `Idempotency-Key` header of the routes that switched idempotency on: their claim
-    reads it, not a parameter of theirs, so Litestar does not document it."""
-    for route in app.routes:
-        path_item = (openapi.paths or {}).get(route.path_format)
-        if not isinstance(route, HTTPRoute) or path_item is None:
-            continue
-        for handler in route.route_handlers:
-            if OPTION not in handler.opt:
-                continue
-            for method in handler.http_methods:
-                operation = getattr(path_item, method.lower(), None)
-                if operation is not None:
-                    operation.parameters = [*(operation.parameters or []), _KEY_PARAMETER]

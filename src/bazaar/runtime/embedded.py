@@ -3,6 +3,7 @@ drives), or one service's API or worker (`bazaar serve`, `bazaar worker`: see pr
 
 import asyncio
 import functools
+import threading
 from collections.abc import Collection, Iterator
 
 from litestar.types import ASGIApp
@@ -23,6 +24,7 @@ from bazaar.platform.web import BackgroundCheck, create_app
 from bazaar.runtime.assemble import assemble
 from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import ProcessKind, Settings
+from bazaar.runtime.documents import api_document
 from bazaar.runtime.lifetime import Drain, die_with_parent, freeze_what_started
 from bazaar.runtime.platform import Platform, build_platform, require_servers
 from bazaar.runtime.services import SERVICES
@@ -141,11 +143,12 @@ class Runtime:
 
     def app(self, drain: Drain | None = None, *, own_process: bool = False) -> ASGIApp:
         """The process's HTTP app: its services' routes (none for a worker), with health,
-        readiness and metrics; starting and stopping with the server. With `drain` (granian's
-        worker of `bazaar serve`), SIGTERM fails readiness for a while before the stop. In a
-        process of its own (not a test's), what the start made is frozen out of the garbage
-        collector's scans."""
-        routers = [] if self.kind is ProcessKind.WORKER else [p.router for p in self.parts]
+        readiness, metrics and (but a worker's) the whole API's documents; starting and
+        stopping with the server. With `drain` (granian's worker of `bazaar serve`), SIGTERM
+        fails readiness for a while before the stop. In a process of its own (not a test's),
+        what the start made is frozen out of the garbage collector's scans."""
+        worker = self.kind is ProcessKind.WORKER
+        routers = [] if worker else [p.router for p in self.parts]
         title = "Bazaar" if len(self.services) > 1 else f"Bazaar {self.services[0]}"
         readiness = [BackgroundCheck([self._databases_answer, self._broker_answers])]
         return create_app(
@@ -158,11 +161,14 @@ class Runtime:
             degrading=[BackgroundCheck([self._redis_answers])],
             on_startup=[
                 self.start,
+                *([] if worker else [_make_api_document]),
                 *([drain.arm] if drain else []),
                 *([freeze_what_started] if own_process else []),
             ],
             on_shutdown=[self.stop],
             response_cache=self.platform.response_cache,
+            # an API's documents are the whole API's, as where clients arrive (`documents`)
+            document=None if worker else api_document,
         )
 
     async def _check_redis(self) -> None:
@@ -190,6 +196,13 @@ class Runtime:
             except Exception as error:
                 return f"database {db.name}: {type(error).__name__}"
         return None
+
+
+async def _make_api_document() -> None:
+    """The API's document, made at the start in a thread of its own: made on the event loop at
+    the first request for it, its half a second of CPU (more under a CPU quota) would hold
+    every other request, readiness checks included."""
+    threading.Thread(target=api_document, name="api-document", daemon=True).start()
 
 
 def create_embedded_app() -> ASGIApp:

@@ -9,13 +9,14 @@ that `scale` took out stays out.
 
 `scale` keeps the first COUNT of the instances `up` started in service and the others stopped:
 an instance taken out is drained, stopped (it uses no CPU) and put in maintenance in HAProxy;
-one brought back is started, waited for and put back in rotation.
+one brought back is started, waited for and put back in rotation. Prometheus's target file
+then lists the instances running, so that a stopped one is not scraped (nor alerted on).
 """
 
 import subprocess
 import time
 
-from bazaar.runtime.cluster import haproxy
+from bazaar.runtime.cluster import haproxy, prometheus
 from bazaar.runtime.cluster.folder import Folder
 from bazaar.runtime.cluster.readiness import NotReady, wait_url
 from bazaar.runtime.cluster.record import RunRecord
@@ -93,7 +94,16 @@ def set_in_service(service: str, count: int, folder: Folder, say: Say) -> list[s
     for name in out:
         haproxy.set_state(folder.haproxy_socket, service, name, "maint")
     _wait_serving(folder, service, kept)
+    _scrape_running(folder, supervisor)
     return kept
+
+
+def _scrape_running(folder: Folder, supervisor: Supervisor) -> None:
+    """Rewrite Prometheus's target file with every process but those `scale` stopped."""
+    run = RunRecord.load(folder.run)
+    stopped = {p.name for p in supervisor.programs() if p.state == "STOPPED"}
+    groups = prometheus.target_groups(run.processes, run.topology.stats_port, stopped)
+    prometheus.write_targets(prometheus.Files(folder.prometheus), groups)
 
 
 def _wait_ready(name: str, port: int) -> None:

@@ -58,6 +58,11 @@ class Folder:
         return self.root / "rabbitmq"
 
     @property
+    def prometheus(self) -> Path:
+        """Prometheus's configuration, target file and data (prometheus.py)."""
+        return self.root / "prometheus"
+
+    @property
     def cpu_groups(self) -> CpuGroups:
         """The CPU quota groups of its instances (`--cpu-quota`)."""
         return CpuGroups(root_name(self.data_dir))
@@ -66,6 +71,29 @@ class Folder:
     def env_file(self) -> Path:
         """The environment of the processes, for `set -a; . env` before another command."""
         return self.root / "env"
+
+    @property
+    def tools_env_file(self) -> Path:
+        """The environment of the data commands run beside it (`migrate`, `admin create`,
+        `seed`, `dlq`): the processes' with the servers themselves, no PgBouncer (which
+        `bazaar migrate` must not go through) nor fault proxy in between."""
+        return self.root / "tools.env"
+
+
+def write_env_file(path: Path, environment: Mapping[str, str]) -> None:
+    """`environment` as `KEY='value'` lines, readable by the owner only (it holds passwords)."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text("".join(f"{key}='{value}'\n" for key, value in sorted(environment.items())))
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """What `write_env_file` wrote."""
+    environment = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        environment[key] = value[1:-1]
+    return environment
 
 
 def bazaar_command() -> list[str]:
@@ -79,8 +107,14 @@ def bazaar_command() -> list[str]:
     return [sys.executable, "-c", "from bazaar.cli import main; main()"]
 
 
+COMPLETE = {f"{PREFIX}ENV_FILE": "", f"{PREFIX}TARGET": "environment"}
+"""What a process started from this one is told: its environment is complete, so it reads
+no `.env` file in its working directory and looks for no running `bazaar up` (the `bazaar
+migrate` that `up` runs migrates the servers it names, not those of the `up` starting)."""
+
+
 def child_environment(settings: Mapping[str, str]) -> dict[str, str]:
     """The environment of a process started from this one: what it inherits (PATH, HOME...)
-    without this process's `BAZAAR_*` variables, and `settings` for its own."""
+    without this process's `BAZAAR_*` variables, `settings` for its own, and `COMPLETE`."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
-    return inherited | dict(settings)
+    return inherited | dict(settings) | COMPLETE

@@ -28,7 +28,8 @@ from bazaar.runtime.cluster.topology import Process
 from bazaar.runtime.services import ROUTES, SERVICES
 
 DOCUMENTS = ("/docs", "/openapi.json")
-"""The API's documents: every service serves its own; through the front door, catalog's."""
+"""The API's documents: every API process serves the whole API's (every service's, merged:
+runtime/documents.py); through the front door, catalog's."""
 DOCUMENTS_SERVICE = "catalog"
 CHECK_INTERVAL_MS = 500
 FALL = 2

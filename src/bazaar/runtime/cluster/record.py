@@ -17,6 +17,8 @@ class RunTopology(msgspec.Struct, frozen=True):
     cpu_quota: dict[str, float]
     fault_proxies: list[str] = []
     """The fault proxies' routes, `NAME=LISTEN:UPSTREAM` (`up --fault-proxies`)."""
+    prometheus_port: int | None = None
+    """Where its Prometheus answers (prometheus.py)."""
 
 
 class RunProcess(msgspec.Struct, frozen=True):

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bazaar.platform.settings import PREFIX, Env, read_data_dir
-from bazaar.runtime.cluster.folder import Folder
+from bazaar.runtime.cluster.folder import COMPLETE, Folder
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,8 @@ class UpSettings:
     passed_on: Mapping[str, str]
     """Every `BAZAAR_*` variable the caller set, as set: `up` hands them to its processes,
     under those it decides itself (the data dir, the servers it runs, the shards). Each
-    process checks them, as it checks its own."""
+    process checks them, as it checks its own. Not those of `COMPLETE`: the processes get an
+    environment complete without a `.env` file (read by this command already)."""
 
     @classmethod
     def from_env(cls, env: Env) -> "UpSettings":
@@ -35,6 +36,6 @@ class UpSettings:
             passed_on={
                 name: value
                 for name, value in env.values.items()
-                if name.startswith(PREFIX) and value.strip()
+                if name.startswith(PREFIX) and value.strip() and name not in COMPLETE
             },
         )

@@ -16,10 +16,10 @@ import msgspec
 
 from bazaar.platform.settings import SettingsError
 from bazaar.runtime.cluster import haproxy
-from bazaar.runtime.cluster.folder import Folder
+from bazaar.runtime.cluster.folder import Folder, read_env_file
 from bazaar.runtime.cluster.mailsink import count_messages
 from bazaar.runtime.cluster.record import RunRecord
-from bazaar.runtime.cluster.supervisor import Supervisor
+from bazaar.runtime.cluster.supervisor import Supervisor, is_alive
 
 ASK_TIMEOUT = 3.0
 Report = dict[str, Any]
@@ -28,10 +28,23 @@ Report = dict[str, Any]
 
 def running_environment(folder: Folder) -> dict[str, str]:
     """The processes' settings, as `up` wrote them to the env file."""
-    environment = {}
-    for line in folder.env_file.read_text().splitlines():
-        key, _, value = line.partition("=")
-        environment[key] = value[1:-1]
+    return read_env_file(folder.env_file)
+
+
+def tools_environment(folder: Folder) -> dict[str, str] | None:
+    """The settings of the data commands beside the `bazaar up` running on `folder`
+    (`Folder.tools_env_file`), or None when none runs there: a folder left by a `bazaar up`
+    that was stopped, killed or is gone with its machine keeps its env files, but no live
+    supervisord that answers on its socket."""
+    try:
+        run = RunRecord.load(folder.run)
+        environment = read_env_file(folder.tools_env_file)
+    except (OSError, ValueError):  # msgspec's DecodeError is a ValueError
+        return None
+    if not is_alive(run.supervisord_pid):
+        return None
+    if not Supervisor(folder.layout, timeout=ASK_TIMEOUT).answers():
+        return None
     return environment
 
 
@@ -67,6 +80,11 @@ def gather(folder: Folder) -> Report:
         "folder": str(folder.root),
         "url": f"http://127.0.0.1:{run.topology.port}",
         "stats": f"http://127.0.0.1:{run.topology.stats_port}/stats",
+        "prometheus": (
+            f"http://127.0.0.1:{run.topology.prometheus_port}"
+            if run.topology.prometheus_port
+            else None
+        ),
         "budget": msgspec.structs.asdict(run.budget),
         "broker": _broker(
             environment["BAZAAR_BROKER_URL"], any(p.name == "rabbitmq" for p in states)
@@ -145,6 +163,7 @@ def render(report: Report) -> str:
         return f"Not up (nothing answers under {report['folder']})."
     lines = [
         f"Bazaar up at {report['url']}  stats {report['stats']}  ({report['folder']})",
+        f"Prometheus at {report['prometheus'] or '(none)'}",
         f"connections: at most {report['budget']['total']} of max_connections"
         f" {report['budget']['max_connections']} per PostgreSQL server",
         "",

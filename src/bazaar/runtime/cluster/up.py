@@ -1,10 +1,11 @@
 """`bazaar up` and `bazaar down`: the scaled topology on one machine.
 
 `up` writes every configuration under `<data dir>/up/`, starts (or reuses) the servers,
-has supervisord start Redis, the mail sink and a RabbitMQ node (those the environment does not
-name), migrates once, then has supervisord start, in order: every
-`bazaar serve` instance and one `bazaar worker` per service; HAProxy in front. `down` stops
-them in the reverse order, then PostgreSQL, and checks that no process it started is left.
+has supervisord start Redis, the mail sink, a RabbitMQ node (those the environment does not
+name) and Prometheus (prometheus.py), migrates once, then has supervisord start, in order:
+every `bazaar serve` instance and one `bazaar worker` per service; HAProxy in front. `down`
+stops them in the reverse order, then PostgreSQL, and checks that no process it started is
+left.
 """
 
 import contextlib
@@ -17,11 +18,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bazaar.platform.keys import KEY_FILE, load_or_create_key
-from bazaar.runtime.cluster import faultproxy, haproxy, pgbouncer
+from bazaar.runtime.cluster import faultproxy, haproxy, pgbouncer, prometheus
 from bazaar.runtime.cluster import supervisor as supervisor_config
 from bazaar.runtime.cluster.budget import Budget, plan_budget, plan_pooled_budget
 from bazaar.runtime.cluster.cpulimit import CpuGroup, CpuLimitError
-from bazaar.runtime.cluster.folder import Folder, bazaar_command, child_environment
+from bazaar.runtime.cluster.folder import (
+    Folder,
+    bazaar_command,
+    child_environment,
+    write_env_file,
+)
 from bazaar.runtime.cluster.pgbouncer import PgBouncerError
 from bazaar.runtime.cluster.pgcluster import ClusterError
 from bazaar.runtime.cluster.rabbitmq_node import NodeError, wait_for_node
@@ -62,7 +68,8 @@ def up(topology: Topology, settings: UpSettings, say: Say) -> RunRecord:
     supervisor = Supervisor(folder.layout)
     if supervisor.answers():
         raise UpError(f"already up (supervisord on {folder.layout.socket}): `bazaar down` first")
-    for binary, package in (("haproxy", "haproxy"), ("supervisord", "supervisor")):
+    needed = (("haproxy", "haproxy"), ("supervisord", "supervisor"), ("prometheus", "prometheus"))
+    for binary, package in needed:
         if shutil.which(binary) is None:
             raise UpError(f"{binary} is not installed (Debian package `{package}`)")
     try:
@@ -79,7 +86,8 @@ def up(topology: Topology, settings: UpSettings, say: Say) -> RunRecord:
             | NotReady
             | NodeError
             | CpuLimitError
-            | faultproxy.FaultProxyError,
+            | faultproxy.FaultProxyError
+            | prometheus.PrometheusError,
         ):
             raise UpError(str(error)) from None
         raise
@@ -95,6 +103,7 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
         raise UpError(str(error)) from None
     state.save(folder.state)
     processes = topology.processes(ports)
+    prometheus_port = ports.take()
     # first: without a writable cgroup, `up` fails before any server starts
     groups = {
         p.name: folder.cpu_groups.make(p.name, topology.cpu_quota[p.service])
@@ -118,14 +127,26 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
     if topology.fault_proxies:
         proxies, environment = faultproxy.plan(environment, ports.take)
     load_or_create_key(folder.data_dir / KEY_FILE)
-    folder.env_file.write_text(
-        "".join(f"{key}='{value}'\n" for key, value in sorted(environment.items()))
-    )
-    folder.env_file.chmod(0o600)
+    write_env_file(folder.env_file, environment)
+    write_env_file(folder.tools_env_file, direct)
     balancer = haproxy.Balancer(topology.port, topology.stats_port, folder.haproxy_socket)
     folder.haproxy_config.write_text(haproxy.render(balancer, processes))
     _check_haproxy(folder.haproxy_config)
+    recorded = [
+        RunProcess(
+            p.name,
+            p.service,
+            p.kind,
+            p.port,
+            cpu_quota=topology.cpu_quota[p.service] if p.name in groups else None,
+            cpu_group=str(groups[p.name].path) if p.name in groups else None,
+        )
+        for p in processes
+    ]
+    monitoring = prometheus.Files(folder.prometheus)
+    prometheus.prepare(monitoring, prometheus.target_groups(recorded, topology.stats_port))
     programs = _programs(settings, state, processes, budget, groups)
+    programs.append(prometheus.program(monitoring, prometheus_port))
     programs += [pgbouncer.program(bouncer) for bouncer in bouncers]
     if proxies:
         socket = folder.fault_proxy_socket
@@ -141,18 +162,9 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
             stats_port=topology.stats_port,
             cpu_quota=topology.cpu_quota,
             fault_proxies=[str(route) for route in proxies],
+            prometheus_port=prometheus_port,
         ),
-        processes=[
-            RunProcess(
-                p.name,
-                p.service,
-                p.kind,
-                p.port,
-                cpu_quota=topology.cpu_quota[p.service] if p.name in groups else None,
-                cpu_group=str(groups[p.name].path) if p.name in groups else None,
-            )
-            for p in processes
-        ],
+        processes=recorded,
         budget=RunBudget(
             max_connections=budget.max_connections,
             total=budget.total,
@@ -165,6 +177,8 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
         extra = ", PgBouncer" if bouncers else ", fault proxies" if proxies else ""
         say("Redis and the mail sink" + extra)
         supervisor.start_group("servers")
+    say(f"Prometheus on http://127.0.0.1:{prometheus_port} (its data in {monitoring.root})")
+    supervisor.start_group("monitoring")
     if proxies:
         faultproxy.wait_listening(folder.fault_proxy_socket)
     node = None if settings.broker_url is not None else state.rabbit_node(folder.rabbitmq)
@@ -183,6 +197,7 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
     wait_ready(processes, READY_TIMEOUT, supervisor)
     supervisor.start_group("edge")
     wait_url(f"http://127.0.0.1:{topology.port}/readyz", READY_TIMEOUT)
+    wait_url(f"http://127.0.0.1:{prometheus_port}/-/ready", READY_TIMEOUT, what="Prometheus")
     run.pids = sorted({*descendants(supervisor_pid), *(postgres.pids() if postgres else [])})
     run.save(folder.run)
     return run
@@ -301,7 +316,7 @@ def down(folder: Folder, say: Say) -> list[int]:
         recorded |= {supervisor_pid, *descendants(supervisor_pid)}
         # a program's child whose parent was killed (kill -9) left the tree, not its group
         recorded |= set(group_members({p.pid for p in supervisor.programs() if p.pid}))
-        say("Stopping HAProxy, the services, RabbitMQ, Redis and the mail sink")
+        say("Stopping Prometheus, HAProxy, the services, RabbitMQ, Redis and the mail sink")
         try:
             supervisor.shutdown()
         except SupervisorError as error:
