@@ -32,6 +32,24 @@ def admin(up: Running, client: httpx.Client) -> dict[str, str]:
     return login(client, email)
 
 
+def listed_ids(up: Running) -> list[str]:
+    items = httpx.get(f"{up.base}/v1/products", timeout=5).json()["items"]
+    assert items
+    return [item["id"] for item in items]
+
+
+def product_ids(up: Running) -> list[str]:
+    """Seeded into the running topology's catalog (with the settings `up` wrote down)."""
+    seeded = up.bazaar("seed", "--products", "5", environ=up.settings(), timeout=120)
+    assert seeded.returncode == 0, seeded.stderr
+
+    def listed() -> list[str]:
+        items = httpx.get(f"{up.base}/v1/products?limit=5", timeout=5).json()["items"]
+        return [item["id"] for item in items] if len(items) == 5 else []
+
+    return wait_for(listed, 10, "the seeded products listed")
+
+
 def order_body(product_id: str | None, payment_method: str, quantity: int = 1) -> dict:
     body: dict = {"payment_method": payment_method, "shipping_address": ADDRESS}
     if product_id is not None:

@@ -1,6 +1,7 @@
 """Running Bazaar: every service in one process, one service's API or worker, migrations."""
 
 import asyncio
+import os
 from enum import StrEnum
 from typing import Annotated
 
@@ -16,31 +17,52 @@ def dev(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Every service in one process, on the embedded default: no server to install."""
-    settings = settings_or_exit()
-    console.print(
-        f"Bazaar on http://{host}:{port}  (docs: /docs, data: {settings.platform.data_dir})"
+    data = str(settings_or_exit().platform.data_dir)
+    _run_granian(
+        "bazaar.runtime.embedded:create_embedded_app", host, port, service="all", data=data
     )
-    _run_granian("bazaar.runtime.embedded:create_embedded_app", host, port)
 
 
-def _run_granian(factory: str, host: str, port: int, workers: int = 1) -> None:
+def _run_granian(
+    factory: str, host: str, port: int, workers: int = 1, *, service: str, **started: str
+) -> None:
     """Serve the ASGI app `factory` builds ("module:function") with granian until stopped,
     on uvloop: a cached product page 34k -> 44k req/s on one core against the asyncio loop
-    (wrk, alternating); reads and orders that wait on a database were unchanged."""
+    (wrk, alternating); reads and orders that wait on a database were unchanged.
+
+    Every line of granian's processes is one of Bazaar's (`bazaar.platform.logs`), the
+    first, `bazaar_listening` with `started`'s fields, included; at the debug level, one per
+    request as well, with its request and trace ids (granian's access log)."""
     from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
     from granian.server import Server
 
-    Server(
+    from bazaar.platform.logs import ACCESS_LOG_FORMAT, granian_logging, instance_name
+    from bazaar.platform.observability import log
+
+    platform = settings_or_exit().platform
+    logging_config = granian_logging(
+        platform.log_level,
+        json=platform.log_json,
+        service=service,
+        instance=instance_name(port, os.environ),
+    )
+    server = Server(
         factory,
         address=host,
         port=port,
         interface=Interfaces.ASGI,
         workers=workers,
         factory=True,
-        log_access=False,
+        log_access=platform.log_level == "debug",  # a line per request costs at full load
+        log_access_format=ACCESS_LOG_FORMAT,
+        log_level=LogLevels(platform.log_level),
+        log_dictconfig=logging_config,
         workers_kill_timeout=STOP_SECONDS,
         loop=Loops.uvloop,
-    ).serve()
+    )
+    log.info("bazaar_listening", url=f"http://{host}:{port}", **started)
+    server.serve()
 
 
 class Service(StrEnum):
@@ -76,8 +98,10 @@ def serve(
     """One service's HTTP API, on the real servers (no relay, no consumers: see `worker`)."""
     name = Service(service).value
     _scaled_settings("serve", name)
-    console.print(f"Bazaar {name} on http://{host}:{port}  (docs: /docs)")
-    _run_granian(f"bazaar.runtime.processes:serve_{name}", host, port, workers)
+    docs = f"http://{host}:{port}/docs"
+    _run_granian(
+        f"bazaar.runtime.processes:serve_{name}", host, port, workers, service=name, docs=docs
+    )
 
 
 @app.command()
@@ -100,11 +124,10 @@ def worker(
 
         from bazaar.runtime.processes import run_worker
 
-        console.print(f"Bazaar {name} worker started")
         uvloop.run(run_worker(name))
         return
-    console.print(f"Bazaar {name} worker, health on http://{host}:{port}/healthz")
-    _run_granian(f"bazaar.runtime.processes:worker_{name}", host, port)
+    health = f"http://{host}:{port}/healthz"
+    _run_granian(f"bazaar.runtime.processes:worker_{name}", host, port, service=name, health=health)
 
 
 @app.command()

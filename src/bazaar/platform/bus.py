@@ -30,6 +30,7 @@ from bazaar.platform.observability import (
     traceparent_var,
 )
 from bazaar.platform.schema import dead_letter, processed_event
+from bazaar.platform.tracing import consuming
 from bazaar.platform.transient import is_transient
 
 Handle = Callable[[WriteSession, Envelope], Awaitable[None]]
@@ -218,23 +219,24 @@ async def apply(subscription: Subscription, envelope: Envelope) -> None:
     """Handle `envelope` once: its effect and the record of its id commit together, and an id
     already recorded is skipped. Raises what the handler raised, with nothing committed."""
     traceparent_var.set(child_traceparent(envelope.trace.get("traceparent")))
-    if subscription.wanted is not None and not await subscription.wanted(envelope):
-        EVENTS_HANDLED.labels(subscription.consumer, "not_wanted").inc()
-        return
-    if subscription.database is None:  # a broadcast: each instance's own memory, no record
-        await cast(Notify, subscription.handle)(envelope)
-        first_time = True
-    else:
-        async with subscription.database(envelope).write() as session:
-            first_time = await insert_ignoring_duplicates(
-                session,
-                processed_event,
-                consumer=subscription.consumer,
-                event_id=envelope.id,
-                processed_at=utcnow(),
-            )
-            if first_time:
-                await cast(Handle, subscription.handle)(session, envelope)
+    with consuming(subscription.consumer, envelope):
+        if subscription.wanted is not None and not await subscription.wanted(envelope):
+            EVENTS_HANDLED.labels(subscription.consumer, "not_wanted").inc()
+            return
+        if subscription.database is None:  # a broadcast: each instance's own memory, no record
+            await cast(Notify, subscription.handle)(envelope)
+            first_time = True
+        else:
+            async with subscription.database(envelope).write() as session:
+                first_time = await insert_ignoring_duplicates(
+                    session,
+                    processed_event,
+                    consumer=subscription.consumer,
+                    event_id=envelope.id,
+                    processed_at=utcnow(),
+                )
+                if first_time:
+                    await cast(Handle, subscription.handle)(session, envelope)
     outcome = "handled" if first_time else "duplicate"
     EVENTS_HANDLED.labels(subscription.consumer, outcome).inc()
     lag = (utcnow() - envelope.occurred_at).total_seconds()

@@ -11,7 +11,7 @@ import msgspec
 
 from bazaar.platform.clock import utcnow
 from bazaar.platform.ids import new_id
-from bazaar.platform.observability import current_traceparent
+from bazaar.platform.tracing import current_traceparent
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

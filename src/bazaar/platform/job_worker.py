@@ -17,6 +17,7 @@ from bazaar.platform.jobs import (
 )
 from bazaar.platform.loops import Waker
 from bazaar.platform.observability import JOBS_RUN, log
+from bazaar.platform.tracing import running_job
 
 
 class JobWorker:
@@ -69,7 +70,8 @@ class JobWorker:
     async def _run(self, handler: JobHandler, job: Job) -> None:
         async with self._lanes:
             try:
-                await handler.run(job)
+                with running_job(job):
+                    await handler.run(job)
             except JobLost:
                 JOBS_RUN.labels(job.kind, "lost").inc()
                 log.warning("job_lost", kind=job.kind, job_id=job.id)

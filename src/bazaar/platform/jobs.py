@@ -41,6 +41,7 @@ from bazaar.platform.db import (
 )
 from bazaar.platform.ids import new_id
 from bazaar.platform.schema import job as job_table
+from bazaar.platform.tracing import current_traceparent
 from bazaar.platform.transient import is_transient, outlast
 
 JOB_QUEUED = "jobs"
@@ -48,6 +49,8 @@ JOB_QUEUED = "jobs"
 TRANSIENT_RETRY = 1.0
 """Seconds before a job whose dependency was briefly down is tried again."""
 ERROR_LENGTH = 2000
+TRACE_KEY = "_traceparent"
+"""Where a job row's payload keeps its trace context: no handler's payload has this key."""
 RowT = TypeVar("RowT", bound=tuple[Any, ...])
 
 
@@ -66,6 +69,8 @@ class Job:
     deadline: float
     """Until when (`time.monotonic()`) the claim is this worker's: an outcome may be recorded
     across a database outage until then (`outlast`)."""
+    traceparent: str | None = None
+    """The trace context of the transaction that queued it (`tracing.running_job`)."""
 
 
 @dataclass(frozen=True)
@@ -129,12 +134,17 @@ def enqueue(
 ) -> str:
     """Queue a job that runs once this transaction commits (and never if it rolls back).
 
-    The job's row is written with the transaction's other queued jobs (`insert_at_commit`)."""
+    The job's row is written with the transaction's other queued jobs (`insert_at_commit`);
+    its payload carries the trace context of the transaction (`TRACE_KEY`), which the handler
+    never sees."""
     now = utcnow()
+    traceparent = current_traceparent()
     row = {
         "id": new_id(),
         "kind": kind,
-        "payload": msgspec.json.encode(payload),
+        "payload": msgspec.json.encode(
+            {**payload, TRACE_KEY: traceparent} if traceparent else payload
+        ),
         "status": JobStatus.QUEUED,
         "attempts": 0,
         "run_at": now + timedelta(seconds=delay),
@@ -209,13 +219,10 @@ async def claim(
                 .execution_options(synchronize_session=False)
             )
             deadline = time.monotonic() + handler.lease
-            claimed += [
-                (
-                    handler,
-                    Job(job_id, kind, msgspec.json.decode(payloads[job_id]), attempts, deadline),
-                )
-                for job_id, attempts in taken.all()
-            ]
+            for job_id, attempts in taken.all():
+                payload, traceparent = _decoded(payloads[job_id])
+                job = Job(job_id, kind, payload, attempts, deadline, traceparent)
+                claimed.append((handler, job))
     return claimed
 
 
@@ -281,7 +288,7 @@ async def dead_jobs(session: ReadSession, kinds: Sequence[str] | None = None) ->
         DeadJob(
             row.id,
             row.kind,
-            msgspec.json.decode(row.payload),
+            _decoded(row.payload)[0],
             row.attempts,
             row.last_error,
             row.run_at,
@@ -303,6 +310,13 @@ async def replay_dead(session: WriteSession, job_id: str | None = None) -> int:
     if rows_matched(replayed):
         signal_after_commit(session, JOB_QUEUED)
     return rows_matched(replayed)
+
+
+def _decoded(raw: bytes) -> tuple[dict[str, Any], str | None]:
+    """A job row's payload for its handler, and the trace context it carried."""
+    payload: dict[str, Any] = msgspec.json.decode(raw)
+    traceparent = payload.pop(TRACE_KEY, None)
+    return payload, traceparent if isinstance(traceparent, str) else None
 
 
 def uncounted(error: BaseException) -> bool:

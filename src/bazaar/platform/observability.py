@@ -1,13 +1,10 @@
 """Logs as JSON lines with request and trace ids, Prometheus metrics, W3C trace context."""
 
-import logging
 import random
-import sys
 from contextvars import ContextVar
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
-from structlog.typing import EventDict, WrappedLogger
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 traceparent_var: ContextVar[str | None] = ContextVar("traceparent", default=None)
@@ -106,35 +103,14 @@ def child_traceparent(parent: str | None) -> str:
     return new_traceparent()
 
 
-def _add_context(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
-    request_id = request_id_var.get()
-    if request_id:
-        event.setdefault("request_id", request_id)
-    traceparent = traceparent_var.get()
-    if traceparent:
-        event.setdefault("trace_id", traceparent.split("-")[1])
-    return event
+def configure_logging(
+    level: str = "info", *, json: bool = True, service: str | None = None
+) -> None:
+    """JSON lines on stderr (or readable lines for a person at a terminal), the libraries'
+    lines included: `bazaar.platform.logs`."""
+    from bazaar.platform import logs  # it imports this module's context variables
 
-
-def configure_logging(level: str = "info", *, json: bool = True) -> None:
-    """JSON lines on stderr (or readable lines for a person at a terminal)."""
-    numeric = logging.getLevelName(level.upper())
-    renderer = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            _add_context,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
+    logs.configure(level, json=json, service=service)
 
 
 log = structlog.get_logger("bazaar")

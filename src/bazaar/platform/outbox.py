@@ -19,6 +19,7 @@ from bazaar.platform.jobs import claiming
 from bazaar.platform.loops import Waker
 from bazaar.platform.observability import OUTBOX_BACKLOG, log
 from bazaar.platform.schema import outbox_message
+from bazaar.platform.tracing import publishing
 
 
 def add(session: WriteSession, event: Event) -> Envelope:
@@ -83,7 +84,9 @@ class OutboxRelay:
         if not rows:
             OUTBOX_BACKLOG.labels(db.name).set(0)
             return 0
-        await self.bus.publish([Envelope.decode(row.envelope) for row in rows])
+        envelopes = [Envelope.decode(row.envelope) for row in rows]
+        with publishing(envelopes):
+            await self.bus.publish(envelopes)
         async with db.write(bookkeeping=True) as session:
             await _mark_published(session, [row.id for row in rows])
         await self._record_backlog(db, len(rows))
@@ -94,7 +97,9 @@ class OutboxRelay:
             claim = claiming(_unpublished(self.batch_size))
             rows = (await session.execute(claim)).all()
             if rows:
-                await self.bus.publish([Envelope.decode(row.envelope) for row in rows])
+                envelopes = [Envelope.decode(row.envelope) for row in rows]
+                with publishing(envelopes):
+                    await self.bus.publish(envelopes)
                 await _mark_published(session, [row.id for row in rows])
         await self._record_backlog(db, len(rows))
         return len(rows)

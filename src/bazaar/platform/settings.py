@@ -112,6 +112,85 @@ def check_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
         raise SettingsError(name, f"expected a URL with scheme {' or '.join(schemes)}, got {url!r}")
 
 
+class StandardSettingError(SettingsError):
+    """A standard variable (not `BAZAAR_*`, such as OpenTelemetry's) has a bad value."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        ValueError.__init__(self, f"{variable}: {problem}")
+        self.variable = variable
+
+
+TRACES_PATH = "/v1/traces"
+_SAMPLERS = {
+    "always_on": "1",
+    "always_off": "0",
+    "traceidratio": None,
+    "parentbased_always_on": "1",
+    "parentbased_always_off": "0",
+    "parentbased_traceidratio": None,
+}
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """Where spans go (OTLP over HTTP/protobuf) and which share of traces is kept; no endpoint
+    is no tracing at all (`platform/tracing.py`).
+
+    `endpoint`, the collector's traces URL: `BAZAAR_OTLP_ENDPOINT` or the standard
+    `OTEL_EXPORTER_OTLP_ENDPOINT` (a base URL, `/v1/traces` appended), else
+    `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is; `OTEL_SDK_DISABLED=true` or
+    `OTEL_TRACES_EXPORTER=none` switch it off. `sample_ratio`, the share of the traces that
+    start here which are kept (a trace begun upstream keeps its caller's decision):
+    `BAZAAR_TRACE_SAMPLE_RATIO`, else the standard `OTEL_TRACES_SAMPLER` (always parent-based
+    here: `traceidratio` is `parentbased_traceidratio`) with `OTEL_TRACES_SAMPLER_ARG`.
+    """
+
+    endpoint: str | None = None
+    sample_ratio: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> "TracingSettings":
+        standard = env.values
+        disabled = standard.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+        if disabled or standard.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+            return cls()
+        endpoint = env.url("OTLP_ENDPOINT", ("http", "https"))
+        if endpoint is None and (base := standard.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()):
+            endpoint = _standard_url("OTEL_EXPORTER_OTLP_ENDPOINT", base)
+        if endpoint is not None and not endpoint.rstrip("/").endswith(TRACES_PATH):
+            endpoint = endpoint.rstrip("/") + TRACES_PATH
+        if endpoint is None and (url := standard.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")):
+            endpoint = _standard_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url.strip())
+        return cls(endpoint=endpoint, sample_ratio=_sample_ratio(env))
+
+
+def _standard_url(variable: str, url: str) -> str:
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise StandardSettingError(variable, f"expected an http or https URL, got {url!r}")
+    return url
+
+
+def _sample_ratio(env: Env) -> float:
+    if env.raw("TRACE_SAMPLE_RATIO") is not None:
+        ratio = env.number("TRACE_SAMPLE_RATIO", 1.0)
+        if ratio > 1:
+            raise SettingsError("TRACE_SAMPLE_RATIO", f"expected a number in 0..1, got {ratio}")
+        return ratio
+    sampler = env.values.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
+    if sampler not in _SAMPLERS:
+        raise StandardSettingError(
+            "OTEL_TRACES_SAMPLER", f"expected one of {', '.join(_SAMPLERS)}, got {sampler!r}"
+        )
+    raw = _SAMPLERS[sampler] or env.values.get("OTEL_TRACES_SAMPLER_ARG", "").strip() or "1"
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = -1.0
+    if not 0 <= ratio <= 1:
+        raise StandardSettingError("OTEL_TRACES_SAMPLER_ARG", f"expected 0..1, got {raw!r}")
+    return ratio
+
+
 @dataclass(frozen=True)
 class PlatformSettings:
     """Where the data lives and which servers, if any, stand behind the ports.
@@ -144,6 +223,7 @@ class PlatformSettings:
     """PEM, one or more public keys: every key whose tokens are valid (two while rotating)."""
     log_level: str
     log_json: bool
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     @classmethod
     def from_env(cls, env: Env) -> "PlatformSettings":
@@ -171,6 +251,7 @@ class PlatformSettings:
             jwt_public_keys=env.optional_text("JWT_PUBLIC_KEYS"),
             log_level=level,
             log_json=env.flag("LOG_JSON", True),
+            tracing=TracingSettings.from_env(env),
         )
 
     @property

@@ -32,6 +32,7 @@ from bazaar.platform.observability import (
 from bazaar.platform.openapi import JSON_ONLY, Document, openapi_config, published
 from bazaar.platform.problems import EXCEPTION_HANDLERS, problem
 from bazaar.platform.replicas import reads_follow_writes_of, start_request
+from bazaar.platform.tracing import Tracing
 
 MAX_BODY = 1024 * 1024
 # Litestar appends the charset itself; twice, a scraper (Go's mime parser) rejects the header.
@@ -179,11 +180,13 @@ def create_app(
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     response_cache: ResponseCache | None = None,
     document: Callable[[], Document] | None = None,
+    tracing: Tracing | None = None,
 ) -> ASGIApp:
     """One service's (or every service's) HTTP app, wrapped in the request context.
 
     `/openapi.json` and `/docs` serve `document`, by default the document of the app's own
-    routes (`openapi.published`).
+    routes (`openapi.published`). With `tracing`, every request but health, readiness and
+    metrics has a server span, cached answers included.
 
     `/readyz` answers 503 while a `readiness` check fails (a load balancer then takes the
     instance out of rotation), and 200 with the problems listed as `degraded` while only a
@@ -242,6 +245,8 @@ def create_app(
     )
     options = _options_answer(app)
     inner: ASGIApp = app if response_cache is None else EdgeCache(app, response_cache)
+    if tracing is not None:
+        inner = tracing.server(inner)
     return RequestContext(inner)
 
 

@@ -20,6 +20,7 @@ from bazaar.platform.outbox import OutboxRelay
 from bazaar.platform.parts import Loop
 from bazaar.platform.postgres import ensure_database
 from bazaar.platform.settings import SettingsError
+from bazaar.platform.tracing import start_tracing
 from bazaar.platform.web import BackgroundCheck, create_app
 from bazaar.runtime.assemble import assemble
 from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
@@ -53,6 +54,12 @@ class Runtime:
             settings.process.pool,
             settings.process.consumer_concurrency,
             signs="identity" in self.services,
+        )
+        self.tracing = start_tracing(
+            settings.platform.tracing,
+            "bazaar" if len(self.services) > 1 else f"bazaar-{self.services[0]}",
+            self.kind.value,
+            self.platform.all_databases(),
         )
         self.prices = self._catalog_prices()
         parts = assemble(self.platform, settings, self.prices)
@@ -139,6 +146,8 @@ class Runtime:
             for close in part.closers:
                 await close()
         await self.platform.close()
+        if self.tracing is not None:  # the spans still buffered go out (bounded by a timeout)
+            await asyncio.to_thread(self.tracing.shutdown)
         log.info("bazaar_stopped", kind=self.kind.value, services=list(self.services))
 
     def app(self, drain: Drain | None = None, *, own_process: bool = False) -> ASGIApp:
@@ -169,6 +178,7 @@ class Runtime:
             response_cache=self.platform.response_cache,
             # an API's documents are the whole API's, as where clients arrive (`documents`)
             document=None if worker else api_document,
+            tracing=self.tracing,
         )
 
     async def _check_redis(self) -> None:

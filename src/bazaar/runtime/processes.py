@@ -75,7 +75,8 @@ async def run_worker(service: str, stop: asyncio.Event | None = None) -> None:
     """Run one service's worker until SIGTERM or SIGINT (or `stop`), then stop cleanly:
     no new message is taken, the running handlers finish, the rest go back to the broker."""
     settings = settings_for(ProcessKind.WORKER, service)
-    configure_logging(settings.platform.log_level, json=settings.platform.log_json)
+    platform = settings.platform
+    configure_logging(platform.log_level, json=platform.log_json, service=service)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
