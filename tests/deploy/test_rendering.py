@@ -22,11 +22,11 @@ KUBERNETES_VERSIONS = ("1.30", "1.32")
 """The oldest Kubernetes the manifests are written for (topology spread's matchLabelKeys is
 on by default since 1.27; 1.30 is the oldest still maintained) and the kubectl of these
 machines."""
-CRD_GROUPS = ("postgresql.cnpg.io", "rabbitmq.com", "monitoring.coreos.com")
-"""Operators' kinds (CloudNativePG, RabbitMQ Cluster Operator, Prometheus Operator).
+CRD_GROUPS = ("postgresql.cnpg.io", "rabbitmq.com", "monitoring.coreos.com", "keda.sh")
+"""Operators' kinds (CloudNativePG, RabbitMQ Cluster Operator, Prometheus Operator, KEDA).
 kubernetes-validate knows the built-in kinds only and cannot load a CRD's schema, so these
 are not schema-validated; test_production_runs_its_stateful_parts_through_their_operators
-checks what the manifests promise of them."""
+checks what the manifests promise of them, test_autoscaling.py KEDA's against its CRD's."""
 
 
 @pytest.mark.parametrize("target", ("base", *OVERLAYS))

@@ -118,4 +118,4 @@ def main() -> None:  # pragma: no cover - the console script's entry point
 
 
 # The commands, by what they are about; each module adds its own to `app`.
-from bazaar.cli import processes, data, topology, bench, chaos, config, top  # noqa: E402, F401, I001
+from bazaar.cli import processes, data, topology, bench, chaos, config, top, autoscale  # noqa: E402, F401, I001

@@ -138,12 +138,54 @@ def run(
 def _publish(folder: Path, profiles: list[str]) -> None:
     """The report, its plots, its results and the profiles it links, as the figures of
     record (the other profiles stay in the run's folder)."""
+    kept = {p.name: p.read_bytes() for p in PUBLISHED.glob("ramp.*")}  # `bench ramp`'s own
     shutil.rmtree(PUBLISHED, ignore_errors=True)
     PUBLISHED.mkdir(parents=True)
+    for name, content in kept.items():
+        (PUBLISHED / name).write_bytes(content)
     for path in folder.iterdir():
         if path.name in ("report.md", "results.json", *profiles) or path.suffix == ".png":
             shutil.copy2(path, PUBLISHED / path.name)
+    if "ramp.md" in kept:
+        from bench.ramp_report import link_in_report
+
+        link_in_report(PUBLISHED / "report.md", PUBLISHED / "ramp.md")
     console.print(f"Published to {PUBLISHED}/")
+
+
+@bench.command("ramp")
+def ramp_command(
+    base_rps: Annotated[
+        float, typer.Option(help="The first step's offered rate; the ramp peaks at 10 times it.")
+    ] = 150.0,
+    quota: Annotated[float, typer.Option(help="Cores each catalog instance may use.")] = 0.1,
+    most: Annotated[int, typer.Option(help="The autoscaler's maximum of catalog instances.")] = 6,
+    stretch: Annotated[float, typer.Option(help="Every step's length times this.")] = 1.0,
+    publish: Annotated[
+        bool, typer.Option(help=f"Copy ramp.md, ramp.png and ramp.json to {PUBLISHED}/.")
+    ] = False,
+) -> None:
+    """The ramp against `bazaar up --autoscale`: load up tenfold, held, down; the plot of
+    offered and achieved load, p99, errors and instances on one time axis (ramp.md)."""
+    _import_bench()
+    from bench import runner
+    from bench.ramp import judge, run_ramp
+    from bench.ramp_report import PLOT, link_in_report, write_ramp_report
+
+    folder = runner.new_folder(_runs_root())
+    result = run_ramp(folder, base_rps, quota, most, console.print, stretch)
+    written = write_ramp_report(result, folder)
+    for verdict in judge(result):
+        mark = "[green]met[/green]" if verdict.met else "[yellow]missed[/yellow]"
+        console.print(f"  {mark}  {verdict.name}: {verdict.value}")
+    console.print(f"Report: {written}")
+    if publish:
+        PUBLISHED.mkdir(parents=True, exist_ok=True)
+        for name in ("ramp.md", PLOT, "ramp.json"):
+            shutil.copy2(folder / name, PUBLISHED / name)
+        if (PUBLISHED / "report.md").exists():
+            link_in_report(PUBLISHED / "report.md", PUBLISHED / "ramp.md")
+        console.print(f"Published to {PUBLISHED}/")
 
 
 @bench.command("report")

@@ -8,10 +8,11 @@ import typer
 
 from bazaar.cli import app, console
 from bazaar.cli.processes import Service
-from bazaar.platform.settings import Env, read_data_dir
+from bazaar.platform.settings import Env, SettingsError, read_data_dir
 
 if TYPE_CHECKING:  # imported where used, so that a command loads only what it needs
     from bazaar.runtime.cluster.folder import Folder
+    from bazaar.runtime.cluster.record import RunAutoscale
 
 
 def _folder() -> "Folder":
@@ -52,6 +53,20 @@ def up(
             help="A fault proxy between the processes and each server, for `bazaar chaos`."
         ),
     ] = False,
+    autoscale: Annotated[
+        str | None,
+        typer.Option(
+            help="Scale these services' instances on their load, e.g. catalog=1..8,orders=1..4"
+            " (MAX started, MIN in service at first; the HPA's algorithm)."
+        ),
+    ] = None,
+    autoscale_target: Annotated[
+        str | None,
+        typer.Option(
+            help="Requests in flight per instance each autoscaled service is scaled to,"
+            " e.g. catalog=4 (4 by default)."
+        ),
+    ] = None,
 ) -> None:
     """The scaled topology on one machine: HAProxy in front of N instances of every service,
     a worker per service, PostgreSQL primary + replicas + shards, Redis, RabbitMQ (named by
@@ -78,8 +93,9 @@ def up(
     say = console.print
     settings = UpSettings.from_env(Env())
     try:
+        scaling = None if autoscale is None else _autoscale(autoscale, autoscale_target)
         topology = Topology(
-            parse_instances(instances),
+            parse_instances(instances, scaling),
             replicas,
             shards,
             port,
@@ -87,9 +103,10 @@ def up(
             pgbouncer,
             parse_cpu_quota(cpu_quota),
             fault_proxies,
+            scaling,
         )
         scaled.up(topology, settings, say)
-    except (TopologyError, scaled.UpError) as error:
+    except (TopologyError, scaled.UpError, SettingsError) as error:
         raise _up_failed(error) from None
     except KeyboardInterrupt:  # `up` has stopped what it started
         console.print("[yellow]Interrupted[/yellow]: stopped.")
@@ -108,6 +125,22 @@ def up(
         time.sleep(0.5)
     scaled.down(settings.folder, say)
     console.print("[green]Stopped.[/green]")
+
+
+def _autoscale(ranges: str, targets: str | None) -> "RunAutoscale":
+    """The controller's ranges and targets, and its timing from the settings (shortened by
+    the tests): BAZAAR_AUTOSCALE_PERIOD, _UP_WINDOW and _DOWN_WINDOW, in seconds."""
+    from bazaar.runtime.cluster.hpa import ONE_MACHINE
+    from bazaar.runtime.cluster.topology import parse_autoscale
+
+    env = Env()
+    return parse_autoscale(
+        ranges,
+        targets,
+        period=env.number("AUTOSCALE_PERIOD", 2.0, minimum=0.1),
+        up_window=env.number("AUTOSCALE_UP_WINDOW", ONE_MACHINE.up.window),
+        down_window=env.number("AUTOSCALE_DOWN_WINDOW", ONE_MACHINE.down.window),
+    )
 
 
 @app.command()

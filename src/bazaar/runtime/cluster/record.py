@@ -7,6 +7,21 @@ from pathlib import Path
 import msgspec
 
 
+class RunAutoscale(msgspec.Struct, frozen=True):
+    """`up --autoscale`: the range each service is kept within by the controller
+    (autoscale.py), its target load per instance, and how often and how cautiously it acts."""
+
+    ranges: dict[str, tuple[int, int]]
+    """Instances in service, from the minimum to the maximum (`up` starts the maximum)."""
+    targets: dict[str, float]
+    """Requests in flight per instance (HAProxy's view) that each service is scaled to."""
+    period: float
+    """Seconds between two decisions."""
+    up_window: float
+    down_window: float
+    """Stabilization windows, in seconds (hpa.py)."""
+
+
 class RunTopology(msgspec.Struct, frozen=True):
     instances: dict[str, int]
     replicas: int
@@ -19,6 +34,7 @@ class RunTopology(msgspec.Struct, frozen=True):
     """The fault proxies' routes, `NAME=LISTEN:UPSTREAM` (`up --fault-proxies`)."""
     prometheus_port: int | None = None
     """Where its Prometheus answers (prometheus.py)."""
+    autoscale: RunAutoscale | None = None
 
 
 class RunProcess(msgspec.Struct, frozen=True):

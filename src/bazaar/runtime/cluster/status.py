@@ -1,5 +1,6 @@
 """`bazaar status`: every process with its state, pid, uptime, restarts and readiness;
-HAProxy's view of each backend server; replica lag; queue depths and dead letters; emails held.
+HAProxy's view of each backend server; replica lag; queue depths and dead letters; emails held;
+the autoscaler's last decisions (`up --autoscale`).
 
 Each part is asked with a bounded wait, and a part that does not answer says so instead of
 hiding the rest.
@@ -15,7 +16,7 @@ import httpx
 import msgspec
 
 from bazaar.platform.settings import SettingsError
-from bazaar.runtime.cluster import haproxy
+from bazaar.runtime.cluster import autoscale, haproxy
 from bazaar.runtime.cluster.folder import Folder, read_env_file
 from bazaar.runtime.cluster.mailsink import count_messages
 from bazaar.runtime.cluster.record import RunRecord
@@ -94,6 +95,7 @@ def gather(folder: Folder) -> Report:
         "replicas": asyncio.run(_replica_lag(environment["BAZAAR_DATABASE_URL"])),
         "queues": asyncio.run(_queues(environment)),
         "emails": count_messages(folder.mail),
+        "autoscale": autoscale.status_part(folder),
     }
 
 
@@ -202,4 +204,5 @@ def render(report: Report) -> str:
         for q in queues:
             lines.append(f"  {q['consumer']:<30}{q['ready']!s:>8} /{q['dead']!s:>6}")
     lines += ["", f"Emails in the mail sink: {report['emails']}"]
+    lines += autoscale.render(report.get("autoscale"))
     return "\n".join(lines)

@@ -143,9 +143,13 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
         )
         for p in processes
     ]
+    held = _held_back(topology, processes)
     monitoring = prometheus.Files(folder.prometheus)
-    prometheus.prepare(monitoring, prometheus.target_groups(recorded, topology.stats_port))
+    prometheus.prepare(monitoring, prometheus.target_groups(recorded, topology.stats_port, held))
     programs = _programs(settings, state, processes, budget, groups)
+    if topology.autoscale:
+        command = [*bazaar_command(), "autoscale", "--data-dir", str(folder.data_dir)]
+        programs.append(Program("autoscaler", command, "autoscale", priority=300))
     programs.append(prometheus.program(monitoring, prometheus_port))
     programs += [pgbouncer.program(bouncer) for bouncer in bouncers]
     if proxies:
@@ -163,6 +167,7 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
             cpu_quota=topology.cpu_quota,
             fault_proxies=[str(route) for route in proxies],
             prometheus_port=prometheus_port,
+            autoscale=topology.autoscale,
         ),
         processes=recorded,
         budget=RunBudget(
@@ -192,15 +197,46 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
     say("Migrating every database (bazaar migrate)")
     _migrate(direct)
     for service in SERVICES:
-        say(f"{service}: {topology.instances[service]} instance(s) and a worker")
-        supervisor.start_group(service)
-    wait_ready(processes, READY_TIMEOUT, supervisor)
+        say(f"{service}: {topology.in_service(service)} instance(s) and a worker")
+        members = [p.name for p in processes if p.service == service]
+        if held.isdisjoint(members):
+            supervisor.start_group(service)
+            continue
+        for name in members:  # an autoscaled service: those in service only
+            if name not in held:
+                supervisor.start(f"{service}:{name}", wait=False)
+    wait_ready([p for p in processes if p.name not in held], READY_TIMEOUT, supervisor)
     supervisor.start_group("edge")
+    for process in processes:
+        if process.name in held:  # started by the autoscaler when needed (control.py)
+            haproxy.set_state(folder.haproxy_socket, process.service, process.name, "maint")
     wait_url(f"http://127.0.0.1:{topology.port}/readyz", READY_TIMEOUT)
+    if topology.autoscale:
+        say(f"Autoscaler: {_ranges(topology)}")
+        supervisor.start_group("autoscale")
     wait_url(f"http://127.0.0.1:{prometheus_port}/-/ready", READY_TIMEOUT, what="Prometheus")
     run.pids = sorted({*descendants(supervisor_pid), *(postgres.pids() if postgres else [])})
     run.save(folder.run)
     return run
+
+
+def _held_back(topology: Topology, processes: list[Process]) -> set[str]:
+    """The instances of autoscaled services over their minimum: not started by `up`."""
+    held = set()
+    for service in SERVICES:
+        serving = [p for p in processes if p.service == service and p.kind == "serve"]
+        held |= {p.name for p in serving[topology.in_service(service) :]}
+    return held
+
+
+def _ranges(topology: Topology) -> str:
+    scaled = topology.autoscale
+    if scaled is None:
+        return ""
+    return ", ".join(
+        f"{name} {low} to {high} (target {scaled.targets[name]:g} in flight per instance)"
+        for name, (low, high) in scaled.ranges.items()
+    )
 
 
 def _max_connections(settings: UpSettings, state: State) -> int:
