@@ -4,12 +4,13 @@ and a service's migrated database."""
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
 
 from bazaar.platform import migrations
 from bazaar.platform.db import Database, sqlite_database
@@ -62,6 +63,23 @@ async def migrated(name: str, folder: Path, schema: ServiceSchema) -> AsyncItera
         yield db
     finally:
         await db.dispose()
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., Result]:
+    """`bazaar ARGS...` run in this process as a user runs it, on a fresh data folder and no
+    `.env` file: `cli("seed", "--products", "5", stdin=..., BAZAAR_X="...")`."""
+    from typer.testing import CliRunner
+
+    from bazaar.cli import app
+
+    runner = CliRunner()
+    env = {**FAST_ENV, "BAZAAR_DATA_DIR": str(tmp_path / "data"), "BAZAAR_ENV_FILE": ""}
+
+    def invoke(*args: str, stdin: str | None = None, **extra: str) -> Result:
+        return runner.invoke(app, list(args), env={**env, **extra}, input=stdin)
+
+    return invoke
 
 
 @pytest.fixture

@@ -11,41 +11,28 @@ from select import select as wait_for_input
 
 import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
 from bazaar.catalog.models import Product
-from bazaar.cli import app
 from bazaar.runtime.embedded import Runtime
 from tests.plugin import FAST_ENV, settings_for
 from tests.postgres import SERVER_URL
 from tests.replication import free_port
 
 
-@pytest.fixture
-def run(tmp_path: Path):
-    runner = CliRunner()
-    env = {**FAST_ENV, "BAZAAR_DATA_DIR": str(tmp_path / "data"), "BAZAAR_ENV_FILE": ""}
-
-    def invoke(*args: str, stdin: str | None = None, **extra: str):
-        return runner.invoke(app, list(args), env={**env, **extra}, input=stdin)
-
-    return invoke
-
-
-def test_migrate_then_admin_create_is_refused_twice(run) -> None:
-    assert run("migrate").exit_code == 0
-    created = run("admin", "create", "--email", "root@example.com", stdin="s3cret-pass\n")
+def test_migrate_then_admin_create_is_refused_twice(cli) -> None:
+    assert cli("migrate").exit_code == 0
+    created = cli("admin", "create", "--email", "root@example.com", stdin="s3cret-pass\n")
     assert created.exit_code == 0, created.output
-    again = run("admin", "create", "--email", "ROOT@example.com", stdin="s3cret-pass\n")
+    again = cli("admin", "create", "--email", "ROOT@example.com", stdin="s3cret-pass\n")
     assert again.exit_code == 1
     assert "already exists" in again.output
 
 
-def test_the_admin_password_read_from_stdin_logs_in(run, tmp_path: Path) -> None:
+def test_the_admin_password_read_from_stdin_logs_in(cli, tmp_path: Path) -> None:
     from bazaar.identity import service
     from bazaar.identity.wiring import passwords
 
-    created = run("admin", "create", "--email", "root@example.com", stdin="piped pass 1\n")
+    created = cli("admin", "create", "--email", "root@example.com", stdin="piped pass 1\n")
     assert created.exit_code == 0, created.output
 
     async def login(password: str) -> str:
@@ -70,17 +57,17 @@ def test_the_admin_password_read_from_stdin_logs_in(run, tmp_path: Path) -> None
         ("x" * 129 + "\n", "8 to 128 characters"),
     ],
 )
-def test_a_missing_or_bad_admin_password_is_refused(run, stdin: str, said: str) -> None:
-    result = run("admin", "create", "--email", "root@example.com", stdin=stdin)
+def test_a_missing_or_bad_admin_password_is_refused(cli, stdin: str, said: str) -> None:
+    result = cli("admin", "create", "--email", "root@example.com", stdin=stdin)
     assert result.exit_code == 2
     assert said in result.output
 
 
-def test_a_password_on_the_command_line_is_refused_saying_how_to_give_it(run) -> None:
-    result = run("admin", "create", "--email", "a@example.com", "--password", "s3cret-pass")
+def test_a_password_on_the_command_line_is_refused_saying_how_to_give_it(cli) -> None:
+    result = cli("admin", "create", "--email", "a@example.com", "--password", "s3cret-pass")
     assert result.exit_code == 2
     assert "no longer taken" in result.output and "standard input" in result.output
-    assert "--password" not in run("admin", "create", "--help").output
+    assert "--password" not in cli("admin", "create", "--help").output
 
 
 def test_at_a_terminal_the_password_is_asked_twice_and_never_shown(tmp_path: Path) -> None:
@@ -133,9 +120,9 @@ def test_at_a_terminal_the_password_is_asked_twice_and_never_shown(tmp_path: Pat
     ],
 )
 def test_a_choice_outside_the_fixed_set_is_refused_listing_the_set(
-    run, arguments: tuple[str, ...], choices: str
+    cli, arguments: tuple[str, ...], choices: str
 ) -> None:
-    result = run(*arguments)
+    result = cli(*arguments)
     assert result.exit_code == 2
     assert choices in " ".join(result.output.replace("│", " ").split())
 
@@ -147,16 +134,16 @@ def test_the_services_to_choose_are_those_bazaar_runs() -> None:
     assert [service.value for service in Service] == list(SERVICES)
 
 
-def test_version_prints_the_installed_package_version(run) -> None:
+def test_version_prints_the_installed_package_version(cli) -> None:
     from importlib.metadata import version
 
-    result = run("--version")
+    result = cli("--version")
     assert result.exit_code == 0
     assert result.output.strip() == f"bazaar {version('bazaar')}"
 
 
-def test_seed_fills_the_catalog(run, tmp_path: Path) -> None:
-    result = run("seed", "--products", "250")
+def test_seed_fills_the_catalog(cli, tmp_path: Path) -> None:
+    result = cli("seed", "--products", "250")
     assert result.exit_code == 0, result.output
     assert "250 products seeded" in result.output
 
@@ -171,8 +158,8 @@ def test_seed_fills_the_catalog(run, tmp_path: Path) -> None:
     assert asyncio.run(count()) == 250
 
 
-def test_a_bad_setting_stops_the_command_naming_the_variable(run) -> None:
-    result = run("migrate", BAZAAR_ORDER_SHARDS="zero")
+def test_a_bad_setting_stops_the_command_naming_the_variable(cli) -> None:
+    result = cli("migrate", BAZAAR_ORDER_SHARDS="zero")
     assert result.exit_code == 2
     assert "BAZAAR_ORDER_SHARDS" in result.output
 
@@ -186,22 +173,22 @@ def test_a_bad_setting_stops_the_command_naming_the_variable(run) -> None:
     ],
 )
 def test_a_server_that_does_not_answer_is_named_by_its_variable(
-    run, variable: str, extra: dict[str, str]
+    cli, variable: str, extra: dict[str, str]
 ) -> None:
     dead, live = f"postgresql://postgres@127.0.0.1:{free_port()}", SERVER_URL.rstrip("/")
     urls = {name: url.format(dead=dead, live=live) for name, url in extra.items()}
     primary = f"{dead}/bazaar" if variable == "BAZAAR_DATABASE_URL" else f"{live}/bazaar_never"
-    result = run("migrate", BAZAAR_DATABASE_URL=primary, **urls)
+    result = cli("migrate", BAZAAR_DATABASE_URL=primary, **urls)
     assert result.exit_code == 2, result.output
     assert f"{variable}: 127.0.0.1:" in result.output
     assert "does not answer" in result.output
 
 
-def test_dlq_lists_and_replays_the_dead_letter_tables(run, tmp_path: Path) -> None:
+def test_dlq_lists_and_replays_the_dead_letter_tables(cli, tmp_path: Path) -> None:
     from bazaar.platform.clock import utcnow
     from bazaar.platform.schema import dead_letter
 
-    assert run("migrate").exit_code == 0
+    assert cli("migrate").exit_code == 0
 
     async def dead_letter_one() -> None:
         runtime = Runtime(settings_for(tmp_path / "data"))
@@ -223,22 +210,22 @@ def test_dlq_lists_and_replays_the_dead_letter_tables(run, tmp_path: Path) -> No
             await runtime.platform.close()
 
     asyncio.run(dead_letter_one())
-    listed = run("dlq", "list")
+    listed = cli("dlq", "list")
     assert listed.exit_code == 0, listed.output
     assert "event-1" in listed.output and "cannot digest this" in listed.output
-    assert run("dlq", "replay", "--id", "other").output.count("event-1") == 0
-    replayed = run("dlq", "replay", "--id", "event-1")
+    assert cli("dlq", "replay", "--id", "other").output.count("event-1") == 0
+    replayed = cli("dlq", "replay", "--id", "event-1")
     assert replayed.exit_code == 0 and "1 message(s) replayed" in replayed.output
-    assert "event-1" not in run("dlq", "list").output
+    assert "event-1" not in cli("dlq", "list").output
 
 
-def test_dlq_lists_and_replays_dead_jobs(run, tmp_path: Path) -> None:
+def test_dlq_lists_and_replays_dead_jobs(cli, tmp_path: Path) -> None:
     from sqlalchemy import select
 
     from bazaar.platform import jobs
     from bazaar.platform.schema import job
 
-    assert run("migrate").exit_code == 0
+    assert cli("migrate").exit_code == 0
     catalog = "catalog"
 
     async def with_catalog(work):
@@ -262,11 +249,11 @@ def test_dlq_lists_and_replays_dead_jobs(run, tmp_path: Path) -> None:
             return await session.scalar(select(job.c.status))
 
     job_id = asyncio.run(with_catalog(kill_one))
-    listed = run("dlq", "list", "--consumer", "job:product_import")
+    listed = cli("dlq", "list", "--consumer", "job:product_import")
     assert listed.exit_code == 0, listed.output
     assert job_id in listed.output and "GiveUp: no file" in listed.output
-    assert job_id not in run("dlq", "list", "--consumer", "nobody.listens").output
-    replayed = run("dlq", "replay", "--id", job_id)
+    assert job_id not in cli("dlq", "list", "--consumer", "nobody.listens").output
+    replayed = cli("dlq", "replay", "--id", job_id)
     assert replayed.exit_code == 0 and "1 message(s) replayed" in replayed.output
     assert asyncio.run(with_catalog(status_of)) == "queued"
-    assert job_id not in run("dlq", "list").output
+    assert job_id not in cli("dlq", "list").output

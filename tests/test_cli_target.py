@@ -5,25 +5,11 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from bazaar.cli import app
 from bazaar.runtime.cluster.folder import Folder, write_env_file
 from bazaar.runtime.cluster.record import RunBudget, RunRecord, RunTopology
-from tests.plugin import FAST_ENV
 
 SECRET_URL = "postgresql://bazaar:hunter2@127.0.0.1:5432/bazaar_never"
-
-
-@pytest.fixture
-def run(tmp_path: Path):
-    runner = CliRunner()
-    env = {**FAST_ENV, "BAZAAR_DATA_DIR": str(tmp_path / "data"), "BAZAAR_ENV_FILE": ""}
-
-    def invoke(*args: str, stdin: str | None = None, **extra: str):
-        return runner.invoke(app, list(args), env={**env, **extra}, input=stdin)
-
-    return invoke
 
 
 def _settings(output: str) -> dict[str, str]:
@@ -31,8 +17,8 @@ def _settings(output: str) -> dict[str, str]:
     return {name: value for name, _, value in lines}
 
 
-def test_without_a_running_up_the_embedded_default_is_used_and_said(run, tmp_path: Path) -> None:
-    migrated = run("migrate")
+def test_without_a_running_up_the_embedded_default_is_used_and_said(cli, tmp_path: Path) -> None:
+    migrated = cli("migrate")
     assert migrated.exit_code == 0, migrated.output
     assert migrated.stderr.startswith(f"Using the embedded default under {tmp_path / 'data'}")
     assert (tmp_path / "data" / "identity.db").exists()
@@ -49,19 +35,19 @@ def _stale_up(data_dir: Path, supervisord_pid: int) -> None:
 
 
 @pytest.mark.parametrize("pid", ["gone", "alive but no supervisord"])
-def test_a_stale_up_folder_is_not_used(run, tmp_path: Path, pid: str) -> None:
+def test_a_stale_up_folder_is_not_used(cli, tmp_path: Path, pid: str) -> None:
     # a pid no process can have; or a live process that answers on no supervisord socket
     supervisord_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) if pid == "gone" else 1
     _stale_up(tmp_path / "data", supervisord_pid)
-    created = run("admin", "create", "--email", "root@example.com", stdin="s3cret-pass\n")
+    created = cli("admin", "create", "--email", "root@example.com", stdin="s3cret-pass\n")
     assert created.exit_code == 0, created.output
     assert "Using the embedded default under" in created.stderr
     assert "bazaar up" not in created.stderr
     assert (tmp_path / "data" / "identity.db").exists()
 
 
-def test_the_databases_the_environment_names_are_said_with_the_password_masked(run) -> None:
-    shown = run("config", BAZAAR_DATABASE_URL=SECRET_URL, BAZAAR_BROKER_URL="amqp://u:pw@h/")
+def test_the_databases_the_environment_names_are_said_with_the_password_masked(cli) -> None:
+    shown = cli("config", BAZAAR_DATABASE_URL=SECRET_URL, BAZAAR_BROKER_URL="amqp://u:pw@h/")
     assert shown.exit_code == 0, shown.output
     assert shown.stderr.startswith(
         "Using the databases the environment names (BAZAAR_DATABASE_URL"
@@ -75,20 +61,20 @@ def test_the_databases_the_environment_names_are_said_with_the_password_masked(r
     )
 
 
-def test_target_environment_is_the_only_other_choice(run) -> None:
-    refused = run("migrate", BAZAAR_TARGET="somewhere")
+def test_target_environment_is_the_only_other_choice(cli) -> None:
+    refused = cli("migrate", BAZAAR_TARGET="somewhere")
     assert refused.exit_code == 2
     assert "BAZAAR_TARGET: expected auto or environment" in refused.output
-    assert run("config", BAZAAR_TARGET="environment").exit_code == 0
+    assert cli("config", BAZAAR_TARGET="environment").exit_code == 0
 
 
-def test_config_prints_every_setting_once_with_the_secrets_masked(run) -> None:
+def test_config_prints_every_setting_once_with_the_secrets_masked(cli) -> None:
     secrets = {
         "BAZAAR_JWT_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----abc",
         "BAZAAR_REDIS_URL": "redis://:redis-pass@127.0.0.1:6379/0",
         "BAZAAR_SMTP_URL": "smtp://mailer:smtp-pass@127.0.0.1:25",
     }
-    shown = run("config", BAZAAR_PRODUCT_MAX_AGE="9", **secrets)
+    shown = cli("config", BAZAAR_PRODUCT_MAX_AGE="9", **secrets)
     assert shown.exit_code == 0, shown.output
     for secret in ("BEGIN PRIVATE", "redis-pass", "smtp-pass"):
         assert secret not in shown.output
@@ -105,7 +91,7 @@ def test_config_prints_every_setting_once_with_the_secrets_masked(run) -> None:
 
 
 def test_a_dotenv_file_is_read_under_the_environment(
-    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("BAZAAR_PRODUCT_MAX_AGE", "BAZAAR_LOG_LEVEL", "BAZAAR_EMAIL_FROM"):
@@ -114,7 +100,7 @@ def test_a_dotenv_file_is_read_under_the_environment(
         "# the shop's settings\nBAZAAR_PRODUCT_MAX_AGE=7\nBAZAAR_LOG_LEVEL=debug\n"
         'BAZAAR_EMAIL_FROM="Shop <shop@example.com>"\n'
     )
-    shown = run("config", BAZAAR_ENV_FILE=None, BAZAAR_LOG_LEVEL="error")
+    shown = cli("config", BAZAAR_ENV_FILE=None, BAZAAR_LOG_LEVEL="error")
     assert shown.exit_code == 0, shown.output
     settings = _settings(shown.stdout)
     assert settings["catalog.product_max_age"] == "7"  # from the file
@@ -123,17 +109,17 @@ def test_a_dotenv_file_is_read_under_the_environment(
 
 
 def test_another_env_file_is_named_and_an_empty_name_reads_none(
-    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BAZAAR_PRODUCT_MAX_AGE", raising=False)
     (tmp_path / ".env").write_text("BAZAAR_PRODUCT_MAX_AGE=7\n")
     (tmp_path / "staging.env").write_text("BAZAAR_PRODUCT_MAX_AGE=5\n")
-    unread = run("config")  # the fixture's BAZAAR_ENV_FILE is empty
+    unread = cli("config")  # the fixture's BAZAAR_ENV_FILE is empty
     assert _settings(unread.stdout)["catalog.product_max_age"] == "1"
-    named = run("config", BAZAAR_ENV_FILE="staging.env")
+    named = cli("config", BAZAAR_ENV_FILE="staging.env")
     assert _settings(named.stdout)["catalog.product_max_age"] == "5"
     os.environ.pop("BAZAAR_PRODUCT_MAX_AGE", None)
-    missing = run("config", BAZAAR_ENV_FILE="prod.env")
+    missing = cli("config", BAZAAR_ENV_FILE="prod.env")
     assert missing.exit_code == 2
     assert "BAZAAR_ENV_FILE: no file 'prod.env'" in missing.output

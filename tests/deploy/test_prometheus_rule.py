@@ -6,7 +6,6 @@ has no schema for the operator's kinds (test_rendering.py), so promtool checks t
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,14 @@ import yaml
 
 from bazaar.runtime.cluster import prometheus
 from tests.deploy.manifests import K8S, manifests, missing, named
+from tests.generated import assert_printed_by
 
 GENERATED = K8S / "components" / "prometheus-operator" / "prometheus-rule.yaml"
 OPERATOR_OVERLAYS = ("production", "managed")
 
 
 def test_the_checked_in_prometheus_rule_is_what_the_generator_prints() -> None:
-    printed = subprocess.run(
-        [sys.executable, "-m", "bazaar.runtime.cluster.prometheus"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    assert GENERATED.read_text() == printed, (
-        f"{GENERATED} is stale: python -m bazaar.runtime.cluster.prometheus > {GENERATED}"
-    )
+    assert_printed_by("bazaar.runtime.cluster.prometheus", GENERATED)
 
 
 @pytest.mark.parametrize("overlay", OPERATOR_OVERLAYS)

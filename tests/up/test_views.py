@@ -4,8 +4,6 @@ checked-in dashboard is what the generator prints from them."""
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from bazaar.platform import observability, replicas  # noqa: F401 - register their metrics
 from bazaar.runtime.cluster import grafana, prometheus, views
+from tests.generated import assert_printed_by
 from tests.up.live_prometheus import query, running_prometheus
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "bazaar-overview.json"
@@ -59,16 +58,7 @@ def test_every_metric_a_query_reads_is_exported_by_bazaar() -> None:
 
 
 def test_the_checked_in_dashboard_is_what_the_generator_prints() -> None:
-    printed = subprocess.run(
-        [sys.executable, "-m", "bazaar.runtime.cluster.grafana"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    assert DASHBOARD.read_text() == printed, (
-        f"{DASHBOARD} is stale: python -m bazaar.runtime.cluster.grafana > {DASHBOARD}"
-    )
+    assert_printed_by("bazaar.runtime.cluster.grafana", DASHBOARD)
 
 
 def test_the_dashboard_shows_every_query_once_on_a_grid_without_overlaps() -> None:
