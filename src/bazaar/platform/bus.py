@@ -22,6 +22,7 @@ from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, WriteSession, insert_ignoring_duplicates
 from bazaar.platform.events import Envelope, Event, read_event
 from bazaar.platform.ids import new_id
+from bazaar.platform.loops import cancel_until_done
 from bazaar.platform.observability import (
     CONSUMER_LAG,
     EVENTS_HANDLED,
@@ -308,10 +309,6 @@ Delivery = tuple[Subscription, Envelope, asyncio.Future[None]]
 """A message in a consumer's queue, and what its publisher waits on."""
 
 
-STOP_RECANCEL = 0.1
-"""Seconds `InProcessBus.stop` waits for its cancelled workers before cancelling them again."""
-
-
 class InProcessBus:
     """The embedded broker: a queue per consumer, worked by a few tasks each.
 
@@ -371,14 +368,8 @@ class InProcessBus:
                     done.set_result(None)
 
     async def stop(self) -> None:
-        """Cancel the workers, again while any is left: a library under a handler may swallow
-        a cancellation that reaches it just as its own wait ends (Python 3.11's `wait_for`,
-        asyncio issue gh-86296), and its worker would then wait on its queue for good."""
-        pending = set(self._tasks)
-        while pending:
-            for task in pending:
-                task.cancel()
-            _done, pending = await asyncio.wait(pending, timeout=STOP_RECANCEL)
+        """Cancel the workers (again while any is left: `cancel_until_done`)."""
+        await cancel_until_done(self._tasks)
         self._tasks.clear()
 
     async def problem(self) -> str | None:

@@ -7,7 +7,6 @@ writes.
 """
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from sqlalchemy.pool import QueuePool
 
 from bazaar.platform import pg_notify, sqlite_inline
 from bazaar.platform.errors import NotFound
+from bazaar.platform.loops import cancel_until_done
 from bazaar.platform.observability import DB_POOL_CAPACITY, DB_POOL_IN_USE, DB_STATEMENTS
 from bazaar.platform.replicas import UNKNOWN, Replica, ReplicaSet
 from bazaar.platform.transient import is_transient
@@ -230,9 +230,7 @@ class Database:
         try:
             yield
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            await cancel_until_done([listener])
 
     @property
     def dialect(self) -> str:

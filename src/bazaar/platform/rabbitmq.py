@@ -58,6 +58,7 @@ from bazaar.platform.bus import (
     handler_failed,
 )
 from bazaar.platform.events import Envelope
+from bazaar.platform.loops import cancel_until_done
 from bazaar.platform.observability import QUEUE_MESSAGES, log
 from bazaar.platform.rabbitmq_letters import BrokerDeadLetter
 from bazaar.platform.settings import SettingsError
@@ -197,9 +198,7 @@ class RabbitMQBus:
         seconds, abandon the rest (their transactions roll back), then close the connection:
         the broker gives every unacknowledged message to another consumer."""
         if self._measuring is not None:
-            self._measuring.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._measuring
+            await cancel_until_done([self._measuring])
             self._measuring = None
         for queue, tag in self._consumers:
             # A lost connection has no consumer left to cancel.
@@ -210,9 +209,7 @@ class RabbitMQBus:
         running = set(self._inflight)
         if running:
             _done, stuck = await asyncio.wait(running, timeout=self.stop_grace)
-            for task in stuck:
-                task.cancel()
-            await asyncio.gather(*stuck, return_exceptions=True)
+            await cancel_until_done(stuck)
             if stuck:
                 log.warning("handlers_abandoned_at_stop", count=len(stuck))
         if self._connection is not None:
