@@ -18,6 +18,9 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from bazaar.platform import migrations
+from bazaar.platform.loops import cancel_until_done
+from bazaar.platform.postgres import ensure_database
 from bazaar.runtime.embedded import Runtime
 from tests.e2e.checkout import create_product, eventually, place_order
 from tests.plugin import admin, customer, settings_for
@@ -177,6 +180,46 @@ async def test_a_commit_of_nobody_s_is_never_read_back_older_by_its_process(
     replicated_postgres.resume()
     await caught_up(replicated_postgres)
     assert await eventually(on_the_replica)
+
+
+async def test_tables_a_migration_made_are_never_read_on_a_replica_that_lacks_them(
+    replicated_postgres: ReplicatedServer, tmp_path: Path
+) -> None:
+    """A migration is this process's commit too: until the replica has replayed it, the
+    process reads on the primary (the replica would say the table does not exist)."""
+    database = f"bazaar_test_{uuid.uuid4().hex[:12]}"
+    fresh = Runtime(
+        settings_for(
+            tmp_path / "data",
+            BAZAAR_DATABASE_URL=replicated_postgres.primary.url(database),
+            BAZAAR_REPLICA_URLS=replicated_postgres.replica.url(),
+        )
+    )
+    catalog = fresh.platform.databases["catalog"]
+    (schema,) = [part.schema for part in fresh.parts if part.name == "catalog"]
+    assert catalog.replicas is not None
+    monitor = asyncio.create_task(catalog.replicas.monitor())
+    try:
+        await ensure_database(catalog.primary.url)
+        await caught_up(replicated_postgres)  # the replica has the database, with no table
+
+        async def on_the_replica() -> bool:
+            async with catalog.read() as session:
+                await session.execute(text("SELECT 1"))
+                return bool(session.info.get("on_replica"))
+
+        assert await eventually(on_the_replica)  # the monitor has seen the replica in bounds
+        replicated_postgres.pause_replay()
+        await migrations.upgrade(catalog, schema)
+        async with catalog.read() as session:
+            count = (await session.execute(text("SELECT count(*) FROM product"))).scalar_one()
+            on_replica = session.info.get("on_replica")
+        assert (count, on_replica) == (0, None)  # the primary served
+    finally:
+        replicated_postgres.resume()
+        await cancel_until_done([monitor])
+        await fresh.platform.close()
+        await drop_databases(fresh)
 
 
 async def test_a_frozen_replica_is_skipped_and_taken_back(

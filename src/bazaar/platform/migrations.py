@@ -80,6 +80,8 @@ async def upgrade(db: Database, schema: ServiceSchema, to: str = "heads") -> Non
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
             )
         await connection.run_sync(lambda sync: command.upgrade(_config(sync, schema), to))
+    if db.replicas is not None:
+        db.replicas.note_own_commit()
 
 
 async def new_revision(db: Database, schema: ServiceSchema, message: str) -> None:

@@ -241,10 +241,16 @@ class ReplicaSet:
         next request may come to another instance."""
         key = consistency_key()
         if key is None:
-            self._high_water_behind = True
+            self.note_own_commit()
             return
         position = await self._learn_high_water(connection)
         await self.positions.remember(self.database, key, position)
+
+    def note_own_commit(self) -> None:
+        """This process committed on the primary (through `Database.write`, or around it: a
+        migration): its next read learns where the WAL ends, so no replica that has not
+        replayed the commit serves it (a table a migration just made is there to read)."""
+        self._high_water_behind = True
 
     async def _learn_high_water(self, connection: AsyncConnection) -> int:
         # The insert position, not the write position: with asynchronous commit the commit
