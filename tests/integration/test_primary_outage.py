@@ -21,11 +21,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bazaar.platform import schema
-from bazaar.platform.bus import InProcessBus, RetryPolicy, stored_dead_letters
+from bazaar.platform.bus import RetryPolicy, stored_dead_letters
 from bazaar.platform.db import Database
 from bazaar.platform.errors import Conflict
 from bazaar.platform.events import Envelope
 from bazaar.platform.idempotency import Idempotency, StoredResponse
+from bazaar.platform.in_process_bus import InProcessBus
 from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
 from bazaar.platform.rabbitmq import RabbitMQBus
 from bazaar.platform.transient import is_transient

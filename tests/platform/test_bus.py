@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bazaar.platform import outbox, schema
-from bazaar.platform.bus import InProcessBus, RetryPolicy, broadcast, subscribe
+from bazaar.platform.bus import RetryPolicy, broadcast, subscribe
 from bazaar.platform.db import Database, WriteSession, sqlite_database
 from bazaar.platform.events import Event
+from bazaar.platform.in_process_bus import InProcessBus
 from bazaar.platform.outbox import OutboxRelay
 
 

@@ -85,10 +85,6 @@ def record_cache_lookup(cache_name: str, *, hit: bool) -> None:
     child.inc()
 
 
-def current_traceparent() -> str | None:
-    return traceparent_var.get()
-
-
 def new_traceparent() -> str:
     """A W3C traceparent for a trace that starts here: random ids from `random` (reseeded in
     each fork), not the system's, which cost a system call each on every request."""

@@ -238,19 +238,10 @@ class RabbitMQBus:
             await asyncio.sleep(QUEUE_MEASURE_SECONDS)
 
     async def _measure_once(self, connection: AbstractConnection, consumers: Sequence[str]) -> None:
-        channel = await connection.channel()
-        try:
-            for consumer in consumers:
-                for state, name in (
-                    ("ready", self.queue_name(consumer)),
-                    ("dead", self.dead_letter_queue_name(consumer)),
-                ):
-                    queue = await channel.declare_queue(name, passive=True)
-                    count = queue.declaration_result.message_count or 0
-                    QUEUE_MESSAGES.labels(consumer, state).set(count)
-        finally:
-            if not channel.is_closed:
-                await channel.close()
+        for depth in await letters.depths_on(self, connection, consumers):
+            for state, count in (("ready", depth.ready), ("dead", depth.dead)):
+                if count is not None:  # a queue not declared yet has no figure
+                    QUEUE_MESSAGES.labels(depth.consumer, state).set(count)
 
     # consuming -----------------------------------------------------------------------------
     def _callback(self, consumer: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:

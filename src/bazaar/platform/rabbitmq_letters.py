@@ -27,22 +27,29 @@ async def queue_depths(
     bus: "RabbitMQBus", connection: AbstractConnection, consumers: Collection[str]
 ) -> list[QueueDepth]:
     """Messages ready in each consumer's queue and in its dead-letter queue (passive declares:
-    nothing is created; None for a queue not declared yet)."""
-    found = []
+    nothing is created; None for a queue not declared yet), on `connection`, closed after."""
     async with connection:
-        for consumer in sorted(consumers):
-            depths: list[int | None] = []
-            for name in (bus.queue_name(consumer), bus.dead_letter_queue_name(consumer)):
-                channel = await connection.channel()
-                try:
-                    queue = await channel.declare_queue(name, passive=True)
-                    depths.append(queue.declaration_result.message_count)
-                except aio_pika.exceptions.ChannelClosed:
-                    depths.append(None)
-                finally:
-                    if not channel.is_closed:
-                        await channel.close()
-            found.append(QueueDepth(consumer, depths[0], depths[1]))
+        return await depths_on(bus, connection, consumers)
+
+
+async def depths_on(
+    bus: "RabbitMQBus", connection: AbstractConnection, consumers: Collection[str]
+) -> list[QueueDepth]:
+    """`queue_depths` on a connection that stays open (the bus's own, measuring its queues)."""
+    found = []
+    for consumer in sorted(consumers):
+        depths: list[int | None] = []
+        for name in (bus.queue_name(consumer), bus.dead_letter_queue_name(consumer)):
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+                depths.append(queue.declaration_result.message_count)
+            except aio_pika.exceptions.ChannelClosed:
+                depths.append(None)
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+        found.append(QueueDepth(consumer, depths[0], depths[1]))
     return found
 
 

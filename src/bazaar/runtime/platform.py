@@ -7,11 +7,12 @@ from cashews import Cache
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bazaar.platform.auth import TokenVerifier
-from bazaar.platform.bus import EventBus, InProcessBus
+from bazaar.platform.bus import EventBus
 from bazaar.platform.cache import RedisCache, create_cache
 from bazaar.platform.db import Database, sqlite_database
 from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.idempotency import Idempotency
+from bazaar.platform.in_process_bus import InProcessBus
 from bazaar.platform.keys import (
     KEY_FILE,
     PUBLIC_KEY_FILE,
