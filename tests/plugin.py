@@ -13,8 +13,9 @@ import pytest
 from click.testing import Result
 
 from bazaar.platform import migrations
-from bazaar.platform.db import Database, sqlite_database
+from bazaar.platform.db import Database
 from bazaar.platform.migrations import ServiceSchema
+from bazaar.platform.sqlite import sqlite_database
 from bazaar.runtime.config import Settings
 from bazaar.runtime.embedded import Runtime
 from tests.postgres import drop_databases

@@ -14,8 +14,9 @@ from bazaar.catalog.seed import seed_products
 from bazaar.catalog.service import ProductChanges
 from bazaar.catalog.wiring import SCHEMA
 from bazaar.platform import migrations
-from bazaar.platform.db import Database, sqlite_database
+from bazaar.platform.db import Database
 from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
+from bazaar.platform.sqlite import sqlite_database
 from tests.catalog.conftest import add_product
 from tests.postgres import fresh_database_url, require_server
 

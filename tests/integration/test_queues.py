@@ -16,10 +16,11 @@ from sqlalchemy import insert
 from bazaar.orders.events import OrderPlaced
 from bazaar.platform import schema
 from bazaar.platform.bus import subscribe
-from bazaar.platform.db import Database, WriteSession, sqlite_database
+from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.events import Envelope
 from bazaar.platform.money import Money
 from bazaar.platform.rabbitmq import RabbitMQBus
+from bazaar.platform.sqlite import sqlite_database
 from bazaar.runtime.embedded import Runtime
 from tests.e2e.checkout import eventually
 from tests.integration.test_rabbitmq import (

@@ -20,11 +20,12 @@ from sqlalchemy.engine import make_url
 
 from bazaar.platform import outbox, schema
 from bazaar.platform.bus import RetryPolicy, Subscription, subscribe
-from bazaar.platform.db import Database, WriteSession, sqlite_database
+from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.events import Envelope, Event
 from bazaar.platform.outbox import OutboxRelay
 from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
 from bazaar.platform.rabbitmq import RabbitMQBus
+from bazaar.platform.sqlite import sqlite_database
 from bazaar.runtime.embedded import Runtime
 from tests.e2e.checkout import eventually
 from tests.e2e.test_checkout import test_happy_path_confirms_charges_notifies

@@ -19,9 +19,10 @@ from sqlalchemy import insert, select
 
 from bazaar.platform import schema
 from bazaar.platform.bus import Subscription, subscribe
-from bazaar.platform.db import Database, WriteSession, sqlite_database
+from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.events import Envelope
 from bazaar.platform.rabbitmq import RabbitMQBus, message_of
+from bazaar.platform.sqlite import sqlite_database
 from tests.e2e.checkout import eventually
 from tests.integration.test_rabbitmq import (
     BROKER_URL,

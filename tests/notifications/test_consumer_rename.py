@@ -16,11 +16,12 @@ from bazaar.notifications.wiring import SCHEMA
 from bazaar.platform import migrations
 from bazaar.platform.bus import Subscription, apply, stored_dead_letters
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, WriteSession, sqlite_database
+from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.events import Envelope
 from bazaar.platform.ids import new_id
 from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
 from bazaar.platform.schema import dead_letter, processed_event
+from bazaar.platform.sqlite import sqlite_database
 from tests.postgres import fresh_database_url, require_server
 
 BEFORE = "5e1f0c2a9b7d"

@@ -139,9 +139,8 @@ async def test_notifications_page_newest_first_and_only_the_owners(db: Database)
                 order_id="other", customer_id="user-2", reason="x", total=Money(1, "USD")
             ),
         )
-    async with db.read() as session:
-        first = await service.list_notifications(session, "user-1", 2, None)
-        second = await service.list_notifications(session, "user-1", 2, first.next_cursor)
+    first = await service.list_notifications(db, "user-1", 2, None)
+    second = await service.list_notifications(db, "user-1", 2, first.next_cursor)
     references = [n.subject for n in first.items + second.items]
     assert references == [f"Your order order-{i} is confirmed" for i in (2, 1, 0)]
     assert first.next_cursor is not None and second.next_cursor is None

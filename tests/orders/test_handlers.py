@@ -52,8 +52,7 @@ async def handle(orders: ShardedDatabase, event: Event) -> Envelope:
 
 
 async def reload(orders: ShardedDatabase, order_id: str) -> Order:
-    async with orders.for_id(order_id).read() as session:
-        return await service.get_order(session, order_id, Principal("ops", "admin"))
+    return await service.get_order(orders.for_id(order_id), order_id, Principal("ops", "admin"))
 
 
 def succeeded(order: Order, payment_id: str = "pay_1") -> PaymentSucceeded:

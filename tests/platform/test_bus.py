@@ -11,10 +11,11 @@ from sqlalchemy import func, select
 
 from bazaar.platform import outbox, schema
 from bazaar.platform.bus import RetryPolicy, broadcast, subscribe
-from bazaar.platform.db import Database, WriteSession, sqlite_database
+from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.events import Event
 from bazaar.platform.in_process_bus import InProcessBus
 from bazaar.platform.outbox import OutboxRelay
+from bazaar.platform.sqlite import sqlite_database
 
 
 class ThingHappened(Event, frozen=True, kw_only=True):

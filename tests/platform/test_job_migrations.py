@@ -13,10 +13,11 @@ from sqlalchemy.engine import make_url
 from bazaar.catalog.wiring import SCHEMA as CATALOG
 from bazaar.notifications.wiring import SCHEMA as NOTIFICATIONS
 from bazaar.platform import migrations
-from bazaar.platform.db import Database, sqlite_database
+from bazaar.platform.db import Database
 from bazaar.platform.migrations import ServiceSchema
 from bazaar.platform.postgres import drop_database, ensure_database, postgres_database
 from bazaar.platform.schema import job
+from bazaar.platform.sqlite import sqlite_database
 from tests.postgres import fresh_database_url, require_server
 
 BEFORE_JOBS = {

@@ -13,8 +13,8 @@ from bazaar.notifications.wiring import SCHEMA as NOTIFICATIONS
 from bazaar.orders.wiring import SCHEMA as ORDERS
 from bazaar.payments.wiring import SCHEMA as PAYMENTS
 from bazaar.platform import migrations, schema
-from bazaar.platform.db import sqlite_database
 from bazaar.platform.migrations import ServiceSchema
+from bazaar.platform.sqlite import sqlite_database
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from bazaar.platform.db import sqlite_database
 from bazaar.platform.ids import new_id
 from bazaar.platform.settings import Env, PlatformSettings, SettingsError
 from bazaar.platform.shards import VIRTUAL_SHARDS, ShardedDatabase, ShardMap
+from bazaar.platform.sqlite import sqlite_database
 from bazaar.runtime.config import Settings
 from bazaar.runtime.platform import build_platform
 

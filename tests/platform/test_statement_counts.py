@@ -7,8 +7,8 @@ import httpx
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from bazaar.platform.db import sqlite_database
 from bazaar.platform.postgres import postgres_database
+from bazaar.platform.sqlite import sqlite_database
 
 
 def statements(database: str) -> float:

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from mypy import api
 
-from bazaar.platform.db import ReadSession, WriteSession, sqlite_database
+from bazaar.platform.db import ReadSession, WriteSession
+from bazaar.platform.sqlite import sqlite_database
 
 CALLERS = """\
 from bazaar.platform.db import ReadSession, ReplicaSession, WriteSession

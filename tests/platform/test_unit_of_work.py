@@ -18,10 +18,11 @@ from litestar.status_codes import HTTP_201_CREATED
 from sqlalchemy import text
 
 from bazaar.platform.auth import TokenIssuer, TokenVerifier
-from bazaar.platform.db import Database, sqlite_database
+from bazaar.platform.db import Database
 from bazaar.platform.errors import Conflict
 from bazaar.platform.idempotency import Claim, Idempotency, idempotent
 from bazaar.platform.schema import idempotency_record
+from bazaar.platform.sqlite import sqlite_database
 from bazaar.platform.unit_of_work import (
     AnyRequest,
     Caller,

@@ -4,11 +4,11 @@ Every change records `product.updated` (ProductUpdated) in its own transaction, 
 every instance learn of it.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from bazaar.catalog import search
@@ -23,6 +23,7 @@ from bazaar.platform.errors import Conflict, NotFound
 from bazaar.platform.idempotency import Claim
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
+from bazaar.platform.queries import Query
 from bazaar.platform.unit_of_work import UnitOfWork
 
 AnySession = ReadSession | WriteSession
@@ -122,6 +123,25 @@ async def get_products(session: ReadSession, product_ids: Sequence[str]) -> list
         return []
     query = select(Product).where(Product.id.in_(set(product_ids)), Product.deleted_at.is_(None))
     return list((await session.scalars(query)).all())
+
+
+_products = Product.__table__
+_PRICES = Query(
+    select(
+        _products.c.id,
+        _products.c.name,
+        _products.c.price_amount,
+        _products.c.currency,
+        _products.c.stock,
+    ).where(_products.c.id.in_(bindparam("ids", expanding=True)), _products.c.deleted_at.is_(None))
+)
+
+
+async def prices_of(db: Database, product_ids: Collection[str]) -> list[tuple[Any, ...]]:
+    """`(id, name, price_amount, currency, stock)` of the live products among `product_ids`,
+    read on the primary (an order is priced at the current price, not at a replica's older
+    one), in one statement on the driver itself where it can (`Database.rows`)."""
+    return await db.rows(_PRICES, {"ids": list(set(product_ids))}, fresh=True)
 
 
 async def get_product(session: AnySession, product_id: str) -> Product:

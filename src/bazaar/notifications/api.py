@@ -69,9 +69,9 @@ class NotificationController(Controller):
 
     @get("/notifications", summary="The caller's in-app notifications, newest first")
     async def list_notifications(
-        self, user: CurrentUser, reader: ReadOnly, limit: Limit = 20, cursor: Cursor = None
+        self, user: CurrentUser, work: Work, limit: Limit = 20, cursor: Cursor = None
     ) -> Page[NotificationRead]:
-        page = await service.list_notifications(reader, user.id, limit, cursor)
+        page = await service.list_notifications(work.db, user.id, limit, cursor)
         return Page([_notification(n) for n in page.items], page.next_cursor)
 
     @post(

@@ -172,7 +172,7 @@ class OrderController(Controller):
         responses=problems(404),
     )
     async def get_order(self, user: CurrentUser, order_id: FromPath[str], work: Work) -> OrderRead:
-        order = await work.read_by_id(lambda session: service.get_order(session, order_id, user))
+        order = await service.get_order(work.db, order_id, user)
         return order_read(order)
 
     @post(

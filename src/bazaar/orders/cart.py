@@ -7,22 +7,47 @@ the write transaction begins, so a shard's connection is never held while the ca
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from bazaar.orders.models import CartItem
 from bazaar.orders.prices import CatalogPrices, PricedLine, Quote
 from bazaar.orders.work import OrdersWork
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import ReadSession, WriteSession
+from bazaar.platform.db import Database, ReadSession, WriteSession
 from bazaar.platform.errors import Conflict, FieldError, NotFound, Unprocessable
 from bazaar.platform.money import Money
+from bazaar.platform.queries import Query
 
 DEFAULT_CURRENCY = "USD"
 """The currency of an empty cart's zero total."""
 MAX_CART_ITEMS = 100
 
 Session = ReadSession | WriteSession
+
+
+class InCart(Protocol):
+    """A product in a cart, as stored (`CartItem`) or as read (`Held`)."""
+
+    @property
+    def product_id(self) -> str: ...
+
+    @property
+    def quantity(self) -> int: ...
+
+
+class Held(NamedTuple):
+    product_id: str
+    quantity: int
+
+
+_cart = CartItem.__table__
+_HELD = Query(
+    select(_cart.c.product_id, _cart.c.quantity)
+    .where(_cart.c.customer_id == bindparam("customer_id"))
+    .order_by(_cart.c.created_at, _cart.c.product_id)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +66,13 @@ async def cart_items(session: Session, customer_id: str) -> list[CartItem]:
     return list((await session.scalars(query)).all())
 
 
-def check_addable(quotes: dict[str, Quote], product_id: str, cart: Sequence[CartItem]) -> None:
+async def held(db: Database, customer_id: str) -> list[Held]:
+    """What the cart holds, in the order its products were first added: one statement on the
+    driver itself where it can (`Database.rows`), a replica's when one may serve."""
+    return [Held(*row) for row in await db.rows(_HELD, {"customer_id": customer_id})]
+
+
+def check_addable(quotes: dict[str, Quote], product_id: str, cart: Sequence[InCart]) -> None:
     """Refuse a product the catalog does not sell, or that another currency than the cart's."""
     quote = quotes.get(product_id)
     if quote is None:
@@ -99,8 +130,7 @@ async def remove_cart_item(
 
 async def show_cart(work: OrdersWork, customer_id: str) -> PricedCart:
     """The customer's cart at the catalog's current prices."""
-    async with work.read() as session:
-        items = await cart_items(session, customer_id)
+    items = await held(work.db, customer_id)
     return price_cart(items, await quote_missing(work.prices, (item.product_id for item in items)))
 
 
@@ -112,8 +142,7 @@ async def put_in_cart(
     The products are quoted before the write transaction begins. Only when another request of
     the customer's added a product in between is that one quoted within the transaction.
     """
-    async with work.read() as session:
-        before = await cart_items(session, customer_id)
+    before = await held(work.db, customer_id)
     quotes = await quote_missing(work.prices, [product_id, *(item.product_id for item in before)])
     check_addable(quotes, product_id, before)
     items = await set_cart_item(await work.session(), customer_id, product_id, quantity)
@@ -128,8 +157,7 @@ async def take_out_of_cart(work: OrdersWork, customer_id: str, product_id: str) 
     The cart is read first (on a replica when one may serve), so that what stays in it is
     quoted before the write transaction begins, as `put_in_cart` does.
     """
-    async with work.read() as session:
-        before = await cart_items(session, customer_id)
+    before = await held(work.db, customer_id)
     quotes = await quote_missing(
         work.prices, (i.product_id for i in before if i.product_id != product_id)
     )
@@ -151,7 +179,7 @@ async def quote_missing(
     return quotes
 
 
-def price_cart(items: Sequence[CartItem], quotes: dict[str, Quote]) -> PricedCart:
+def price_cart(items: Sequence[InCart], quotes: dict[str, Quote]) -> PricedCart:
     """The cart at current prices. Products the catalog stopped selling are left out: they
     cannot be bought, and ordering the cart skips them too."""
     lines = [

@@ -33,7 +33,7 @@ from bazaar.orders.work import OrdersWork
 from bazaar.platform import outbox
 from bazaar.platform.auth import Principal
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import ReadSession, WriteSession
+from bazaar.platform.db import Database, ReadSession, WriteSession
 from bazaar.platform.errors import Conflict, FieldError, NotFound, Unprocessable
 from bazaar.platform.money import Money
 
@@ -227,9 +227,9 @@ async def list_all_orders(
 # --- one order ---------------------------------------------------------------------------------
 
 
-async def get_order(session: Session, order_id: str, principal: Principal) -> listing.OrderView:
+async def get_order(db: Database, order_id: str, principal: Principal) -> listing.OrderView:
     """The order, if the caller may see it; NotFound (never Forbidden) for anyone else's."""
-    order = await listing.one_order(session, order_id)
+    order = await listing.one_order(db, order_id)
     if order is None or not principal.may_see(order.customer_id):
         raise NotFound("No such order")
     return order

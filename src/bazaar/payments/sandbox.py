@@ -16,9 +16,10 @@ from sqlalchemy.exc import DBAPIError
 
 from bazaar.payments.provider import Charge, ProviderRefund, ProviderRejected, ProviderTimeout
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, insert_ignoring_duplicates, sqlite_database
+from bazaar.platform.db import Database, insert_ignoring_duplicates
 from bazaar.platform.money import Money
 from bazaar.platform.postgres import PoolSettings, ensure_database, postgres_database
+from bazaar.platform.sqlite import sqlite_database
 
 CAPTURED = "pm_card_visa"
 FLAKY = "pm_card_flaky"

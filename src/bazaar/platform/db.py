@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
     CursorResult,
@@ -31,21 +30,21 @@ from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
 from sqlalchemy.pool import QueuePool
 
-from bazaar.platform import pg_notify, sqlite_inline
+from bazaar.platform import pg_notify
 from bazaar.platform.errors import NotFound
 from bazaar.platform.loops import cancel_until_done
 from bazaar.platform.observability import DB_POOL_CAPACITY, DB_POOL_IN_USE, DB_STATEMENTS
 from bazaar.platform.replicas import UNKNOWN, Replica, ReplicaSet
 from bazaar.platform.transient import is_transient
 
+if TYPE_CHECKING:
+    from bazaar.platform.queries import Query, SqliteReader
+
 T = TypeVar("T")
-READERS = 8
-"""Read connections per SQLite file and process: a pool that never grows past it, since an
-opened connection costs more than a read (the pragmas, and with aiosqlite a thread)."""
+Rows = list[tuple[Any, ...]]
 
 
 class Timestamp(TypeDecorator[datetime]):
@@ -201,6 +200,8 @@ class Database:
     replicas: ReplicaSet | None = None
     can_listen: bool = True
     """Whether LISTEN works at `primary`'s URL: not behind a pooler in transaction mode."""
+    inline_reader: "SqliteReader | None" = None
+    """On SQLite, where `rows` runs a `Query` on the driver itself (platform/queries.py)."""
     listeners: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -212,6 +213,7 @@ class Database:
         for engine in (self.primary, self.reader, *(r.engine for r in replicas)):
             if engine is not None:
                 _count_statements(engine, self.name)
+        self._inline_statements = DB_STATEMENTS.labels(self.name).inc
         _measure_pool(self.primary, self.name)
 
     def listen(self, signal: str, wake: Callable[[], None]) -> None:
@@ -288,6 +290,27 @@ class Database:
         async with self.read(fresh=True) as session:
             return await load(session)
 
+    async def rows(self, query: "Query", params: dict[str, Any], *, fresh: bool = False) -> Rows:
+        """The rows of one SELECT (platform/queries.py): on SQLite from the driver itself,
+        without a session; elsewhere in a read session, where `read` sends it."""
+        if self.inline_reader is not None:
+            self._inline_statements()
+            return self.inline_reader.rows(query, params)
+        async with self.read(fresh=fresh) as session:
+            return [tuple(row) for row in await session.execute(query.statement, params)]
+
+    async def rows_by_id(self, query: "Query", params: dict[str, Any]) -> Rows:
+        """`rows` of something the caller names by id: as `read_by_id`, the primary is asked
+        before answering with none when a replica had none."""
+        if self.inline_reader is not None:
+            self._inline_statements()
+            return self.inline_reader.rows(query, params)
+        async with self.read() as session:
+            found = [tuple(row) for row in await session.execute(query.statement, params)]
+            if found or not session.info.get("on_replica"):
+                return found
+        return await self.rows(query, params, fresh=True)
+
     async def _read_session(self, fresh: bool) -> ReadSession:
         replicas = self.replicas
         if replicas is None:
@@ -311,6 +334,8 @@ class Database:
         return await _begun(self._reader())
 
     async def dispose(self) -> None:
+        if self.inline_reader is not None:
+            self.inline_reader.close()
         await self.primary.dispose()
         if self.reader is not None:
             await self.reader.dispose()
@@ -340,50 +365,3 @@ def rows_matched(result: Result[Any]) -> int:
 
     Such a statement's result is a `CursorResult`, which `execute` is not typed to return."""
     return cast(CursorResult[Any], result).rowcount
-
-
-def sqlite_engine(path: Path, *, writer: bool) -> AsyncEngine:
-    """An engine on a SQLite file in WAL mode.
-
-    The writer has a single connection that starts each transaction with BEGIN IMMEDIATE, so
-    writers queue in the pool (an asyncio wait, bounded by its timeout) instead of failing
-    with "database is locked" half-way through a transaction. Readers never block it. Both
-    run their calls inline on the loop (see sqlite_inline): with the catalog's searches on an
-    index, no read takes long enough to be worth a thread hand-off per call.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(
-        f"sqlite+aiosqlite:///{path}",
-        pool_size=1 if writer else READERS,
-        max_overflow=0,
-        pool_timeout=10,
-        async_creator=lambda: sqlite_inline.connect(str(path)),
-    )
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def configure(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, emits BEGIN
-        cursor = dbapi_connection.cursor()
-        pragmas = (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-            "busy_timeout=10000",
-            "foreign_keys=ON",
-        )
-        for pragma in pragmas:
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
-
-    return engine
-
-
-def sqlite_database(name: str, path: Path) -> Database:
-    return Database(
-        name=name,
-        primary=sqlite_engine(path, writer=True),
-        reader=sqlite_engine(path, writer=False),
-    )

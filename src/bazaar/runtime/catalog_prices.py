@@ -2,7 +2,7 @@
 
 from collections.abc import Collection
 
-from bazaar.catalog.service import get_products
+from bazaar.catalog.service import prices_of
 from bazaar.orders.prices import Quote
 from bazaar.platform.db import Database
 from bazaar.platform.money import Money
@@ -18,14 +18,9 @@ class EmbeddedCatalogPrices:
     async def quote(self, product_ids: Collection[str]) -> dict[str, Quote]:
         if not product_ids:
             return {}
-        async with self.catalog.read(fresh=True) as session:
-            products = await get_products(session, list(product_ids))
         return {
-            product.id: Quote(
-                product_id=product.id,
-                name=product.name,
-                unit_price=Money(product.price_amount, product.currency),
-                stock=product.stock,
+            product_id: Quote(product_id, name, Money(amount, currency), stock)
+            for product_id, name, amount, currency, stock in await prices_of(
+                self.catalog, product_ids
             )
-            for product in products
         }

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from bazaar.platform.auth import TokenVerifier
 from bazaar.platform.bus import EventBus
 from bazaar.platform.cache import RedisCache, create_cache
-from bazaar.platform.db import Database, sqlite_database
+from bazaar.platform.db import Database
 from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.idempotency import Idempotency
 from bazaar.platform.in_process_bus import InProcessBus
@@ -34,6 +34,7 @@ from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.replicas import SharedWritePositions
 from bazaar.platform.settings import PlatformSettings, SettingsError
 from bazaar.platform.shards import ShardedDatabase
+from bazaar.platform.sqlite import sqlite_database
 from bazaar.runtime.services import SERVICE_DATABASES
 
 
