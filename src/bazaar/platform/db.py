@@ -7,6 +7,7 @@ writes.
 """
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -355,9 +356,18 @@ async def insert_ignoring_duplicates(
     True when the row was inserted."""
     if not isinstance(table, TableClause):
         raise TypeError(f"{table!r} is not a table")
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    return bool(rows_matched(await session.execute(statement)))
+    statement = _ignoring_duplicates(table, session.get_bind().dialect.name)
+    return bool(rows_matched(await session.execute(statement, values)))
+
+
+@functools.cache
+def _ignoring_duplicates(table: TableClause, dialect: str) -> Any:
+    """The INSERT of `insert_ignoring_duplicates`, built once per table and dialect, its values
+    bound at each execution: a statement built per row (`.values(...)`) costs SQLAlchemy a
+    cache key computed over it each time."""
+    return (
+        (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
+    )
 
 
 def rows_matched(result: Result[Any]) -> int:

@@ -8,8 +8,9 @@ a crash, which idempotent consumers absorb.
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 
 from bazaar.platform.bus import EventBus
 from bazaar.platform.clock import utcnow
@@ -18,6 +19,7 @@ from bazaar.platform.events import Envelope, Event
 from bazaar.platform.jobs import claiming
 from bazaar.platform.loops import Waker
 from bazaar.platform.observability import OUTBOX_BACKLOG, log
+from bazaar.platform.queries import Query
 from bazaar.platform.schema import outbox_message
 from bazaar.platform.tracing import publishing
 
@@ -79,16 +81,15 @@ class OutboxRelay:
         """
         if db.dialect == "postgresql" and not self.bus.confirm_waits_for_consumers:
             return await self._claim_and_publish(db)
-        async with db.read(fresh=True) as session:
-            rows = (await session.execute(_unpublished(self.batch_size))).all()
+        rows = await db.rows(_UNPUBLISHED, {"limit": self.batch_size}, fresh=True)
         if not rows:
             OUTBOX_BACKLOG.labels(db.name).set(0)
             return 0
-        envelopes = [Envelope.decode(row.envelope) for row in rows]
+        envelopes = [Envelope.decode(envelope) for _id, envelope in rows]
         with publishing(envelopes):
             await self.bus.publish(envelopes)
         async with db.write(bookkeeping=True) as session:
-            await _mark_published(session, [row.id for row in rows])
+            await _mark_published(session, [row_id for row_id, _envelope in rows])
         await self._record_backlog(db, len(rows))
         return len(rows)
 
@@ -111,18 +112,21 @@ class OutboxRelay:
 
 
 async def backlog(db: Database) -> int:
-    async with db.read(fresh=True) as session:
-        query = select(func.count()).where(outbox_message.c.published_at.is_(None))
-        return (await session.execute(query)).scalar_one()
+    [(count,)] = await db.rows(_BACKLOG, {}, fresh=True)
+    return int(count)
 
 
-def _unpublished(limit: int) -> Select[tuple[str, bytes]]:
+def _unpublished(limit: Any) -> Select[tuple[str, bytes]]:
     return (
         select(outbox_message.c.id, outbox_message.c.envelope)
         .where(outbox_message.c.published_at.is_(None))
         .order_by(outbox_message.c.id)
         .limit(limit)
     )
+
+
+_UNPUBLISHED = Query(_unpublished(bindparam("limit")))
+_BACKLOG = Query(select(func.count()).where(outbox_message.c.published_at.is_(None)))
 
 
 async def _mark_published(session: WriteSession, ids: list[str]) -> None:
