@@ -113,3 +113,37 @@ async def test_a_declined_card_times_its_order_cancelled(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
     assert 0 < await checkout(runtime, client, "pm_card_declined", "cancelled") < 10
+
+
+def hop_times() -> dict[tuple[str, str], float]:
+    """How many times each consumer handled each event type, and how many jobs of each kind ran
+    (keyed `("job", kind)`), by the time histograms."""
+    found: dict[tuple[str, str], float] = {}
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            if sample.name == "bazaar_event_handle_seconds_count":
+                found[sample.labels["consumer"], sample.labels["event"]] = sample.value
+            elif sample.name == "bazaar_job_seconds_count":
+                found["job", sample.labels["kind"]] = sample.value
+    return found
+
+
+async def test_every_hop_of_a_checkout_is_timed(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    before = hop_times()
+    await checkout(runtime, client, "pm_card_visa", "confirmed")
+    hops = {
+        ("catalog.reserve_stock", "order.placed"),
+        ("payments.capture_payment", "stock.reserved"),
+        ("orders", "payment.succeeded"),
+        ("notifications", "order.confirmed"),
+        ("notifications.webhooks", "order.confirmed"),  # no webhook wants it: a read, timed too
+        ("job", "email"),
+    }
+
+    async def all_timed() -> bool:
+        now = hop_times()
+        return all(now.get(hop, 0) > before.get(hop, 0) for hop in hops)
+
+    await eventually(all_timed)

@@ -9,6 +9,7 @@ that is briefly down (`transient`) spends no attempt: its messages wait until it
 
 import asyncio
 import random
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from bazaar.platform.events import Envelope, Event, read_event
 from bazaar.platform.ids import new_id
 from bazaar.platform.observability import (
     CONSUMER_LAG,
+    EVENT_HANDLE_TIME,
     EVENTS_HANDLED,
     child_traceparent,
     log,
@@ -218,28 +220,35 @@ async def apply(subscription: Subscription, envelope: Envelope) -> None:
     """Handle `envelope` once: its effect and the record of its id commit together, and an id
     already recorded is skipped. Raises what the handler raised, with nothing committed."""
     traceparent_var.set(child_traceparent(envelope.trace.get("traceparent")))
+    started = time.perf_counter()
     with consuming(subscription.consumer, envelope):
-        if subscription.wanted is not None and not await subscription.wanted(envelope):
-            EVENTS_HANDLED.labels(subscription.consumer, "not_wanted").inc()
-            return
-        if subscription.database is None:  # a broadcast: each instance's own memory, no record
-            await cast(Notify, subscription.handle)(envelope)
-            first_time = True
-        else:
-            async with subscription.database(envelope).write() as session:
-                first_time = await insert_ignoring_duplicates(
-                    session,
-                    processed_event,
-                    consumer=subscription.consumer,
-                    event_id=envelope.id,
-                    processed_at=utcnow(),
-                )
-                if first_time:
-                    await cast(Handle, subscription.handle)(session, envelope)
-    outcome = "handled" if first_time else "duplicate"
+        outcome = await _handle_once(subscription, envelope)
+    took = time.perf_counter() - started
+    EVENT_HANDLE_TIME.labels(subscription.consumer, envelope.type).observe(took)
     EVENTS_HANDLED.labels(subscription.consumer, outcome).inc()
-    lag = (utcnow() - envelope.occurred_at).total_seconds()
-    CONSUMER_LAG.labels(subscription.consumer).set(lag)
+    if outcome != "not_wanted":
+        lag = (utcnow() - envelope.occurred_at).total_seconds()
+        CONSUMER_LAG.labels(subscription.consumer).set(lag)
+
+
+async def _handle_once(subscription: Subscription, envelope: Envelope) -> str:
+    """`apply`'s work; its outcome: handled, duplicate, or not_wanted."""
+    if subscription.wanted is not None and not await subscription.wanted(envelope):
+        return "not_wanted"
+    if subscription.database is None:  # a broadcast: each instance's own memory, no record
+        await cast(Notify, subscription.handle)(envelope)
+        return "handled"
+    async with subscription.database(envelope).write() as session:
+        first_time = await insert_ignoring_duplicates(
+            session,
+            processed_event,
+            consumer=subscription.consumer,
+            event_id=envelope.id,
+            processed_at=utcnow(),
+        )
+        if first_time:
+            await cast(Handle, subscription.handle)(session, envelope)
+    return "handled" if first_time else "duplicate"
 
 
 async def dead_letter_message(

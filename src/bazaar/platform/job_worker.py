@@ -2,6 +2,7 @@
 one, claiming a batch, running it, recording what failed."""
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 from bazaar.platform.db import Database
@@ -16,7 +17,7 @@ from bazaar.platform.jobs import (
     uncounted,
 )
 from bazaar.platform.loops import Waker
-from bazaar.platform.observability import JOBS_RUN, log
+from bazaar.platform.observability import JOB_TIME, JOBS_RUN, log
 from bazaar.platform.tracing import running_job
 
 
@@ -69,6 +70,7 @@ class JobWorker:
 
     async def _run(self, handler: JobHandler, job: Job) -> None:
         async with self._lanes:
+            started = time.perf_counter()
             try:
                 with running_job(job):
                     await handler.run(job)
@@ -78,6 +80,7 @@ class JobWorker:
             except Exception as error:
                 await self._failed(handler, job, error)
             else:
+                JOB_TIME.labels(job.kind).observe(time.perf_counter() - started)
                 JOBS_RUN.labels(job.kind, "done").inc()
 
     async def _failed(self, handler: JobHandler, job: Job, error: Exception) -> None:

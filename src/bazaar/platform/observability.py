@@ -34,6 +34,20 @@ EVENTS_HANDLED = Counter(
     "waited (a dependency briefly down), dead_lettered.",
     ["consumer", "outcome"],
 )
+HOP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+EVENT_HANDLE_TIME = Histogram(
+    "bazaar_event_handle_seconds",
+    "Time to handle one event, its transaction and the record of its id included, by consumer "
+    "and event type (a checkout's hops: on an idle process, their CPU time).",
+    ["consumer", "event"],
+    buckets=HOP_BUCKETS,
+)
+JOB_TIME = Histogram(
+    "bazaar_job_seconds",
+    "Time to run one job (an email's sending, a webhook's delivery), by kind.",
+    ["kind"],
+    buckets=HOP_BUCKETS,
+)
 CONSUMER_LAG = Gauge(
     "bazaar_consumer_lag_seconds",
     "Age of the last event a consumer handled when it handled it.",
