@@ -17,6 +17,10 @@ COMPARED = (
 )
 """The workloads whose peaks a run measures (on the baseline too, when there is one), in
 order."""
+TRACED = ("product", "checkout")
+"""The workloads the tracing experiment measures."""
+TRACING_SETTINGS = (("off", None), ("1%", 0.01), ("100%", 1.0))
+"""The tracing experiment's settings: a name, and the share of traces kept (None: off)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,11 @@ class Plan:
     baseline: str | None = None
     """A commit measured beside this code in the same run."""
     rounds: int = 2
-    """With a baseline: how many times each workload is measured on each code."""
+    """How many times each workload is measured on each code, with a baseline, and on each
+    setting of the tracing experiment."""
+    tracing: bool = True
+    """Measure what tracing costs (bench/tracing_cost.py): the cached page and the checkout on
+    `bazaar dev` with tracing off, at 1% and at 100%."""
 
     @classmethod
     def quick(cls) -> "Plan":
@@ -74,6 +82,7 @@ class Plan:
             profile=False,
             readers=8,
             rounds=1,
+            tracing=False,
         )
 
     def steps(self) -> int:
@@ -88,4 +97,6 @@ class Plan:
                 if not self.baseline:  # checkout's peak is its scaling's best point
                     compared -= 1
             count += each * compared
+        if self.tracing:
+            count += 1 + len(TRACED) * len(TRACING_SETTINGS) * self.rounds
         return count + (2 * len(self.modes) if self.profile else 0)

@@ -7,6 +7,7 @@ after the load falls, and how many scale events happened against the fewest the 
 allow).
 """
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -195,13 +196,18 @@ def run_ramp(
         began = time.monotonic()
         wall = time.time()
         with Sampler(up, began, lambda: offered[0]) as sampler:
+            end = began
             for stage in result.stages:
                 step(f"ramp: {stage.rate:g} req/s offered for {stage.seconds:g} s")
                 offered[0] = stage.rate
-                end = time.monotonic() + stage.seconds
-                while (left := end - time.monotonic()) > 0.5:
+                # From the ramp's start, not from the stage's: each wrk chunk overruns its
+                # seconds a little (its start and its report), and stage after stage the
+                # load moved later than the times it is judged at (1.1 s by the fourth step).
+                # wrk runs whole seconds: a chunk never runs past the stage's end.
+                end += stage.seconds
+                while (left := end - time.monotonic()) >= 1.0:
                     start = time.monotonic() - began
-                    seconds = min(CHUNK_SECONDS, left)
+                    seconds = min(CHUNK_SECONDS, math.floor(left))
                     m = loadgen.wrk(system.url, "product", catalog, seconds, 256, stage.rate)
                     result.chunks.append(
                         Chunk(
@@ -213,6 +219,7 @@ def run_ramp(
                             m.errors,
                         )
                     )
+                time.sleep(max(0.0, end - time.monotonic()))  # the next step on its time
         result.samples = sampler.samples
         report = msgspec.json.decode(decisions_file(up).read_bytes(), type=Report)
         result.events = [

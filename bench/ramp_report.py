@@ -7,8 +7,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench.ramp import P99_BOUND_MS, RampResult, judge
+from bench.ramp_section import PLOT, SECTION, section_lines
 
-PLOT = "ramp.png"
+__all__ = ["PLOT", "SECTION", "link_in_report", "plot_ramp", "write_ramp_report"]
 
 
 def plot_ramp(result: RampResult, path: Path) -> None:
@@ -64,6 +65,8 @@ def plot_ramp(result: RampResult, path: Path) -> None:
 
 
 def write_ramp_report(result: RampResult, folder: Path) -> Path:
+    """ramp.md, ramp.png and ramp.json (which the capacity report's section reads)."""
+    result.save(folder / "ramp.json")
     plot_ramp(result, folder / PLOT)
     lines = [
         "# The ramp: automatic scaling under a rising and falling load",
@@ -103,25 +106,10 @@ def write_ramp_report(result: RampResult, folder: Path) -> Path:
     return path
 
 
-SECTION = "## Automatic scaling: the ramp"
-
-
 def link_in_report(report: Path, ramp: Path) -> None:
     """The ramp's plot and verdicts as the last section of the capacity report beside it
     (a section already there is replaced): `bench ramp --publish` and `bench --publish`
     both leave it there."""
     text = report.read_text().split(f"\n{SECTION}\n")[0].rstrip("\n")
-    lines = ramp.read_text().splitlines()
-    start = lines.index("| target | measured | met |")
-    end = lines.index("", start)
-    section = [
-        "",
-        SECTION,
-        "",
-        f"From `bazaar bench ramp` ([{ramp.name}]({ramp.name}), its stages and scale events):",
-        "",
-        f"![ramp]({PLOT})",
-        "",
-        *lines[start:end],
-    ]
-    report.write_text(text + "\n" + "\n".join(section) + "\n")
+    result = RampResult.load(ramp.with_suffix(".json"))
+    report.write_text(text + "\n" + "\n".join(section_lines(result)) + "\n")

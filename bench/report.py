@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bench import comparison, markdown
+from bench import comparison, markdown, ramp_section, tracing_section
 from bench.comparison import Change, peaks
 from bench.markdown import NONE, errors, ms, number, settle, share, table, value, with_unit
 from bench.plots import offered, plot_cpu, plot_latency, plot_scaling, throughput_unit
@@ -35,12 +35,14 @@ def write_report(run: Run, folder: Path, previous: Run | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     run.save(folder / "results.json")
     changes = comparison.compare(run, previous) if previous else []
-    lines = _summary(run, previous, changes) + comparison.baseline_section(run) + _machine(run)
+    lines = _summary(run, previous, changes) + comparison.baseline_section(run)
+    lines += tracing_section.section(run) + _machine(run)
     scaling_files = _scaling_files(run)
     for mode in run.modes.values():
         lines += _mode(mode, folder, scaling_files)
     if previous:
         lines += comparison.section(run, previous, changes)
+    lines += ramp_section.section(folder)  # last: `bench ramp --publish` replaces it
     path = folder / "report.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path

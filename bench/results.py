@@ -175,6 +175,35 @@ class Baseline:
 
 
 @dataclass
+class TracingSetting:
+    """One setting of the tracing experiment (bench/tracing_cost.py) on its own `bazaar dev`:
+    its workloads' kept rounds, and what its OTLP sink received meanwhile."""
+
+    name: str
+    """`off`, `1%` or `100%`."""
+    sample_ratio: float | None
+    """The share of the traces kept; None is tracing off (no endpoint)."""
+    workloads: dict[str, Measurement] = field(default_factory=dict)
+    """Each workload's best round."""
+    cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
+    rounds: dict[str, list[float | None]] = field(default_factory=dict)
+    """Each workload's headline figure in every round, in order."""
+    spans: dict[str, int] = field(default_factory=dict)
+    """Spans the sink received that started during each workload's kept round."""
+    spans_received: int = 0
+    """Every span the sink received over the experiment."""
+
+
+@dataclass
+class TracingCost:
+    """Tracing off, at 1% and at 100%, each workload measured on the settings in turn."""
+
+    quota_cores: float
+    rounds: int
+    settings: list[TracingSetting] = field(default_factory=list)
+
+
+@dataclass
 class Run:
     started_at: str
     finished_at: str
@@ -187,6 +216,8 @@ class Run:
     format: int = FORMAT
     baseline: dict[str, Any] | None = None
     """The commit measured beside this code: `ref` as asked, `commit`, `subject`."""
+    tracing: TracingCost | None = None
+    """What tracing costs, when the run measured it."""
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -244,6 +275,24 @@ def _mode(data: dict) -> ModeResult:
     )
 
 
+def _tracing(data: dict | None) -> TracingCost | None:
+    if data is None:
+        return None
+    settings = [
+        TracingSetting(
+            name=setting["name"],
+            sample_ratio=setting.get("sample_ratio"),
+            workloads={k: _measurement(v) for k, v in setting.get("workloads", {}).items()},
+            cpu_ms_per_order=dict(setting.get("cpu_ms_per_order", {})),
+            rounds={k: list(v) for k, v in setting.get("rounds", {}).items()},
+            spans=dict(setting.get("spans", {})),
+            spans_received=setting.get("spans_received", 0),
+        )
+        for setting in data.get("settings", [])
+    ]
+    return TracingCost(data["quota_cores"], data.get("rounds", 1), settings)
+
+
 def run_from_dict(data: dict) -> Run:
     if data.get("format") != FORMAT:
         raise ValueError(f"results format {data.get('format')!r}, expected {FORMAT}")
@@ -255,4 +304,5 @@ def run_from_dict(data: dict) -> Run:
         modes={name: _mode(mode) for name, mode in data.get("modes", {}).items()},
         targets=[Target(**_known(Target, t)) for t in data.get("targets", [])],
         baseline=data.get("baseline"),
+        tracing=_tracing(data.get("tracing")),
     )

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bazaar.runtime.cluster.cpulimit import CpuGroups
-from bench import source, targets
+from bench import source, targets, tracing_cost
 from bench.experiment import run_mode
 from bench.plan import Plan
 from bench.results import Measurement, ModeResult, Run
@@ -76,7 +76,8 @@ def new_folder(runs_root: Path) -> Path:
 
 def run(plan: Plan, folder: Path, step: Callable[[str], None], quick: bool) -> Run:
     """Every mode of `plan`, with the baseline commit's code beside this code's if it names
-    one (its `src/` exported into the run's folder for the run, and removed afterwards)."""
+    one (its `src/` exported into the run's folder for the run, and removed afterwards), then
+    what tracing costs if `plan.tracing`."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
     result = Run(
         started_at=started,
@@ -91,6 +92,8 @@ def run(plan: Plan, folder: Path, step: Callable[[str], None], quick: bool) -> R
     try:
         for mode in plan.modes:
             result.modes[mode] = run_mode(mode, plan, folder / mode, groups, step, baseline)
+        if plan.tracing:
+            result.tracing = tracing_cost.run_tracing(plan, folder / "tracing", groups, step)
     finally:
         groups.remove_all()
         if baseline is not None:
@@ -113,6 +116,8 @@ def smoke_failures(result: Run) -> list[str]:
         for point in mode.latency_vs_load:
             if point.errors:
                 found.append(f"{mode.mode} product at {point.offered_rps} req/s: errors")
+    if result.tracing is not None:
+        found += tracing_cost.failures(result.tracing)
     return found
 
 

@@ -40,8 +40,12 @@ class StartError(RuntimeError):
 
 def _bazaar_environment(settings: Mapping[str, str], source: Source = THIS) -> dict[str, str]:
     """A child's environment with `settings` for Bazaar, which logs warnings only, running
-    `source`'s code."""
-    return child_environment({"BAZAAR_LOG_LEVEL": "warning", **source.environment(), **settings})
+    `source`'s code; without the caller's `OTEL_*` variables, so that a shell that traces
+    does not trace what the bench measures (its tracing experiment says how, in `settings`)."""
+    inherited = child_environment(
+        {"BAZAAR_LOG_LEVEL": "warning", **source.environment(), **settings}
+    )
+    return {k: v for k, v in inherited.items() if not k.startswith("OTEL_")} | dict(settings)
 
 
 def _check(
@@ -224,14 +228,20 @@ class Embedded(_OwnServer):
     `source`'s code."""
 
     source: Source = THIS
+    settings: dict[str, str] = field(default_factory=dict)
+    """Settings of its own (the tracing experiment's), beside its data dir."""
+    group: str | None = None
+    """Its CPU group's name, when several run this code at once (`bazaar-dev` otherwise)."""
 
     @property
     def environment(self) -> dict[str, str]:
-        return _bazaar_environment({"BAZAAR_DATA_DIR": str(self.folder / "data")}, self.source)
+        data = {"BAZAAR_DATA_DIR": str(self.folder / "data")}
+        return _bazaar_environment(data | self.settings, self.source)
 
     def start(self, products: int) -> None:
         _seed(self.environment, products)
         group = "bazaar-dev" if self.source.src is None else f"bazaar-dev-{self.source.label}"
+        group = self.group or group
         command = self.limited(group, [*bazaar_command(), "dev", "--port", str(self.port)])
         self.process = start_process("bazaar-dev", command, self.environment, self.folder)
         wait_ready(self.url)

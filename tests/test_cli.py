@@ -115,7 +115,7 @@ def test_at_a_terminal_the_password_is_asked_twice_and_never_shown(tmp_path: Pat
     [
         (("scale", "books", "2"), "'identity', 'catalog', 'orders', 'payments', 'notifications'"),
         (("restart", "books"), "'identity', 'catalog', 'orders', 'payments', 'notifications'"),
-        (("bench", "--mode", "fast"), "'embedded', 'scaled', 'both'"),
+        (("bench", "--mode", "fast"), "'embedded', 'scaled', 'both', 'tracing'"),
         (("makemigration", "books", "-m", "x"), "'identity', 'catalog', 'orders'"),
     ],
 )

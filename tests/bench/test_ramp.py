@@ -98,3 +98,19 @@ def test_the_capacity_report_gets_the_ramp_once(tmp_path: Path) -> None:
     assert (
         f"![ramp]({PLOT})" in text and "| no failed request | 0 (wrk), 0 (HAProxy) | yes |" in text
     )
+
+
+def test_a_report_written_beside_a_ramp_ends_with_its_section(tmp_path: Path) -> None:
+    from bench.report import write_report
+    from tests.bench.test_report import a_run
+
+    assert SECTION not in write_report(a_run(), tmp_path / "alone").read_text()
+    write_ramp_report(ramp({40: 400.0}, back_at=170.0), tmp_path)
+    text = write_report(a_run(), tmp_path).read_text()
+    assert text.count(SECTION) == 1
+    assert text.rstrip().splitlines()[-1].startswith("| no flapping:")  # the last section
+    tail = text.split(SECTION)[1]
+    assert (
+        f"![ramp]({PLOT})" in tail and "| no failed request | 0 (wrk), 0 (HAProxy) | yes |" in tail
+    )
+    assert (tmp_path / PLOT).exists() and (tmp_path / "ramp.json").exists()

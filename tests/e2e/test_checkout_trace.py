@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from bazaar.notifications.service import EMAIL_JOB
 from bazaar.platform import tracing
 from bazaar.platform.schema import job
+from bench.otlp import ReceivedSpan, Receiver, otlp_receiver, tree
 from tests.e2e.checkout import create_product, eventually, place_order, settled
-from tests.otlp import ReceivedSpan, Receiver, otlp_receiver, tree
 from tests.plugin import admin, customer, started
 from tests.postgres import require_server
 from tests.scaled import ScaledServers

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.otlp import Receiver, otlp_receiver
+from bench.otlp import Receiver, otlp_receiver
 from tests.up import shop
 from tests.up.running import Running, prepared, start
 

@@ -1,6 +1,7 @@
 """`bazaar up --autoscale catalog=1..3`: a short ramp through HAProxy (wrk, then a trickle)
 scales catalog up, then back down to its minimum once the load is gone, with every request
-answered; `bazaar status` shows the decisions. Windows shortened through the settings."""
+answered; `bazaar status` shows the decisions; `bazaar scale` refuses the autoscaled service.
+Windows shortened through the settings."""
 
 import json
 import re
@@ -14,7 +15,7 @@ import httpx
 from bazaar.runtime.cluster.autoscale import Report, equivalent_in_flight, in_flight
 from bazaar.runtime.cluster.hpa import ONE_MACHINE, Autoscaler, Bounds
 from bazaar.runtime.cluster.record import RunAutoscale
-from bazaar.runtime.cluster.topology import TopologyError, parse_autoscale
+from bazaar.runtime.cluster.topology import TopologyError, parse_autoscale, parse_instances
 from tests.scaled import _unavailable
 from tests.up.running import Running, prepared, start, wait_for
 
@@ -107,6 +108,15 @@ def test_a_ramp_scales_catalog_up_and_back_down_without_a_failed_request() -> No
         assert re.search(r"catalog\s+1 -> [23]", shown.stdout), shown.stdout
         as_json = json.loads(up.bazaar("status", "--json").stdout)
         assert as_json["autoscale"]["services"]["catalog"]["in_service"] == 1
+
+        refused = up.bazaar("scale", "catalog", "3")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        said = " ".join((refused.stdout + refused.stderr).split())
+        assert "catalog is autoscaled within 1..3" in said, said
+        assert "bazaar up` with another range in --autoscale" in said, said
+        assert _states(up) == ["RUNNING", "STOPPED", "STOPPED"]
+        by_hand = up.bazaar("scale", "orders", "1")  # not autoscaled: scaled as asked
+        assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
         stopped = up.bazaar("down", timeout=180)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         assert not (Path(up.up_folder) / "run.json").exists()
@@ -156,3 +166,40 @@ def test_below_the_target_the_signal_follows_how_busy_the_instances_are() -> Non
     assert hpa.recommend(6, 0.54)[0] == 1
     values = [equivalent_in_flight(x / 10, 4.0) for x in range(0, 80)]
     assert values == sorted(values) and values[0] == 0.0
+
+
+def test_workers_are_named_in_autoscale_and_cpu_quota_and_get_a_program_each() -> None:
+    from bazaar.runtime.cluster.topology import PortSource, Topology, parse_cpu_quota
+
+    scaling = parse_autoscale("catalog=1..2,notifications-worker=1..3", None, 2, 0, 60)
+    assert scaling.targets == {"catalog": 4.0, "notifications-worker": 100.0}
+    quota = parse_cpu_quota("notifications-worker=0.1,catalog=0.25")
+    topology = Topology(parse_instances(None, scaling), cpu_quota=quota, autoscale=scaling)
+    processes = topology.processes(PortSource())
+    workers = [p for p in processes if p.service == "notifications" and p.kind == "worker"]
+    assert [p.name for p in workers] == [
+        "notifications-worker",
+        "notifications-worker-1",
+        "notifications-worker-2",
+    ]
+    assert len({p.port for p in processes}) == len(processes)
+    assert [p.name for p in processes if p.service == "orders"] == [
+        "orders-0",
+        "orders-1",
+        "orders-worker",
+    ]
+    assert topology.held_back(processes) == {
+        "catalog-1",
+        "notifications-worker-1",
+        "notifications-worker-2",
+    }
+    assert [topology.quota_of(p) for p in workers] == [0.1, 0.1, 0.1]
+    catalog = next(p for p in processes if p.name == "catalog-0")
+    assert (topology.quota_of(catalog), topology.quota_of(processes[0])) == (0.25, None)
+    for wrong in ("notifications-workers=1..2", "worker=1..2"):
+        try:
+            parse_autoscale(wrong, None, 2, 0, 60)
+        except TopologyError as error:
+            assert "SERVICE-worker=MIN..MAX" in str(error), error
+        else:
+            raise AssertionError(f"{wrong} was taken")

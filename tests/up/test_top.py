@@ -261,6 +261,27 @@ def test_top_reads_the_prometheus_of_the_up_running_on_the_data_folder(
     assert _after(done.stdout, "catalog")[:2] == ["2", "3"]
 
 
+def test_top_watches_the_up_a_running_bench_started_when_none_runs_on_the_data_folder(
+    shop_prometheus: str, tmp_path: Path
+) -> None:
+    """`bazaar bench --mode scaled` runs its `up` in the run's folder: `bazaar top` finds the
+    newest whose supervisor lives, not one a killed bench left behind."""
+    port = int(shop_prometheus.rsplit(":", 1)[1])
+    topology = RunTopology({"catalog": 2}, 1, 2, 8000, 8404, {}, prometheus_port=port)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    for run, pid in (("20261130-100000", 1), ("20261130-110000", ended.pid)):
+        up = tmp_path / "bench" / run / "scaled" / "data" / "up"
+        up.mkdir(parents=True)
+        RunRecord(topology, [], RunBudget(200, 180), supervisord_pid=pid).save(up / "run.json")
+    done = _top(BAZAAR_DATA_DIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    watched = tmp_path / "bench/20261130-100000/scaled/data/up"
+    assert "Watching the `bazaar up` of `bazaar bench`" in done.stderr
+    assert str(watched) in done.stderr.replace("\n", "")
+    assert _after(done.stdout, "catalog")[:2] == ["2", "3"]
+
+
 def test_top_refreshes_on_a_terminal_until_interrupted(shop_prometheus: str) -> None:
     """Without --once, on a terminal: a frame a second on the alternate screen, Ctrl-C
     quits cleanly."""

@@ -17,11 +17,11 @@ import httpx
 from bazaar.platform.settings import masked
 from bazaar.runtime.cluster.folder import read_env_file
 from bazaar.runtime.services import SERVICES
+from bench.otlp import Receiver, tree
 from chaos.shop import create_product
 from chaos.shop import login as log_in
 from tests.api_contract import contract_routes, missing_from
 from tests.generated_client import generated
-from tests.otlp import Receiver, tree
 from tests.up import shop, typed_shop
 from tests.up.running import Running, status_of, wait_for
 

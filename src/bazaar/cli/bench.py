@@ -29,6 +29,8 @@ class Mode(StrEnum):
     scaled = "scaled"
     """`bazaar up`: the scaled topology."""
     both = "both"
+    tracing = "tracing"
+    """Only what tracing costs (on `bazaar dev`, off, at 1% and at 100%)."""
 
 
 def _runs_root() -> Path:
@@ -56,7 +58,11 @@ def run(
         bool, typer.Option(help="A one-minute smoke of every workload; fails on any error.")
     ] = False,
     mode: Annotated[
-        Mode, typer.Option(help="embedded (bazaar dev), scaled (bazaar up) or both.")
+        Mode,
+        typer.Option(
+            help="embedded (bazaar dev), scaled (bazaar up), both, or tracing (only what"
+            " tracing costs)."
+        ),
     ] = Mode.both,
     seconds: Annotated[float | None, typer.Option(help="Seconds per wrk measurement.")] = None,
     products: Annotated[int | None, typer.Option(help="Products to seed.")] = None,
@@ -73,6 +79,15 @@ def run(
             " same run, each workload on the two in turn; the report sets them side by side."
         ),
     ] = None,
+    tracing: Annotated[
+        bool | None,
+        typer.Option(
+            help="Measure what tracing costs: the cached page and the checkout on `bazaar dev`"
+            " with tracing off, at 1% and at 100%, exporting to a sink of the bench's."
+            " On by default, off with --quick.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the benchmark: every workload in each mode, the scaling experiment, the report."""
     if context.invoked_subcommand is not None:
@@ -80,7 +95,7 @@ def run(
     _import_bench()
     from dataclasses import replace
 
-    from bench import report, runner, source
+    from bench import report, runner, source, tracing_section
     from bench.plan import Plan
 
     plan = Plan.quick() if quick else Plan()
@@ -91,8 +106,15 @@ def run(
             console.print(f"[red]No baseline[/red]: {error}")
             raise typer.Exit(2) from None
         plan = replace(plan, baseline=baseline)
-    if mode is not Mode.both:
+    if mode is Mode.tracing:
+        if publish:  # it would replace the whole report of record with one section
+            console.print("[red]--publish is for a full run[/red], not --mode tracing alone.")
+            raise typer.Exit(2)
+        plan = replace(plan, modes=(), tracing=True)
+    elif mode is not Mode.both:
         plan = replace(plan, modes=(mode.value,))
+    if tracing is not None and mode is not Mode.tracing:
+        plan = replace(plan, tracing=tracing)
     if seconds:
         plan = replace(plan, seconds=seconds, journey_seconds=2 * seconds)
     if products:
@@ -101,6 +123,11 @@ def run(
         plan = replace(plan, instances=tuple(int(n) for n in instances.split(",")))
     root = _runs_root()
     folder = runner.new_folder(root)
+    if "scaled" in plan.modes:
+        console.print(
+            "While the scaled mode runs, `bazaar top` shows its `bazaar up` live (beside an"
+            f" `up` of your own: BAZAAR_DATA_DIR={folder / 'scaled' / 'data'} bazaar top)."
+        )
     with progress_bar() as progress:
         task = progress.add_task("Starting", total=plan.steps())
         started = [False]
@@ -121,7 +148,7 @@ def run(
     for target in result.targets:
         mark = "[green]met[/green]" if target.met else "[yellow]missed[/yellow]"
         console.print(f"  {mark}  {target.name}: {target.value} (bound {target.bound})")
-    for line in report.against_baseline_lines(result):
+    for line in report.against_baseline_lines(result) + tracing_section.summary_lines(result):
         console.print(f"  {line}")
     console.print(f"Report: {written}")
     if publish:
@@ -157,7 +184,7 @@ def _publish(folder: Path, profiles: list[str]) -> None:
 def ramp_command(
     base_rps: Annotated[
         float, typer.Option(help="The first step's offered rate; the ramp peaks at 10 times it.")
-    ] = 150.0,
+    ] = 100.0,
     quota: Annotated[float, typer.Option(help="Cores each catalog instance may use.")] = 0.1,
     most: Annotated[int, typer.Option(help="The autoscaler's maximum of catalog instances.")] = 6,
     stretch: Annotated[float, typer.Option(help="Every step's length times this.")] = 1.0,

@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,6 +14,7 @@ from bazaar.cli import app, console
 from bazaar.platform.settings import Env, read_data_dir
 
 if TYPE_CHECKING:  # imported where used, so that a command loads only what it needs
+    from bazaar.runtime.cluster.folder import Folder
     from bazaar.runtime.cluster.views import Alert, Figure, Prometheus, Row, Snapshot, View
 
 FRAME_WIDTH = 160
@@ -54,17 +56,24 @@ def top(
 
 
 def _running_prometheus() -> str:
-    """The Prometheus of the `bazaar up` that runs on this data folder, or a clear exit."""
+    """The Prometheus of the `bazaar up` that runs on this data folder, else of the one a
+    `bazaar bench` runs (`<data dir>/bench/<run>/scaled/`), or a clear exit."""
     from bazaar.runtime.cluster.folder import Folder
     from bazaar.runtime.cluster.record import RunRecord
 
-    folder = Folder(read_data_dir(Env()))
+    data_dir = read_data_dir(Env())
+    folder = Folder(data_dir)
     if not folder.run.is_file():
-        console.print(
-            f"[red]No `bazaar up` runs here[/red] (no {folder.run}): start one with"
-            " `bazaar up`, or name a Prometheus with --prometheus URL."
-        )
-        raise typer.Exit(1)
+        bench = _bench_up(data_dir)
+        if bench is None:
+            console.print(
+                f"[red]No `bazaar up` runs here[/red] (no {folder.run}, nor a `bazaar bench`"
+                " in its scaled mode): start one with `bazaar up`, or name a Prometheus with"
+                " --prometheus URL."
+            )
+            raise typer.Exit(1)
+        console.print(f"Watching the `bazaar up` of `bazaar bench` at {bench.root}")
+        folder = bench
     port = RunRecord.load(folder.run).topology.prometheus_port
     if port is None:
         console.print(
@@ -73,6 +82,25 @@ def _running_prometheus() -> str:
         )
         raise typer.Exit(1)
     return f"http://127.0.0.1:{port}"
+
+
+def _bench_up(data_dir: Path) -> "Folder | None":
+    """The `bazaar up` of the newest `bazaar bench` run under `data_dir` whose supervisor is
+    alive: this code's before a baseline commit's (each runs its own, in the run's folder)."""
+    from bazaar.runtime.cluster.folder import Folder
+    from bazaar.runtime.cluster.record import RunRecord
+    from bazaar.runtime.cluster.supervisor import is_alive
+
+    for run in sorted((data_dir / "bench").glob("*/scaled"), reverse=True):
+        for candidate in (run / "data", *sorted(run.glob("*/data"))):
+            folder = Folder(candidate)
+            try:
+                alive = is_alive(RunRecord.load(folder.run).supervisord_pid)
+            except (OSError, ValueError):  # no run.json: not started, or stopped
+                continue
+            if alive:
+                return folder
+    return None
 
 
 def _watch(client: "Prometheus", interval: float) -> None:

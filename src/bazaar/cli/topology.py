@@ -43,8 +43,9 @@ def up(
     cpu_quota: Annotated[
         str | None,
         typer.Option(
-            help="CPUs each API instance of a service may use, e.g. catalog=0.25,orders=0.5"
-            " (a cgroup per instance; none by default)."
+            help="CPUs each API instance of a service may use, e.g. catalog=0.25,orders=0.5,"
+            " or each of its workers, e.g. notifications-worker=0.1 (a cgroup per process;"
+            " none by default)."
         ),
     ] = None,
     fault_proxies: Annotated[
@@ -56,20 +57,22 @@ def up(
     autoscale: Annotated[
         str | None,
         typer.Option(
-            help="Scale these services' instances on their load, e.g. catalog=1..8,orders=1..4"
-            " (MAX started, MIN in service at first; the HPA's algorithm)."
+            help="Scale these services' instances on their load, e.g. catalog=1..8,orders=1..4,"
+            " and workers on their queues, e.g. notifications-worker=1..3 (MIN running at"
+            " first, up to MAX; the HPA's algorithm)."
         ),
     ] = None,
     autoscale_target: Annotated[
         str | None,
         typer.Option(
             help="Requests in flight per instance each autoscaled service is scaled to,"
-            " e.g. catalog=4 (4 by default)."
+            " e.g. catalog=4 (4 by default); ready messages per worker for workers, e.g."
+            " notifications-worker=20 (100 by default)."
         ),
     ] = None,
 ) -> None:
     """The scaled topology on one machine: HAProxy in front of N instances of every service,
-    a worker per service, PostgreSQL primary + replicas + shards, Redis, RabbitMQ (named by
+    its worker(s), PostgreSQL primary + replicas + shards, Redis, RabbitMQ (named by
     BAZAAR_BROKER_URL) and a mail sink, all under supervisord. Ctrl-C stops everything."""
     import signal
     import time
@@ -206,12 +209,17 @@ def scale(
     ],
 ) -> None:
     """Keep COUNT of the service's instances running and in HAProxy's rotation, and stop the
-    others (drained first); raising COUNT starts them again."""
-    from bazaar.runtime.cluster.control import set_in_service
+    others (drained first); raising COUNT starts them again. Refused (exit 2) for a service
+    that `up --autoscale` named: its autoscaler sets the count."""
+    from bazaar.runtime.cluster.control import Autoscaled, refuse_autoscaled, set_in_service
     from bazaar.runtime.cluster.up import UpError
 
     try:
+        refuse_autoscaled(service.value, _folder())
         serving = set_in_service(service.value, count, _folder(), console.print)
+    except Autoscaled as error:
+        console.print(f"[red]Refused[/red]: {error}")
+        raise typer.Exit(2) from None
     except UpError as error:
         raise _up_failed(error) from None
     console.print(f"[green]{service}[/green]: {', '.join(serving)} in service")

@@ -15,8 +15,11 @@ ready, or drained in HAProxy (no new request, those in flight finish) and then s
 that scaling in drops no request. Each period's decision, and the last changes, are written
 to `autoscale.json` in the `up` folder, which `bazaar status` prints.
 
-Only the API instances scale: `up` runs one worker per service (its relay, consumers and
-loops under one name and port), so a worker's queue depth has nothing to act on here yet.
+Workers (`--autoscale notifications-worker=1..3`) scale the same way on the messages ready in
+their service's queues per worker running (queue_depth.py, read once a period), against a
+target such as KEDA's `queueLength`; a worker is started and waited for ready, or stopped with
+SIGTERM, which returns what it holds to the broker (control.set_workers). A decision's
+`service` is then the key `SERVICE-worker`.
 """
 
 import csv
@@ -33,10 +36,12 @@ from typing import Any
 import msgspec
 
 from bazaar.runtime.cluster import haproxy, hpa
-from bazaar.runtime.cluster.control import DOWN_STATES, set_in_service
-from bazaar.runtime.cluster.folder import Folder
+from bazaar.runtime.cluster.control import DOWN_STATES, set_in_service, set_workers
+from bazaar.runtime.cluster.folder import Folder, read_env_file
+from bazaar.runtime.cluster.queue_depth import QueueDepths
 from bazaar.runtime.cluster.record import RunAutoscale, RunRecord
 from bazaar.runtime.cluster.supervisor import Supervisor
+from bazaar.runtime.cluster.topology import signal_of, split_key, worker_key
 from bazaar.runtime.cluster.up import UpError
 
 SAMPLE_SECONDS = 0.25
@@ -149,6 +154,9 @@ class Controller:
         self.folder, self.scaling, self.say, self.clock = folder, scaling, say, clock
         kept = max(1, round(scaling.period / SAMPLE_SECONDS))
         self.samples = {name: deque[float | None](maxlen=kept) for name in scaling.ranges}
+        workers = [split_key(k)[0] for k in scaling.ranges if split_key(k)[1] == "worker"]
+        environment = read_env_file(folder.env_file)
+        self.queues = QueueDepths(environment, workers) if workers else None
         self.scalers = {
             name: hpa.Autoscaler(hpa.Bounds(low, high), scaling.targets[name], behavior(scaling))
             for name, (low, high) in scaling.ranges.items()
@@ -160,28 +168,46 @@ class Controller:
         self.report = Report(scaling.period, scaling.up_window, scaling.down_window)
 
     def _running(self) -> dict[str, int]:
-        """The instances of each service that `up` or `scale` left running."""
+        """The instances (or workers) of each key that `up` or a decision left running."""
         states = {p.name: p.state for p in Supervisor(self.folder.layout).programs()}
         run = RunRecord.load(self.folder.run)
         return {
-            name: sum(states.get(p.name) not in DOWN_STATES for p in run.of(name, "serve"))
-            for name in self.scaling.ranges
+            key: sum(states.get(p.name) not in DOWN_STATES for p in run.of(*split_key(key)))
+            for key in self.scaling.ranges
         }
 
     def sample(self) -> None:
+        """Requests in flight per API instance (HAProxy): every SAMPLE_SECONDS."""
         observed = in_flight(haproxy.admin(self.folder.haproxy_socket, "show stat"))
         for name, samples in self.samples.items():
-            samples.append(observed.get(name))
+            if split_key(name)[1] == "serve":
+                samples.append(observed.get(name))
+
+    def _sample_queues(self) -> None:
+        """Messages ready per worker running: once a period (each read is a round trip to
+        the broker per queue)."""
+        if self.queues is None:
+            return
+        for service, ready in self.queues.read().items():
+            key = worker_key(service)
+            running = self.current[key]
+            self.samples[key].append(None if ready is None or not running else ready / running)
 
     def observed(self, name: str) -> float | None:
+        """The API's in flight averaged over the period; a worker's queue as last read."""
+        if split_key(name)[1] == "worker":
+            return self.samples[name][-1] if self.samples[name] else None
         values = [v for v in self.samples[name] if v is not None]
         return sum(values) / len(values) if values else None
 
     def step(self) -> None:
         """One period: a decision per service, applied when it changes the count."""
+        self._sample_queues()
         for name, scaler in self.scalers.items():
             observed = self.observed(name)
-            signal = None if observed is None else equivalent_in_flight(observed, scaler.target)
+            signal = observed
+            if observed is not None and split_key(name)[1] == "serve":
+                signal = equivalent_in_flight(observed, scaler.target)
             decision = scaler.decide(self.clock(), self.current[name], signal)
             reason = decision.reason
             if observed is not None and signal != observed:
@@ -203,10 +229,16 @@ class Controller:
             )
         _write(decisions_file(self.folder), self.report)
 
+    def close(self) -> None:
+        if self.queues is not None:
+            self.queues.close()
+
     def _apply(self, event: Event) -> Event:
         self.say(f"{event.service}: {event.before} -> {event.after} ({event.reason})")
+        service, kind = split_key(event.service)
+        apply = set_in_service if kind == "serve" else set_workers
         try:
-            set_in_service(event.service, event.after, self.folder, self.say)
+            apply(service, event.after, self.folder, self.say)
         except (UpError, OSError, RuntimeError, xmlrpc.client.Error) as error:
             event = msgspec.structs.replace(event, reason=f"{event.reason}; failed: {error}")
             self.say(f"{event.service}: scaling failed: {error}")
@@ -229,15 +261,18 @@ def run(folder: Folder, say: Callable[[str], None]) -> None:
     controller = Controller(folder, scaling, say)
     say(f"autoscaling {', '.join(scaling.ranges)} every {scaling.period:g} s")
     next_step = time.monotonic() + scaling.period
-    while not stopping:
-        try:
-            controller.sample()
-        except OSError as error:  # HAProxy restarting: no sample this time
-            say(f"HAProxy's stats socket: {error}")
-        if time.monotonic() >= next_step:
-            controller.step()
-            next_step = time.monotonic() + scaling.period
-        time.sleep(SAMPLE_SECONDS)
+    try:
+        while not stopping:
+            try:
+                controller.sample()
+            except OSError as error:  # HAProxy restarting: no sample this time
+                say(f"HAProxy's stats socket: {error}")
+            if time.monotonic() >= next_step:
+                controller.step()
+                next_step = time.monotonic() + scaling.period
+            time.sleep(SAMPLE_SECONDS)
+    finally:
+        controller.close()
 
 
 def status_part(folder: Folder) -> dict[str, Any] | None:
@@ -253,14 +288,15 @@ def render(part: dict[str, Any] | None) -> list[str]:
     lines = [
         "",
         f"Autoscaler (every {part['period']:g} s; stabilization up {part['up_window']:g} s,"
-        f" down {part['down_window']:g} s; in flight per instance against the target):",
+        f" down {part['down_window']:g} s; in flight per instance, or ready per worker,"
+        " against the target):",
     ]
     for name, s in part["services"].items():
         last = s["last"]
         observed = "-" if last["observed"] is None else f"{last['observed']:.2f}"
         lines.append(
-            f"  {name:<14}{s['in_service']} in service ({s['minimum']}..{s['maximum']})"
-            f"  in flight {observed} / {s['target']:g}  {last['reason']}"
+            f"  {name:<22}{s['in_service']} in service ({s['minimum']}..{s['maximum']})"
+            f"  {_signal(name)} {observed} / {s['target']:g}  {last['reason']}"
         )
     if part["events"]:
         lines.append("  last changes:")
@@ -268,7 +304,11 @@ def render(part: dict[str, Any] | None) -> list[str]:
         at = time.strftime("%H:%M:%S", time.localtime(e["at"]))
         observed = "-" if e["observed"] is None else f"{e['observed']:.2f}"
         lines.append(
-            f"  {at} {e['service']:<14}{e['before']} -> {e['after']}"
-            f"  in flight {observed} / {e['target']:g}: {e['reason']}"
+            f"  {at} {e['service']:<22}{e['before']} -> {e['after']}"
+            f"  {_signal(e['service'])} {observed} / {e['target']:g}: {e['reason']}"
         )
     return lines
+
+
+def _signal(key: str) -> str:
+    return signal_of(key).split(" per ")[0]

@@ -4,13 +4,15 @@ running `bazaar up`.
 A rolling restart takes one instance at a time out of HAProxy's rotation (`drain`: no new
 request, those in flight finish), waits until it holds no request, stops it (SIGTERM: it
 drains itself too), starts it, waits for its /readyz, puts it back and waits until HAProxy
-sees it UP, and only then goes on to the next. The service's worker goes last. An instance
-that `scale` took out stays out.
+sees it UP, and only then goes on to the next. The service's workers go last. An instance
+or worker that `scale` or the autoscaler took out stays out.
 
 `scale` keeps the first COUNT of the instances `up` started in service and the others stopped:
 an instance taken out is drained, stopped (it uses no CPU) and put in maintenance in HAProxy;
 one brought back is started, waited for and put back in rotation. Prometheus's target file
 then lists the instances running, so that a stopped one is not scraped (nor alerted on).
+The autoscaler (`up --autoscale`) sets the workers of a service the same way
+(`set_workers`); `scale` refuses a service the autoscaler owns (`refuse_autoscaled`).
 """
 
 import subprocess
@@ -42,7 +44,7 @@ def restart(service: str, folder: Folder, say: Say) -> None:
     supervisor = _running(folder)
     run = RunRecord.load(folder.run)
     stopped = {p.name for p in supervisor.programs() if p.state == "STOPPED"}
-    processes = [p for p in run.of(service) if not (p.kind == "serve" and p.name in stopped)]
+    processes = [p for p in run.of(service) if p.name not in stopped]
     for process in sorted(processes, key=lambda p: p.kind == "worker"):
         name, port = process.name, process.port
         serving = process.kind == "serve"
@@ -96,6 +98,56 @@ def set_in_service(service: str, count: int, folder: Folder, say: Say) -> list[s
     _wait_serving(folder, service, kept)
     _scrape_running(folder, supervisor)
     return kept
+
+
+def set_workers(service: str, count: int, folder: Folder, say: Say) -> list[str]:
+    """Keep the first `count` workers `up` wrote down for `service` running and the others
+    stopped; return the names running once each is ready.
+
+    A worker stops on SIGTERM without losing anything: it takes no new message, lets its
+    running handlers finish (those that do not within its grace roll back) and closes its
+    connection, so the broker hands every message it had not acknowledged to another
+    worker; its outbox relay and job loops hold their claims in transactions that either
+    commit with their effect or roll back, leaving the rows to the workers that stay."""
+    supervisor = _running(folder)
+    workers = RunRecord.load(folder.run).of(service, "worker")
+    if not 1 <= count <= len(workers):
+        raise UpError(f"{service}: 1 to {len(workers)} workers running, got {count}")
+    states = {p.name: p.state for p in supervisor.programs()}
+    for process in workers[:count]:
+        if states[process.name] in DOWN_STATES:
+            say(f"starting {process.name}")
+            supervisor.start(f"{service}:{process.name}", wait=False)
+    for process in workers[:count]:
+        _wait_ready(process.name, process.port)
+    leaving = [p.name for p in workers[count:] if states[p.name] not in DOWN_STATES]
+    for name in leaving:
+        say(f"stopping {name}")
+        supervisor.stop(f"{service}:{name}", wait=False)
+    _wait_stopped(supervisor, leaving)
+    _scrape_running(folder, supervisor)
+    return [p.name for p in workers[:count]]
+
+
+class Autoscaled(UpError):
+    """The autoscaler of the running `up` owns this count."""
+
+
+def refuse_autoscaled(service: str, folder: Folder) -> None:
+    """`Autoscaled` when the autoscaler of the running `up` owns the count of `service`'s
+    API instances: a count set by hand would last until its next decision (`UpError` when
+    nothing is up)."""
+    _running(folder)
+    scaling = RunRecord.load(folder.run).topology.autoscale
+    if scaling is None or service not in scaling.ranges:
+        return
+    low, high = scaling.ranges[service]
+    raise Autoscaled(
+        f"{service} is autoscaled within {low}..{high} (`bazaar up --autoscale"
+        f" {service}={low}..{high}`): the autoscaler sets its count. To change that, `bazaar"
+        f" down`, then `bazaar up` with another range in --autoscale, or without {service} in"
+        f" it (and --instances {service}=N) to scale it by hand."
+    )
 
 
 def _scrape_running(folder: Folder, supervisor: Supervisor) -> None:

@@ -3,7 +3,8 @@
 `up` writes every configuration under `<data dir>/up/`, starts (or reuses) the servers,
 has supervisord start Redis, the mail sink, a RabbitMQ node (those the environment does not
 name) and Prometheus (prometheus.py), migrates once, then has supervisord start, in order:
-every `bazaar serve` instance and one `bazaar worker` per service; HAProxy in front. `down`
+every `bazaar serve` instance and the `bazaar worker`s of each service (one, or the minimum of
+`--autoscale SERVICE-worker=MIN..MAX`); HAProxy in front. `down`
 stops them in the reverse order, then PostgreSQL, and checks that no process it started is
 left.
 """
@@ -49,7 +50,14 @@ from bazaar.runtime.cluster.supervisor import (
     group_members,
     is_alive,
 )
-from bazaar.runtime.cluster.topology import PortSource, Process, Topology, TopologyError
+from bazaar.runtime.cluster.topology import (
+    PortSource,
+    Process,
+    Topology,
+    TopologyError,
+    signal_of,
+    worker_key,
+)
 from bazaar.runtime.services import SERVICES
 
 MIGRATE_TIMEOUT = 300
@@ -106,9 +114,9 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
     prometheus_port = ports.take()
     # first: without a writable cgroup, `up` fails before any server starts
     groups = {
-        p.name: folder.cpu_groups.make(p.name, topology.cpu_quota[p.service])
+        p.name: folder.cpu_groups.make(p.name, quota)
         for p in processes
-        if p.kind == "serve" and p.service in topology.cpu_quota
+        if (quota := topology.quota_of(p)) is not None
     }
     postgres = None
     if settings.database_url is None:
@@ -138,12 +146,12 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
             p.service,
             p.kind,
             p.port,
-            cpu_quota=topology.cpu_quota[p.service] if p.name in groups else None,
+            cpu_quota=topology.quota_of(p),
             cpu_group=str(groups[p.name].path) if p.name in groups else None,
         )
         for p in processes
     ]
-    held = _held_back(topology, processes)
+    held = topology.held_back(processes)
     monitoring = prometheus.Files(folder.prometheus)
     prometheus.prepare(monitoring, prometheus.target_groups(recorded, topology.stats_port, held))
     programs = _programs(settings, state, processes, budget, groups)
@@ -197,7 +205,8 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
     say("Migrating every database (bazaar migrate)")
     _migrate(direct)
     for service in SERVICES:
-        say(f"{service}: {topology.in_service(service)} instance(s) and a worker")
+        workers = topology.in_service(worker_key(service))
+        say(f"{service}: {topology.in_service(service)} instance(s), {workers} worker(s)")
         members = [p.name for p in processes if p.service == service]
         if held.isdisjoint(members):
             supervisor.start_group(service)
@@ -208,7 +217,7 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
     wait_ready([p for p in processes if p.name not in held], READY_TIMEOUT, supervisor)
     supervisor.start_group("edge")
     for process in processes:
-        if process.name in held:  # started by the autoscaler when needed (control.py)
+        if process.name in held and process.kind == "serve":  # the autoscaler starts it
             haproxy.set_state(folder.haproxy_socket, process.service, process.name, "maint")
     wait_url(f"http://127.0.0.1:{topology.port}/readyz", READY_TIMEOUT)
     if topology.autoscale:
@@ -220,21 +229,12 @@ def _start(topology: Topology, settings: UpSettings, supervisor: Supervisor, say
     return run
 
 
-def _held_back(topology: Topology, processes: list[Process]) -> set[str]:
-    """The instances of autoscaled services over their minimum: not started by `up`."""
-    held = set()
-    for service in SERVICES:
-        serving = [p for p in processes if p.service == service and p.kind == "serve"]
-        held |= {p.name for p in serving[topology.in_service(service) :]}
-    return held
-
-
 def _ranges(topology: Topology) -> str:
     scaled = topology.autoscale
     if scaled is None:
         return ""
     return ", ".join(
-        f"{name} {low} to {high} (target {scaled.targets[name]:g} in flight per instance)"
+        f"{name} {low} to {high} (target {scaled.targets[name]:g} {signal_of(name)})"
         for name, (low, high) in scaled.ranges.items()
     )
 

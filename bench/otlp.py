@@ -1,8 +1,11 @@
-"""A small OTLP/HTTP receiver standing in for a collector: it decodes the spans exporters
-send to `/v1/traces` (protobuf `ExportTraceServiceRequest`) and keeps them for a test."""
+"""A small OTLP/HTTP receiver standing in for a collector: it takes the spans exporters send to
+`/v1/traces` (protobuf `ExportTraceServiceRequest`) on a loopback port. The bench's tracing
+experiment runs one as its sink and counts what arrives; the tests run one and read the spans.
+"""
 
 import gzip
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +17,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+TICK_NS = 100_000_000
+"""Spans are counted by the tenth of a second they started in."""
 
 
 @dataclass(frozen=True)
@@ -35,35 +41,41 @@ class ReceivedSpan:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    """What the exporters sent. With `keep`, every span decoded (for a test to read); without,
+    only counted, by when it started: a sink under load then costs the machine little."""
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
         self.spans: list[ReceivedSpan] = []
         self.requests = 0
+        self.received = 0
+        """Spans received in all."""
+        self._started: Counter[int] = Counter()
         self._lock = threading.Lock()
 
     def take(self, body: bytes) -> None:
         request = ExportTraceServiceRequest.FromString(body)
         spans = []
+        started: Counter[int] = Counter()
         for resource_spans in request.resource_spans:
-            resource = _attributes(resource_spans.resource.attributes)
+            resource = _attributes(resource_spans.resource.attributes) if self.keep else {}
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
-                    spans.append(
-                        ReceivedSpan(
-                            name=span.name,
-                            trace_id=span.trace_id.hex(),
-                            span_id=span.span_id.hex(),
-                            parent_id=span.parent_span_id.hex() or None,
-                            service=str(resource.get("service.name")),
-                            kind=span.kind,
-                            start_ns=span.start_time_unix_nano,
-                            end_ns=span.end_time_unix_nano,
-                            attributes={**_attributes(span.attributes), "resource": resource},
-                            error=span.status.code == 2,
-                        )
-                    )
+                    started[span.start_time_unix_nano // TICK_NS] += 1
+                    if self.keep:
+                        spans.append(_received(span, resource))
         with self._lock:
             self.spans += spans
             self.requests += 1
+            self.received += started.total()
+            self._started.update(started)
+
+    def started_between(self, start: float, end: float) -> int:
+        """Spans received that started from `start` to `end` (seconds since the epoch, to a
+        tenth): a measurement's, whenever its batches were exported."""
+        first, last = int(start * 1e9) // TICK_NS, int(end * 1e9) // TICK_NS
+        with self._lock:
+            return sum(n for tick, n in self._started.items() if first <= tick <= last)
 
     def trace(self, trace_id: str) -> list[ReceivedSpan]:
         with self._lock:
@@ -71,6 +83,21 @@ class Receiver:
                 (span for span in self.spans if span.trace_id == trace_id),
                 key=lambda span: span.start_ns,
             )
+
+
+def _received(span: Any, resource: dict[str, Any]) -> ReceivedSpan:
+    return ReceivedSpan(
+        name=span.name,
+        trace_id=span.trace_id.hex(),
+        span_id=span.span_id.hex(),
+        parent_id=span.parent_span_id.hex() or None,
+        service=str(resource.get("service.name")),
+        kind=span.kind,
+        start_ns=span.start_time_unix_nano,
+        end_ns=span.end_time_unix_nano,
+        attributes={**_attributes(span.attributes), "resource": resource},
+        error=span.status.code == 2,
+    )
 
 
 def _value(value: AnyValue) -> Any:
@@ -83,9 +110,10 @@ def _attributes(pairs: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def otlp_receiver() -> Iterator[tuple[Receiver, str]]:
-    """A receiver listening on a free loopback port, and its base URL."""
-    receiver = Receiver()
+def otlp_receiver(keep: bool = True) -> Iterator[tuple[Receiver, str]]:
+    """A receiver listening on a free loopback port, and its base URL (an exporter's
+    `BAZAAR_OTLP_ENDPOINT`)."""
+    receiver = Receiver(keep)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -107,6 +135,7 @@ def otlp_receiver() -> Iterator[tuple[Receiver, str]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
