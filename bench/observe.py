@@ -60,6 +60,38 @@ def _requests(delta: Samples) -> float:
     )
 
 
+PLACING = "placing (POST /v1/orders)"
+
+
+def hop_ms(delta: Samples) -> dict[str, float] | None:
+    """The mean milliseconds of each of a checkout's hops over the measurement: placing the
+    order, each consumer's handling of each event type (`bazaar_event_handle_seconds`), each
+    kind of job (`bazaar_job_seconds`), summed over every process. On an idle shop, one order
+    at a time, a hop's time is its CPU time and its own waits (the disk, the mail server)."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for (sample, pairs), value in delta.items():
+        labels = dict(pairs)
+        name, _, part = sample.rpartition("_")
+        if part not in ("sum", "count"):
+            continue
+        if name == "bazaar_event_handle_seconds":
+            hop = f"{labels['consumer']}: {labels['event']}"
+        elif name == "bazaar_job_seconds":
+            hop = f"job: {labels['kind']}"
+        elif name == "bazaar_http_request_duration_seconds" and labels.get("route") == (
+            "/v1/orders"
+        ):
+            hop = PLACING if labels.get("method") == "POST" else ""
+        else:
+            continue
+        if hop:
+            totals = sums if part == "sum" else counts
+            totals[hop] = totals.get(hop, 0.0) + value
+    found = {hop: round(sums[hop] / n * 1000, 2) for hop, n in counts.items() if n > 0}
+    return found or None
+
+
 def histogram_quantile(delta: Samples, name: str, quantile: float) -> float | None:
     """The quantile of a histogram's observations over the measurement, interpolated linearly
     within the bucket (as PromQL's histogram_quantile does)."""
@@ -110,6 +142,7 @@ def observed(after: Samples, before: Samples, backlog_max: int) -> Observed:
         ),
         outbox_backlog_max=backlog_max,
         orders_settled=round(settled) if settled else None,
+        hop_ms=hop_ms(delta),
     )
 
 

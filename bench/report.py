@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bench import comparison, markdown, ramp_section, tracing_section
+from bench import comparison, hops_section, markdown, ramp_section, tracing_section
 from bench.comparison import Change, peaks
 from bench.markdown import NONE, errors, ms, number, settle, share, table, value, with_unit
 from bench.plots import offered, plot_cpu, plot_latency, plot_scaling, throughput_unit
@@ -164,6 +164,7 @@ def _mode(mode: ModeResult, folder: Path, scaling_files: dict[tuple[str, str], s
         plot_latency(measured, peak.rps if peak else None, title, folder / name, hello)
         lines += _latency_vs_load(mode, name)
     lines += _observed(mode)
+    lines += hops_section.section(mode)
     lines += _cpu(mode, folder)
     if mode.notes or mode.profile:
         lines += ["### Notes", ""] + [f"- {note}" for note in mode.notes]

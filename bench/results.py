@@ -41,6 +41,9 @@ class Observed:
     outbox_backlog_max: int | None = None
     """The largest outbox backlog (rows not yet published) sampled during the measurement."""
     orders_settled: int | None = None
+    hop_ms: dict[str, float] | None = None
+    """Mean milliseconds of each of a checkout's hops (placing, each consumer's handling of each
+    event type, each job kind), from the servers' histograms; None where they export none."""
 
 
 @dataclass

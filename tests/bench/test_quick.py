@@ -12,6 +12,7 @@ import pytest
 
 from bench.plan import COMPARED
 from bench.results import Run
+from bench.targets import READ_SHARES
 
 BAZAAR = Path(sys.executable).parent / "bazaar"
 
@@ -79,3 +80,14 @@ def test_the_report_comes_with_its_plots(quick_run) -> None:
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     targets = json.loads((folder / "results.json").read_text())["targets"]
     assert any("settles" in target["name"] and target["met"] for target in targets)
+
+
+def test_the_reads_keep_their_speed(quick_run) -> None:
+    """Issue 12's guard: the uncached reads hold their share of the same run's hello world,
+    and an idle shop settles an order within its bound."""
+    _done, folder = quick_run
+    targets = {t["name"]: t for t in json.loads((folder / "results.json").read_text())["targets"]}
+    guarded = [f"embedded: {workload} / hello world" for workload in READ_SHARES]
+    guarded.append("embedded: p50 placed to settled, one order at a time on an idle shop")
+    for name in guarded:
+        assert targets[name]["met"], targets[name]
