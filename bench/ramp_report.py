@@ -6,8 +6,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.ramp import P99_BOUND_MS, RampResult, judge
-from bench.ramp_section import PLOT, SECTION, section_lines
+from bench.ramp import P99_BOUND_MS, RampResult
+from bench.ramp_section import PLOT, SECTION, plot_and_verdicts, section_lines
 
 __all__ = ["PLOT", "SECTION", "link_in_report", "plot_ramp", "write_ramp_report"]
 
@@ -77,12 +77,8 @@ def write_ramp_report(result: RampResult, folder: Path) -> Path:
         f" {result.down_window:g} s. Product pages (wrk, Poisson arrivals at the offered rate,"
         " 256 connections), the rate stepped as below.",
         "",
-        f"![ramp]({PLOT})",
-        "",
-        "| target | measured | met |",
-        "|---|---|---|",
     ]
-    lines += [f"| {v.name} | {v.value} | {'yes' if v.met else 'NO'} |" for v in judge(result)]
+    lines += plot_and_verdicts(result)
     lines += ["", "| from s | offered req/s | achieved req/s | p99 ms (worst chunk) | instances |"]
     lines.append("|---|---|---|---|---|")
     edge = 0.0

@@ -23,11 +23,14 @@ def section_lines(result: RampResult) -> list[str]:
         f" per catalog instance, {result.stages[0].rate:g} to"
         f" {max(s.rate for s in result.stages):g} req/s and back.",
         "",
-        f"![ramp]({PLOT})",
-        "",
-        "| target | measured | met |",
-        "|---|---|---|",
     ]
+    return lines + plot_and_verdicts(result)
+
+
+def plot_and_verdicts(result: RampResult) -> list[str]:
+    """The ramp's plot and the table of its targets, as ramp.md and the capacity report show
+    them."""
+    lines = [f"![ramp]({PLOT})", "", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {v.name} | {v.value} | {'yes' if v.met else 'NO'} |" for v in judge(result)]
     return lines
 
