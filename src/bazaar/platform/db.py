@@ -303,9 +303,8 @@ class Database:
     async def rows_by_id(self, query: "Query", params: dict[str, Any]) -> Rows:
         """`rows` of something the caller names by id: as `read_by_id`, the primary is asked
         before answering with none when a replica had none."""
-        if self.inline_reader is not None:
-            self._inline_statements()
-            return self.inline_reader.rows(query, params)
+        if self.inline_reader is not None:  # the file itself: nothing newer to ask
+            return await self.rows(query, params)
         async with self.read() as session:
             found = [tuple(row) for row in await session.execute(query.statement, params)]
             if found or not session.info.get("on_replica"):
