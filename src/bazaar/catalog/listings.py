@@ -79,9 +79,11 @@ class ProductListings:
     async def fetch(self, key: str, load: Callable[[], Awaitable[bytes]]) -> Listing:
         """The listing under `key` (its path and query string, as the edge cache looks it up),
         from the edge cache, or encoded by `load` once for all the concurrent misses."""
-        entry = self.edge.get(key) if self.edge is not None else None
+        entry = self.edge.fresh(key) if self.edge is not None else None
         record_cache_lookup("listing", hit=entry is not None)
-        if entry is not None:  # put there while this request was on its way to the route
+        # put there while this request was on its way to the route (a request sent on to
+        # refresh the entry finds none: it reads again)
+        if entry is not None:
             return Listing(entry.etag, entry.body)
         loading = self._loading.get(key)
         if loading is None:

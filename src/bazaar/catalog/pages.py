@@ -21,7 +21,7 @@ from bazaar.catalog.models import Product
 from bazaar.catalog.schemas import Price, ProductRead
 from bazaar.platform.cache import jittered
 from bazaar.platform.db import WriteSession, after_commit
-from bazaar.platform.edge_cache import ResponseCache
+from bazaar.platform.edge_cache import REFRESH_SHARE, ResponseCache
 from bazaar.platform.ids import new_id
 from bazaar.platform.observability import log, record_cache_lookup
 
@@ -115,9 +115,17 @@ class ProductPages:
         the database at once (a stampede). Within a process the first miss loads and the others
         await it; across processes (a shared cache) a short lock lets one load and the others
         wait for its page.
+
+        A page past half the bound is read again in the background (refresh-ahead), by one
+        process, while it still answers: a hot page is then never missed, and no request
+        waits for the database.
         """
         page = await self.lookup(product_id)
         if page is not None:
+            if page.age >= self.ttl * REFRESH_SHARE and product_id not in self._loading:
+                refresh = asyncio.ensure_future(self._load(product_id, load, current=page))
+                self._loading[product_id] = refresh
+                refresh.add_done_callback(_log_failed_refresh)
             return page
         loading = self._loading.get(product_id)
         if loading is None:
@@ -125,7 +133,14 @@ class ProductPages:
             self._loading[product_id] = loading
         return await asyncio.shield(loading)
 
-    async def _load(self, product_id: str, load: Callable[[], Awaitable[Product]]) -> Page:
+    async def _load(
+        self,
+        product_id: str,
+        load: Callable[[], Awaitable[Product]],
+        current: Page | None = None,
+    ) -> Page:
+        """The page read by `load`, or by another process holding the load lock; with
+        `current` (a refresh), that page when another process is refreshing it already."""
         try:
             if self.ttl <= 0:
                 return await self.store(await load())
@@ -135,6 +150,8 @@ class ProductPages:
                     return await self.store(await load())
                 finally:
                     await self.cache.unlock(lock, token)
+            if current is not None:
+                return current
             page = await self._loaded_elsewhere(product_id)
             return page if page is not None else await self.store(await load())
         finally:
@@ -231,3 +248,9 @@ def _shows(body: bytes, updated_at: datetime | None) -> bool:
     if updated_at is None:
         return False
     return msgspec.json.decode(body, type=_Stamp).updated_at >= updated_at
+
+
+def _log_failed_refresh(refresh: "asyncio.Future[Page]") -> None:
+    """A refresh nobody awaits: its failure is logged (the page answers until it expires)."""
+    if not refresh.cancelled() and (error := refresh.exception()) is not None:
+        log.warning("product_page_refresh_failed", error=repr(error))

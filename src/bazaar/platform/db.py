@@ -42,6 +42,7 @@ from bazaar.platform.replicas import UNKNOWN, Replica, ReplicaSet
 from bazaar.platform.transient import is_transient
 
 if TYPE_CHECKING:
+    from bazaar.platform.probe import Probe
     from bazaar.platform.queries import Query, SqliteReader
 
 T = TypeVar("T")
@@ -203,6 +204,9 @@ class Database:
     """Whether LISTEN works at `primary`'s URL: not behind a pooler in transaction mode."""
     inline_reader: "SqliteReader | None" = None
     """On SQLite, where `rows` runs a `Query` on the driver itself (platform/queries.py)."""
+    probe: "Probe | None" = None
+    """On PostgreSQL, the primary's probe (platform/probe.py): readiness and the replica
+    monitor ask through it."""
     listeners: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -336,6 +340,8 @@ class Database:
     async def dispose(self) -> None:
         if self.inline_reader is not None:
             self.inline_reader.close()
+        if self.probe is not None:
+            await self.probe.close()
         await self.primary.dispose()
         if self.reader is not None:
             await self.reader.dispose()

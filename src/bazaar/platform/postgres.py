@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bazaar.platform.db import Database
 from bazaar.platform.pg_urls import driver_dsn
+from bazaar.platform.probe import Probe
 from bazaar.platform.replicas import LocalWritePositions, Replica, ReplicaSet, WritePositions
 
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -119,6 +120,16 @@ def postgres_engine(
     return engine
 
 
+def server_probe(url: str, *, timeout: float, pooler: str | None = None) -> Probe:
+    """A probe (platform/probe.py) of the server and database `url` names, connected as the
+    engines' connections are."""
+    dsn = driver_dsn(url)
+    arguments = connect_args(pooler, command_timeout=timeout)
+    for name in _ADAPTER_ARGS:  # SQLAlchemy's, not asyncpg's
+        arguments.pop(name, None)
+    return Probe(lambda: asyncpg.connect(dsn, **arguments), timeout)
+
+
 def postgres_database(
     name: str,
     url: str,
@@ -133,23 +144,29 @@ def postgres_database(
     streaming replica) when there are any; `pooler` says what the URLs name (`connect_args`)."""
     primary = postgres_engine(url, pool, pooler=pooler)
     can_listen = pooler != "pgbouncer"  # transaction pooling hands LISTEN's connection on
+    # bounded as the monitor's question to the primary was, and readiness's checks are
+    probe = server_probe(url, timeout=ReplicaSet.check_timeout * 2, pooler=pooler)
     if not replica_urls:
-        return Database(name=name, primary=primary, can_listen=can_listen)
+        return Database(name=name, primary=primary, can_listen=can_listen, probe=probe)
     replicas = [
         Replica(
             name=server_of(replica),
             engine=postgres_engine(replica, pool, command_timeout=5, pooler=pooler),
+            probe=server_probe(replica, timeout=ReplicaSet.check_timeout, pooler=pooler),
         )
         for replica in replica_urls
     ]
     replica_set = ReplicaSet(
         database=name,
         primary=primary,
+        primary_probe=probe,
         replicas=replicas,
         positions=positions or LocalWritePositions(),
         max_lag=max_lag,
     )
-    return Database(name=name, primary=primary, replicas=replica_set, can_listen=can_listen)
+    return Database(
+        name=name, primary=primary, replicas=replica_set, can_listen=can_listen, probe=probe
+    )
 
 
 def replica_url(replica_server: str, database_url: str) -> str:

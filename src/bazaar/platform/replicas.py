@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from bazaar.platform.cache import RedisCache
 from bazaar.platform.loops import Waker
 from bazaar.platform.observability import log
+from bazaar.platform.probe import Probe
 
 
 @dataclass
@@ -166,6 +167,8 @@ class SharedWritePositions:
 class Replica:
     name: str
     engine: AsyncEngine
+    probe: Probe
+    """The monitor's own connection (platform/probe.py)."""
     replayed: int = 0
     lag_seconds: float = 0.0
     answering: bool = True
@@ -177,6 +180,7 @@ class ReplicaSet:
 
     database: str
     primary: AsyncEngine
+    primary_probe: Probe
     replicas: Sequence[Replica]
     positions: WritePositions = field(default_factory=LocalWritePositions)
     max_lag: float = 0.5
@@ -339,10 +343,7 @@ class ReplicaSet:
 
     async def check_all(self) -> None:
         try:
-            async with asyncio.timeout(self.check_timeout * 4), self.primary.connect() as primary:
-                written = parse_lsn(
-                    (await primary.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one()
-                )
+            written = parse_lsn(await self.primary_probe.value("SELECT pg_current_wal_lsn()::text"))
         except Exception as error:  # the primary's own outage shows in /readyz
             log.warning("replica_monitor_primary_failed", error=type(error).__name__)
             return
@@ -363,14 +364,8 @@ class ReplicaSet:
         return 0.0
 
     async def _check(self, replica: Replica, written: int) -> None:
-        async def replayed_position() -> str | None:
-            async with replica.engine.connect() as connection:
-                return (
-                    await connection.execute(text("SELECT pg_last_wal_replay_lsn()::text"))
-                ).scalar()
-
-        try:
-            replayed_text = await self.within_bound(replayed_position())
+        try:  # bounded by the probe's timeout, `check_timeout`
+            replayed_text = await replica.probe.value("SELECT pg_last_wal_replay_lsn()::text")
         except Exception as error:
             self.mark_down(replica, error)
             return
@@ -386,4 +381,5 @@ class ReplicaSet:
 
     async def dispose(self) -> None:
         for replica in self.replicas:
+            await replica.probe.close()
             await replica.engine.dispose()

@@ -197,9 +197,15 @@ class Runtime:
         return await bus.problem()
 
     async def _databases_answer(self) -> str | None:
+        """Each database's primary answers (replicas may be down: not fatal). On PostgreSQL
+        through its probe, a connection of its own: an instance whose pool is busy serving
+        is not broken, and the check costs one round trip."""
         for db in self.databases:
             try:
-                async with db.read(fresh=True) as session:  # replicas may be down: not fatal
+                if db.probe is not None:
+                    await db.probe.value("SELECT 1")
+                    continue
+                async with db.read(fresh=True) as session:
                     await session.execute(text("SELECT 1"))
             except PoolTimeout:
                 continue  # every connection busy serving: busy is not broken
