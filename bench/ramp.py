@@ -98,7 +98,7 @@ class Autoscaled(Scaled):
     """`bazaar up --autoscale catalog=MIN..MAX`, catalog under its quota, one instance of
     every other service."""
 
-    minimum: int = 1
+    minimum: int = 2
     target: float | None = None
 
     def start(self, products: int) -> None:
@@ -178,10 +178,11 @@ def run_ramp(
     stretch: float = 1.0,
     products: int = 2000,
     target: float | None = None,
+    minimum: int = 2,
 ) -> RampResult:
     """Start the system, run the schedule, stop it; the result (also ramp.json)."""
-    system = Autoscaled(folder, {"catalog": quota}, maximum, target=target)
-    step(f"ramp: starting bazaar up --autoscale catalog=1..{maximum} (quota {quota} core)")
+    system = Autoscaled(folder, {"catalog": quota}, maximum, minimum=minimum, target=target)
+    step(f"ramp: starting bazaar up --autoscale catalog={minimum}..{maximum} (quota {quota} core)")
     system.start(products)
     try:
         catalog, _token = prepare_catalog(system.url, folder)
@@ -189,7 +190,7 @@ def run_ramp(
         scaling = RunRecord.load(up.run).topology.autoscale
         assert scaling is not None
         result = RampResult(
-            base_rps, quota, 1, maximum, scaling.targets["catalog"], scaling.down_window
+            base_rps, quota, minimum, maximum, scaling.targets["catalog"], scaling.down_window
         )
         result.stages = schedule(base_rps, stretch)
         offered = [0.0]

@@ -178,3 +178,27 @@ def test_a_real_group_holds_a_busy_loop_to_its_quota() -> None:
     parent = group.path.parent
     assert groups.remove_all() == []
     assert not parent.exists() and groups.groups() == []
+
+
+def test_a_starting_process_is_boosted_until_ready_then_held_to_its_quota(
+    tmp_path: Path,
+) -> None:
+    from bazaar.runtime.cluster.control import STARTUP_CORES, boosted
+    from bazaar.runtime.cluster.record import RunProcess
+
+    groups = CpuGroups("b", _v2(tmp_path))
+    small = groups.make("catalog-1", 0.1)
+    large = groups.make("orders-0", 0.75)
+    starting = [
+        RunProcess("catalog-1", "catalog", "serve", 1, cpu_quota=0.1),
+        RunProcess("orders-0", "orders", "serve", 2, cpu_quota=0.75),  # more already
+        RunProcess("payments-0", "payments", "serve", 3),  # no quota: no group
+    ]
+    with boosted(groups, starting):
+        assert small.cores() == STARTUP_CORES
+        assert large.cores() == 0.75
+    assert small.cores() == 0.1 and large.cores() == 0.75
+    with pytest.raises(TimeoutError), boosted(groups, starting):  # not ready: held again
+        raise TimeoutError
+    assert small.cores() == 0.1
+    assert not (tmp_path / "b" / "payments-0").exists()

@@ -186,7 +186,8 @@ def ramp_command(
         float, typer.Option(help="The first step's offered rate; the ramp peaks at 10 times it.")
     ] = 100.0,
     quota: Annotated[float, typer.Option(help="Cores each catalog instance may use.")] = 0.1,
-    most: Annotated[int, typer.Option(help="The autoscaler's maximum of catalog instances.")] = 6,
+    least: Annotated[int, typer.Option(help="The autoscaler's minimum of catalog instances.")] = 2,
+    most: Annotated[int, typer.Option(help="The autoscaler's maximum of catalog instances.")] = 8,
     stretch: Annotated[float, typer.Option(help="Every step's length times this.")] = 1.0,
     publish: Annotated[
         bool, typer.Option(help=f"Copy ramp.md, ramp.png and ramp.json to {PUBLISHED}/.")
@@ -200,7 +201,7 @@ def ramp_command(
     from bench.ramp_report import PLOT, link_in_report, write_ramp_report
 
     folder = runner.new_folder(_runs_root())
-    result = run_ramp(folder, base_rps, quota, most, console.print, stretch)
+    result = run_ramp(folder, base_rps, quota, most, console.print, stretch, minimum=least)
     written = write_ramp_report(result, folder)
     for verdict in judge(result):
         mark = "[green]met[/green]" if verdict.met else "[yellow]missed[/yellow]"

@@ -13,15 +13,21 @@ one brought back is started, waited for and put back in rotation. Prometheus's t
 then lists the instances running, so that a stopped one is not scraped (nor alerted on).
 The autoscaler (`up --autoscale`) sets the workers of a service the same way
 (`set_workers`); `scale` refuses a service the autoscaler owns (`refuse_autoscaled`).
+
+A process under a CPU quota (`up --cpu-quota`) that `scale`, `restart` or the autoscaler starts
+is given STARTUP_CORES until it is ready, then held to its quota again (`boosted`).
 """
 
 import subprocess
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from bazaar.runtime.cluster import haproxy, prometheus
+from bazaar.runtime.cluster.cpulimit import CpuGroups
 from bazaar.runtime.cluster.folder import Folder
 from bazaar.runtime.cluster.readiness import NotReady, wait_url
-from bazaar.runtime.cluster.record import RunRecord
+from bazaar.runtime.cluster.record import RunProcess, RunRecord
 from bazaar.runtime.cluster.supervisor import STOP_WAIT_SECONDS, Supervisor
 from bazaar.runtime.cluster.up import READY_TIMEOUT, Say, UpError
 from bazaar.runtime.services import SERVICES
@@ -29,6 +35,29 @@ from bazaar.runtime.services import SERVICES
 DRAIN_TIMEOUT = 30.0
 STOP_TIMEOUT = STOP_WAIT_SECONDS + 10.0
 DOWN_STATES = ("STOPPED", "EXITED", "FATAL")
+STARTUP_CORES = 0.5
+"""What a starting process may use until it is ready, when its quota is less (Kubernetes' in
+place resize, as startup CPU boosts use it). A start is a fixed amount of work (Python's
+imports, the app's, a first connection to each server): under 0.1 core it took about 20 s,
+during which the instances already running carried a step of load alone (`bazaar bench
+ramp`); boosted, a few seconds."""
+
+
+@contextmanager
+def boosted(groups: CpuGroups, processes: Sequence[RunProcess]) -> Iterator[None]:
+    """While the block runs, `processes` held to a quota under STARTUP_CORES get that much."""
+    held = [
+        (p.name, quota)
+        for p in processes
+        if (quota := p.cpu_quota) is not None and quota < STARTUP_CORES
+    ]
+    for name, _ in held:
+        groups.make(name, STARTUP_CORES)
+    try:
+        yield
+    finally:
+        for name, quota in held:
+            groups.make(name, quota)
 
 
 def _running(folder: Folder) -> Supervisor:
@@ -53,8 +82,9 @@ def restart(service: str, folder: Folder, say: Say) -> None:
             haproxy.set_state(folder.haproxy_socket, service, name, "drain")
             _wait_drained(folder, service, name)
         supervisor.stop(f"{service}:{name}")
-        supervisor.start(f"{service}:{name}")
-        _wait_ready(name, port)
+        with boosted(folder.cpu_groups, [process]):
+            supervisor.start(f"{service}:{name}")
+            _wait_ready(name, port)
         if serving:
             haproxy.set_state(folder.haproxy_socket, service, name, "ready")
             _wait_up(folder, service, name)
@@ -77,13 +107,14 @@ def set_in_service(service: str, count: int, folder: Folder, say: Say) -> list[s
         )
     states = {p.name: p.state for p in supervisor.programs()}
     kept = [p.name for p in instances[:count]]
-    for name in kept:
-        if states[name] in DOWN_STATES:
-            say(f"starting {name}")
-            supervisor.start(f"{service}:{name}", wait=False)
-    for process in instances[:count]:
-        _wait_ready(process.name, process.port)
-        haproxy.set_state(folder.haproxy_socket, service, process.name, "ready")
+    starting = [p for p in instances[:count] if states[p.name] in DOWN_STATES]
+    with boosted(folder.cpu_groups, starting):
+        for process in starting:
+            say(f"starting {process.name}")
+            supervisor.start(f"{service}:{process.name}", wait=False)
+        for process in instances[:count]:
+            _wait_ready(process.name, process.port)
+            haproxy.set_state(folder.haproxy_socket, service, process.name, "ready")
     out = [p.name for p in instances[count:]]
     leaving = [name for name in out if states[name] not in DOWN_STATES]
     for name in leaving:
@@ -114,12 +145,13 @@ def set_workers(service: str, count: int, folder: Folder, say: Say) -> list[str]
     if not 1 <= count <= len(workers):
         raise UpError(f"{service}: 1 to {len(workers)} workers running, got {count}")
     states = {p.name: p.state for p in supervisor.programs()}
-    for process in workers[:count]:
-        if states[process.name] in DOWN_STATES:
+    starting = [p for p in workers[:count] if states[p.name] in DOWN_STATES]
+    with boosted(folder.cpu_groups, starting):
+        for process in starting:
             say(f"starting {process.name}")
             supervisor.start(f"{service}:{process.name}", wait=False)
-    for process in workers[:count]:
-        _wait_ready(process.name, process.port)
+        for process in workers[:count]:
+            _wait_ready(process.name, process.port)
     leaving = [p.name for p in workers[count:] if states[p.name] not in DOWN_STATES]
     for name in leaving:
         say(f"stopping {name}")
