@@ -7,7 +7,7 @@ from bazaar.catalog import service
 from bazaar.catalog.models import Product
 from bazaar.catalog.pages import ProductPages, product_page
 from bazaar.platform.db import Database
-from bazaar.platform.edge_cache import REFRESH_SHARE, ResponseCache
+from bazaar.platform.edge_cache import ResponseCache
 from tests.catalog.conftest import add_product
 
 
@@ -43,26 +43,28 @@ async def test_a_page_read_a_while_ago_lives_only_the_rest_of_the_bound(
     assert edge.get(ProductPages.path(product_id)) is None
 
 
-async def test_a_page_due_for_a_refresh_is_read_again_once_for_many_requests(
+async def test_a_page_past_half_the_bound_answers_at_once_and_is_read_again_once(
     catalog: Database, pages: ProductPages
 ) -> None:
-    """Past REFRESH_SHARE of the bound a page is read again before it expires: once for the
-    many requests that find it due (the edge's background refreshes), which get the new one."""
     product_id = await add_product(catalog, stock=1)
     reads = 0
+    refreshed = asyncio.Event()
 
     async def load() -> Product:
         nonlocal reads
         reads += 1
+        if reads > 1:
+            refreshed.set()
         async with catalog.read() as session:
-            await asyncio.sleep(0.01)  # long enough for every request to find it due
             return await service.get_product(session, product_id)
 
     first = await pages.fetch(product_id, load)
-    assert (await pages.fetch(product_id, load)).read_at == first.read_at  # fresh: kept
-    aged = first._replace(read_at=first.read_at - pages.ttl * (REFRESH_SHARE + 0.05))
+    aged = first._replace(read_at=first.read_at - pages.ttl * 0.6)
     await pages.cache.set(pages._key(product_id), aged, expire=pages.ttl)
     answers = await asyncio.gather(*(pages.fetch(product_id, load) for _ in range(20)))
+    assert {page.read_at for page in answers} == {aged.read_at}  # nobody waited
+    await asyncio.wait_for(refreshed.wait(), timeout=5)
+    await asyncio.sleep(0.05)
     assert reads == 2  # one refresh for the twenty
-    assert len({page.read_at for page in answers}) == 1
-    assert answers[0].read_at > aged.read_at
+    newer = await pages.fetch(product_id, load)
+    assert newer.read_at > aged.read_at and reads == 2

@@ -116,17 +116,20 @@ class ProductPages:
         await it; across processes (a shared cache) a short lock lets one load and the others
         wait for its page.
 
-        A page past REFRESH_SHARE of the bound is read again the same way (refresh-ahead),
-        while the edge still answers with it: the edge asks for it in the background
-        (`EdgeCache._refresh`), so no client waits, and the page read again reaches every
-        instance's edge before the one it replaces expires.
+        A page past half the bound is read again in the background (refresh-ahead), by one
+        process, while it still answers: a hot page is then never missed, and no request
+        waits for the database.
         """
         page = await self.lookup(product_id)
-        if page is not None and page.age < self.ttl * REFRESH_SHARE:
+        if page is not None:
+            if page.age >= self.ttl * REFRESH_SHARE and product_id not in self._loading:
+                refresh = asyncio.ensure_future(self._load(product_id, load, current=page))
+                self._loading[product_id] = refresh
+                refresh.add_done_callback(_log_failed_refresh)
             return page
         loading = self._loading.get(product_id)
         if loading is None:
-            loading = asyncio.ensure_future(self._load(product_id, load, current=page))
+            loading = asyncio.ensure_future(self._load(product_id, load))
             self._loading[product_id] = loading
         return await asyncio.shield(loading)
 
@@ -136,8 +139,8 @@ class ProductPages:
         load: Callable[[], Awaitable[Product]],
         current: Page | None = None,
     ) -> Page:
-        """The page read by `load`, or by another process holding the load lock; `current`,
-        the page due for a refresh, when that process's page takes too long."""
+        """The page read by `load`, or by another process holding the load lock; with
+        `current` (a refresh), that page when another process is refreshing it already."""
         try:
             if self.ttl <= 0:
                 return await self.store(await load())
@@ -147,23 +150,20 @@ class ProductPages:
                     return await self.store(await load())
                 finally:
                     await self.cache.unlock(lock, token)
-            page = await self._loaded_elsewhere(product_id, newer_than=current)
-            if page is not None:
-                return page
-            if current is not None and current.age < self.ttl:
+            if current is not None:
                 return current
-            return await self.store(await load())
+            page = await self._loaded_elsewhere(product_id)
+            return page if page is not None else await self.store(await load())
         finally:
             self._loading.pop(product_id, None)
 
-    async def _loaded_elsewhere(self, product_id: str, newer_than: Page | None) -> Page | None:
-        """The page another process is loading, once it is cached (newer than `newer_than`);
-        None if it takes too long."""
+    async def _loaded_elsewhere(self, product_id: str) -> Page | None:
+        """The page another process is loading, once it is cached; None if it takes too long."""
         deadline = time.monotonic() + LOAD_LOCK_SECONDS
         while time.monotonic() < deadline:
             await asyncio.sleep(LOAD_POLL_SECONDS)
             page: Page | None = await self.cache.get(self._key(product_id))
-            if page is not None and (newer_than is None or page.read_at > newer_than.read_at):
+            if page is not None:
                 self._to_edge(product_id, page)
                 return page
         return None
@@ -248,3 +248,9 @@ def _shows(body: bytes, updated_at: datetime | None) -> bool:
     if updated_at is None:
         return False
     return msgspec.json.decode(body, type=_Stamp).updated_at >= updated_at
+
+
+def _log_failed_refresh(refresh: "asyncio.Future[Page]") -> None:
+    """A refresh nobody awaits: its failure is logged (the page answers until it expires)."""
+    if not refresh.cancelled() and (error := refresh.exception()) is not None:
+        log.warning("product_page_refresh_failed", error=repr(error))
