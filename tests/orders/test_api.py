@@ -8,8 +8,8 @@ import httpx
 
 from bazaar.platform import idempotency
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import insert_ignoring_duplicates
 from bazaar.platform.schema import idempotency_record
+from bazaar.platform.statements import insert_ignoring_duplicates
 from bazaar.runtime.embedded import Runtime
 from tests.e2e.checkout import ADDRESS
 from tests.plugin import admin, customer

@@ -27,12 +27,13 @@ from bazaar.catalog.service import use_categories
 from bazaar.catalog.settings import CatalogSettings
 from bazaar.platform import jobs, outbox
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, ReadSession, WriteSession, rows_matched
+from bazaar.platform.db import Database, ReadSession, WriteSession
 from bazaar.platform.errors import NotFound
 from bazaar.platform.ids import new_id
 from bazaar.platform.jobs import Backoff, Job, JobLost
 from bazaar.platform.money import Currency
 from bazaar.platform.observability import log
+from bazaar.platform.statements import rows_matched
 
 PRODUCT_IMPORT = "product_import"
 """The kind of an import, and of the job that works it."""

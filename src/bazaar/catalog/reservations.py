@@ -22,7 +22,8 @@ from bazaar.catalog.models import Product, StockReservation
 from bazaar.orders.events import OrderCancelled, OrderPlaced
 from bazaar.platform import outbox
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import WriteSession, rows_matched
+from bazaar.platform.db import WriteSession
+from bazaar.platform.statements import rows_matched
 
 
 class ReservationStatus(StrEnum):

@@ -18,12 +18,13 @@ from bazaar.catalog.models import Category, Product
 from bazaar.catalog.pages import Page, ProductPages
 from bazaar.platform import outbox
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, ReadSession, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.db import Database, ReadSession, WriteSession
 from bazaar.platform.errors import Conflict, NotFound
 from bazaar.platform.idempotency import Claim
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.platform.queries import Query
+from bazaar.platform.statements import insert_ignoring_duplicates
 from bazaar.platform.unit_of_work import UnitOfWork
 
 AnySession = ReadSession | WriteSession

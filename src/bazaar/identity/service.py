@@ -22,12 +22,13 @@ from bazaar.identity.settings import IdentitySettings
 from bazaar.platform import outbox
 from bazaar.platform.auth import CUSTOMER, TokenIssuer
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, ReadSession, WriteSession, rows_matched
+from bazaar.platform.db import Database, ReadSession, WriteSession
 from bazaar.platform.errors import Conflict, NotFound, Unauthorized
 from bazaar.platform.idempotency import Claim
 from bazaar.platform.ids import new_id
 from bazaar.platform.ratelimit import RateLimiter
 from bazaar.platform.replicas import reads_follow_writes_of
+from bazaar.platform.statements import rows_matched
 from bazaar.platform.unit_of_work import UnitOfWork
 
 

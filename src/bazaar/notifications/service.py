@@ -16,12 +16,13 @@ from bazaar.notifications.models import DeliveryStatus, Notification, OutgoingEm
 from bazaar.orders.events import OrderCancelled, OrderConfirmed
 from bazaar.platform import jobs
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.errors import NotFound
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.platform.pagination import Page, decode_cursor, page_of
 from bazaar.platform.queries import Query
+from bazaar.platform.statements import insert_ignoring_duplicates
 
 EMAIL_JOB = "email"
 """The job that sends one outgoing email (notifications/mailer.py)."""

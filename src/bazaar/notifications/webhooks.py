@@ -19,11 +19,12 @@ from bazaar.notifications.models import DeliveryStatus, Webhook, WebhookDelivery
 from bazaar.notifications.settings import NotificationsSettings
 from bazaar.platform import jobs
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, ReadSession, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.db import Database, ReadSession, WriteSession
 from bazaar.platform.errors import NotFound
 from bazaar.platform.events import Envelope
 from bazaar.platform.ids import new_id
 from bazaar.platform.pagination import Page, decode_cursor, page_of
+from bazaar.platform.statements import insert_ignoring_duplicates
 
 WEBHOOK_JOB = "webhook"
 """The job that POSTs one delivery (notifications/webhook_sender.py)."""

@@ -16,10 +16,11 @@ from sqlalchemy.exc import DBAPIError
 
 from bazaar.payments.provider import Charge, ProviderRefund, ProviderRejected, ProviderTimeout
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, insert_ignoring_duplicates
+from bazaar.platform.db import Database
 from bazaar.platform.money import Money
 from bazaar.platform.postgres import PoolSettings, ensure_database, postgres_database
 from bazaar.platform.sqlite import sqlite_database
+from bazaar.platform.statements import insert_ignoring_duplicates
 
 CAPTURED = "pm_card_visa"
 FLAKY = "pm_card_flaky"

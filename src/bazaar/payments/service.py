@@ -25,12 +25,13 @@ from bazaar.payments.settings import PaymentsSettings
 from bazaar.platform import outbox
 from bazaar.platform.auth import Principal
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, ReadSession, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.db import Database, ReadSession, WriteSession
 from bazaar.platform.errors import Conflict, FieldError, NotFound, Unavailable, Unprocessable
 from bazaar.platform.idempotency import Claim
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.platform.observability import log
+from bazaar.platform.statements import insert_ignoring_duplicates
 from bazaar.platform.unit_of_work import UnitOfWork
 
 

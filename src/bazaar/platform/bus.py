@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar, cast
 from sqlalchemy import Row, select, update
 
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import Database, WriteSession, insert_ignoring_duplicates
+from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.events import Envelope, Event, read_event
 from bazaar.platform.ids import new_id
 from bazaar.platform.observability import (
@@ -31,6 +31,7 @@ from bazaar.platform.observability import (
     traceparent_var,
 )
 from bazaar.platform.schema import dead_letter, processed_event
+from bazaar.platform.statements import insert_ignoring_duplicates
 from bazaar.platform.tracing import consuming
 from bazaar.platform.transient import is_transient
 

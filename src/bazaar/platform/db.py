@@ -7,25 +7,13 @@ writes.
 """
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import (
-    CursorResult,
-    DateTime,
-    FromClause,
-    Result,
-    Table,
-    TableClause,
-    TypeDecorator,
-    event,
-    insert,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import DateTime, Table, TypeDecorator, event, insert
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -42,6 +30,7 @@ from bazaar.platform.replicas import UNKNOWN, Replica, ReplicaSet
 from bazaar.platform.transient import is_transient
 
 if TYPE_CHECKING:
+    from bazaar.platform.pg_reads import PgReader
     from bazaar.platform.probe import Probe
     from bazaar.platform.queries import Query, SqliteReader
 
@@ -97,8 +86,8 @@ class ReplicaSession(ReadSession):
         fallback: Callable[[], Awaitable[ReadSession]],
     ) -> None:
         super().__init__(bind=replica.engine, expire_on_commit=False)
-        self._replicas = replicas
-        self._replica = replica
+        self.replicas = replicas
+        self.replica = replica
         self._open_fallback = fallback
         self._fallback: ReadSession | None = None
         self.info["on_replica"] = True
@@ -125,18 +114,23 @@ class ReplicaSession(ReadSession):
         if self._fallback is None:
             statement = getattr(super(), method)(*args, **kwargs)
             try:
-                return await self._replicas.within_bound(statement, cleanup=self.invalidate)
+                return await self.replicas.within_bound(statement, cleanup=self.invalidate)
             except Exception as error:
                 if not is_transient(error):
                     raise
-                if isinstance(error, PoolTimeout):  # busy, not broken: the primary serves
-                    self._replicas.count_read("primary", "replica_busy")
-                else:
-                    self._replicas.mark_down(self._replica, error)
-                    self._replicas.count_read("primary", "replica_failed")
-                self.info["on_replica"] = False
+                self.replica_failed(error)
                 self._fallback = await self._open_fallback()
         return await getattr(self._fallback, method)(*args, **kwargs)
+
+    def replica_failed(self, error: Exception) -> None:
+        """The replica did not serve a statement (`error`, transient): the read is counted as
+        the primary's, and a broken replica is passed over until the monitor sees it again."""
+        if isinstance(error, PoolTimeout):  # busy, not broken: the primary serves
+            self.replicas.count_read("primary", "replica_busy")
+        else:
+            self.replicas.mark_down(self.replica, error)
+            self.replicas.count_read("primary", "replica_failed")
+        self.info["on_replica"] = False
 
 
 def signal_after_commit(session: WriteSession, name: str) -> None:
@@ -219,6 +213,12 @@ class Database:
             if engine is not None:
                 _count_statements(engine, self.name)
         self._inline_statements = DB_STATEMENTS.labels(self.name).inc
+        self._driver: PgReader | None = None
+        if self.dialect == "postgresql":
+            from bazaar.platform import pg_reads  # which imports tracing, which imports this
+
+            primary = self.reader or self.primary
+            self._driver = pg_reads.PgReader(self.name, primary, self.admitted_replica)
         _measure_pool(self.primary, self.name)
 
     def listen(self, signal: str, wake: Callable[[], None]) -> None:
@@ -296,32 +296,43 @@ class Database:
             return await load(session)
 
     async def rows(self, query: "Query", params: dict[str, Any], *, fresh: bool = False) -> Rows:
-        """The rows of one SELECT (platform/queries.py): on SQLite from the driver itself,
-        without a session; elsewhere in a read session, where `read` sends it."""
-        if self.inline_reader is not None:
-            self._inline_statements()
-            return self.inline_reader.rows(query, params)
-        async with self.read(fresh=fresh) as session:
-            return [tuple(row) for row in await session.execute(query.statement, params)]
+        """The rows of one SELECT (platform/queries.py), from where `read` reads, without a
+        session: on SQLite from the driver itself, on PostgreSQL on a pooled connection's
+        driver outside any transaction (platform/pg_reads.py)."""
+        return (await self._rows(query, params, fresh))[0]
 
     async def rows_by_id(self, query: "Query", params: dict[str, Any]) -> Rows:
         """`rows` of something the caller names by id: as `read_by_id`, the primary is asked
         before answering with none when a replica had none."""
-        if self.inline_reader is not None:  # the file itself: nothing newer to ask
-            return await self.rows(query, params)
-        async with self.read() as session:
-            found = [tuple(row) for row in await session.execute(query.statement, params)]
-            if found or not session.info.get("on_replica"):
-                return found
+        found, on_replica = await self._rows(query, params, fresh=False)
+        if found or not on_replica:
+            return found
         return await self.rows(query, params, fresh=True)
 
+    async def _rows(self, query: "Query", params: dict[str, Any], fresh: bool) -> tuple[Rows, bool]:
+        """The rows, and whether a replica served them."""
+        if self.inline_reader is not None:  # the file itself: nothing newer to ask
+            self._inline_statements()
+            return self.inline_reader.rows(query, params), False
+        if self._driver is not None:
+            return await self._driver.rows(query, params, fresh=fresh)
+        async with self.read(fresh=fresh) as session:
+            found = [tuple(row) for row in await session.execute(query.statement, params)]
+            return found, bool(session.info.get("on_replica"))
+
     async def _read_session(self, fresh: bool) -> ReadSession:
+        session = await self.admitted_replica(fresh)
+        return session if session is not None else await self._primary_read()
+
+    async def admitted_replica(self, fresh: bool) -> ReplicaSession | None:
+        """The session of a replica that may serve a read, begun only if admitting it took a
+        question; None when the primary must serve it. Each read is counted where it goes."""
         replicas = self.replicas
         if replicas is None:
-            return await _begun(self._reader())
+            return None
         if fresh:
             replicas.count_read("primary", "fresh")
-            return await _begun(self._reader())
+            return None
         required = await replicas.required_position()
         reason = "none_in_bounds" if required != UNKNOWN else "own_write_unknown"
         for replica in replicas.candidates() if required != UNKNOWN else ():
@@ -332,7 +343,7 @@ class Database:
                 return session
             reason = refusal
         replicas.count_read("primary", reason)
-        return await self._primary_read()
+        return None
 
     async def _primary_read(self) -> ReadSession:
         return await _begun(self._reader())
@@ -352,31 +363,3 @@ class Database:
 async def _begun(session: ReadSession) -> ReadSession:
     await session.connection()  # checks a connection out and begins, within the pool's bound
     return session
-
-
-async def insert_ignoring_duplicates(
-    session: WriteSession, table: FromClause, **values: Any
-) -> bool:
-    """Insert a row into `table` (a `Table`, or a model's `__table__`) unless its key exists;
-    True when the row was inserted."""
-    if not isinstance(table, TableClause):
-        raise TypeError(f"{table!r} is not a table")
-    statement = _ignoring_duplicates(table, session.get_bind().dialect.name)
-    return bool(rows_matched(await session.execute(statement, values)))
-
-
-@functools.cache
-def _ignoring_duplicates(table: TableClause, dialect: str) -> Any:
-    """The INSERT of `insert_ignoring_duplicates`, built once per table and dialect, its values
-    bound at each execution: a statement built per row (`.values(...)`) costs SQLAlchemy a
-    cache key computed over it each time."""
-    return (
-        (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
-    )
-
-
-def rows_matched(result: Result[Any]) -> int:
-    """How many rows an INSERT, UPDATE or DELETE without RETURNING matched.
-
-    Such a statement's result is a `CursorResult`, which `execute` is not typed to return."""
-    return cast(CursorResult[Any], result).rowcount

@@ -31,11 +31,12 @@ from sqlalchemy.exc import DBAPIError
 
 from bazaar.platform.auth import Principal
 from bazaar.platform.clock import utcnow
-from bazaar.platform.db import WriteSession, insert_ignoring_duplicates
+from bazaar.platform.db import WriteSession
 from bazaar.platform.errors import BadRequest, Conflict, Unprocessable
 from bazaar.platform.idempotency_cache import Known, SharedClaims
 from bazaar.platform.postgres import lock_timeout_setting
 from bazaar.platform.schema import idempotency_record
+from bazaar.platform.statements import insert_ignoring_duplicates
 from bazaar.platform.transient import sqlstate
 
 HEADER = "Idempotency-Key"

@@ -36,10 +36,10 @@ from bazaar.platform.db import (
     ReadSession,
     WriteSession,
     insert_at_commit,
-    rows_matched,
     signal_after_commit,
 )
 from bazaar.platform.ids import new_id
+from bazaar.platform.statements import rows_matched
 from bazaar.platform.schema import job as job_table
 from bazaar.platform.tracing import current_traceparent
 from bazaar.platform.transient import is_transient, outlast

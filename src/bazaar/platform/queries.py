@@ -1,5 +1,5 @@
-"""Single-statement reads at the speed of the driver: a Core SELECT compiled once, run on
-SQLite's own connection without SQLAlchemy's execution machinery.
+"""Single-statement reads at the speed of the driver: a Core SELECT compiled once, run on the
+driver's own connection without SQLAlchemy's execution machinery.
 
 A customer's most frequent reads (their order, their cart, their notifications) are one
 SELECT each. Through an async engine such a statement costs ~0.35 ms of CPU here, most of it
@@ -10,24 +10,32 @@ file and process, inline on the loop (as every SQLite call here, see `sqlite_inl
 statement runs to its end without yielding, so one connection serves them all, and in
 autocommit each statement reads one consistent snapshot. Values come back through the same
 result processors SQLAlchemy applies (a `Timestamp` is an aware datetime), so a row reads the
-same whichever path served it. On PostgreSQL a `Query` runs in `Database.read`'s session, which
-chooses a replica or the primary (`Database.rows`).
+same whichever path served it. On PostgreSQL a `Query` runs on a pooled connection's asyncpg,
+outside any transaction, where `Database.read` would read (platform/pg_reads.py); a list bound
+to an IN is bound there as one array (`= ANY($1)`), so that each statement is prepared once,
+whatever the list's length.
 
 No library offers a compiled Core statement on a bare DB-API connection, hence this module.
 """
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Select
+from sqlalchemy import Select, all_, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement, operators, visitors
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
+from sqlalchemy.types import TypeEngine
 
 from bazaar.platform import tracing
 
-Processor = Callable[[Any], Any] | None
+Results = tuple[tuple[int, Callable[[Any], Any]], ...]
+"""The result processors of a statement's columns that have one, with the columns' positions."""
 
 
 class Compiled(NamedTuple):
@@ -37,7 +45,11 @@ class Compiled(NamedTuple):
     defaults: dict[str, Any]
     """The values bound in the statement itself (a literal `limit`, a constant)."""
     binds: Mapping[str, Callable[[Any], Any]]
-    results: tuple[Processor, ...]
+    types: tuple[TypeEngine[Any], ...]
+    """The result columns' types."""
+    results: Results | None
+    """Their result processors; None on PostgreSQL, where a numeric column's depends on the
+    type the server says it returns (`described`)."""
     expanding: frozenset[str]
     """Parameters bound to a list (`bindparam("ids", expanding=True)` in an IN)."""
 
@@ -57,9 +69,13 @@ class Query:
 
 
 def _compile(statement: Select[Any], dialect: Dialect) -> Compiled:
+    if dialect.name == "postgresql":
+        statement = cast(Select[Any], visitors.replacement_traverse(statement, {}, _array_for_list))
     compiled = statement.compile(dialect=dialect)
     if compiled.positiontup is None:
         raise ValueError(f"{dialect.name} does not bind by position")
+    if dialect.name == "postgresql" and "__[POSTCOMPILE_" in compiled.string:
+        raise ValueError("on PostgreSQL a Query binds a list only to a column's IN or NOT IN")
     defaults = {
         name: bind.value
         for name, bind in compiled.binds.items()
@@ -68,12 +84,45 @@ def _compile(statement: Select[Any], dialect: Dialect) -> Compiled:
     binds = {
         name: process for name, process in compiled._bind_processors.items() if callable(process)
     }
-    results = tuple(
-        column.type._cached_result_processor(dialect, None) for column in compiled._result_columns
+    types = tuple(column.type for column in compiled._result_columns)
+    results = (
+        None if dialect.name == "postgresql" else _processors(types, dialect, [None] * len(types))
     )
     expanding = frozenset(name for name, bind in compiled.binds.items() if bind.expanding)
     names = tuple(compiled.positiontup)
-    return Compiled(compiled.string, names, defaults, binds, results, expanding)
+    return Compiled(compiled.string, names, defaults, binds, types, results, expanding)
+
+
+def described(compiled: Compiled, dialect: Dialect, coltypes: Sequence[object]) -> Results:
+    """The result processors of `compiled`'s columns, given the type codes the driver describes
+    them with (a DB-API cursor's `description`), as SQLAlchemy chooses them for a result."""
+    return _processors(compiled.types, dialect, coltypes)
+
+
+def _processors(
+    types: Sequence[TypeEngine[Any]], dialect: Dialect, coltypes: Sequence[object]
+) -> Results:
+    processors = (
+        type_._cached_result_processor(dialect, coltype)
+        for type_, coltype in zip(types, coltypes, strict=True)
+    )
+    return tuple((i, process) for i, process in enumerate(processors) if process is not None)
+
+
+def _array_for_list(element: ClauseElement, **_: Any) -> ClauseElement | None:
+    """`column IN (:list)` as `column = ANY(:list)`, the list bound as one array (NOT IN as
+    `<> ALL`): the same rows, an empty list included, from one statement for every length."""
+    if not isinstance(element, BinaryExpression) or not isinstance(element.right, BindParameter):
+        return None
+    listed = element.right
+    if not listed.expanding:
+        return None
+    array = bindparam(listed.key, type_=ARRAY(listed.type))
+    if element.operator is operators.in_op:
+        return element.left == any_(array)
+    if element.operator is operators.not_in_op:
+        return element.left != all_(array)
+    return None
 
 
 def bound(compiled: Compiled, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
@@ -95,15 +144,31 @@ def bound(compiled: Compiled, params: Mapping[str, Any]) -> tuple[str, list[Any]
     return sql, values
 
 
-def processed(compiled: Compiled, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+def processed(results: Results, rows: Iterable[Iterable[Any]]) -> list[tuple[Any, ...]]:
     """Rows through the result processors of their columns' types."""
-    results = compiled.results
-    if not any(results):
+    if not results:
         return [tuple(row) for row in rows]
-    return [
-        tuple(value if p is None else p(value) for p, value in zip(results, row, strict=True))
-        for row in rows
-    ]
+    found = []
+    for row in rows:
+        values = list(row)
+        for position, process in results:
+            values[position] = process(values[position])
+        found.append(tuple(values))
+    return found
+
+
+def traced(system: str, database: str, sql: str) -> AbstractContextManager[Any]:
+    """The span of a statement run on the driver itself, named and described as the
+    SQLAlchemy engine tracer describes a statement run through an engine; none when off."""
+    active = tracing.active()
+    if active is None:
+        return nullcontext()
+    tracer = active.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
+    return tracer.start_as_current_span(
+        f"SELECT {database}",
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": system, "db.name": database, "db.statement": sql},
+    )
 
 
 class SqliteReader:
@@ -116,25 +181,14 @@ class SqliteReader:
 
     def rows(self, query: Query, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         compiled = query.compiled(self._dialect)
-        traced = tracing.active()
-        if traced is None:
-            return self._rows(compiled, params)
-        tracer = traced.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
-        with tracer.start_as_current_span(
-            f"SELECT {self._path.stem}",
-            kind=SpanKind.CLIENT,
-            attributes={
-                "db.system": "sqlite",
-                "db.name": self._path.stem,
-                "db.statement": compiled.sql,
-            },
-        ):
+        with traced("sqlite", self._path.stem, compiled.sql):
             return self._rows(compiled, params)
 
     def _rows(self, compiled: Compiled, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        assert compiled.results is not None  # known once compiled, on SQLite
         cursor = self._connect().execute(*bound(compiled, params))
         try:
-            return processed(compiled, cursor.fetchall())
+            return processed(compiled.results, cursor.fetchall())
         finally:
             cursor.close()
 
