@@ -39,8 +39,8 @@ from bazaar.platform.db import (
     signal_after_commit,
 )
 from bazaar.platform.ids import new_id
-from bazaar.platform.statements import rows_matched
 from bazaar.platform.schema import job as job_table
+from bazaar.platform.statements import rows_matched
 from bazaar.platform.tracing import current_traceparent
 from bazaar.platform.transient import is_transient, outlast
 
