@@ -87,7 +87,9 @@ async def served_by_the_replica(db: Database) -> list[str]:
         rows = await db.rows(ALL, {})
         return [row[0] for row in rows] if counted("replica", "in_bounds") > before else None
 
-    return await eventually(on_replica)
+    # up to 30 s: after the suite's earlier writes the replica may still be replaying (CI once
+    # waited past 5 s), as in test_replicas
+    return await eventually(on_replica, within=30)
 
 
 async def write_elsewhere(server: ReplicatedServer, db: Database, note_id: str) -> None:

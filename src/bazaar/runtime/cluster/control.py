@@ -20,7 +20,7 @@ is given STARTUP_CORES until it is ready, then held to its quota again (`boosted
 
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from bazaar.runtime.cluster import haproxy, prometheus
@@ -107,14 +107,11 @@ def set_in_service(service: str, count: int, folder: Folder, say: Say) -> list[s
         )
     states = {p.name: p.state for p in supervisor.programs()}
     kept = [p.name for p in instances[:count]]
-    starting = [p for p in instances[:count] if states[p.name] in DOWN_STATES]
-    with boosted(folder.cpu_groups, starting):
-        for process in starting:
-            say(f"starting {process.name}")
-            supervisor.start(f"{service}:{process.name}", wait=False)
-        for process in instances[:count]:
-            _wait_ready(process.name, process.port)
-            haproxy.set_state(folder.haproxy_socket, service, process.name, "ready")
+
+    def in_rotation(process: RunProcess) -> None:
+        haproxy.set_state(folder.haproxy_socket, service, process.name, "ready")
+
+    _start_ready(folder, supervisor, instances[:count], states, say, then=in_rotation)
     out = [p.name for p in instances[count:]]
     leaving = [name for name in out if states[name] not in DOWN_STATES]
     for name in leaving:
@@ -145,13 +142,7 @@ def set_workers(service: str, count: int, folder: Folder, say: Say) -> list[str]
     if not 1 <= count <= len(workers):
         raise UpError(f"{service}: 1 to {len(workers)} workers running, got {count}")
     states = {p.name: p.state for p in supervisor.programs()}
-    starting = [p for p in workers[:count] if states[p.name] in DOWN_STATES]
-    with boosted(folder.cpu_groups, starting):
-        for process in starting:
-            say(f"starting {process.name}")
-            supervisor.start(f"{service}:{process.name}", wait=False)
-        for process in workers[:count]:
-            _wait_ready(process.name, process.port)
+    _start_ready(folder, supervisor, workers[:count], states, say)
     leaving = [p.name for p in workers[count:] if states[p.name] not in DOWN_STATES]
     for name in leaving:
         say(f"stopping {name}")
@@ -188,6 +179,27 @@ def _scrape_running(folder: Folder, supervisor: Supervisor) -> None:
     stopped = {p.name for p in supervisor.programs() if p.state == "STOPPED"}
     groups = prometheus.target_groups(run.processes, run.topology.stats_port, stopped)
     prometheus.write_targets(prometheus.Files(folder.prometheus), groups)
+
+
+def _start_ready(
+    folder: Folder,
+    supervisor: Supervisor,
+    processes: Sequence[RunProcess],
+    states: dict[str, str],
+    say: Say,
+    then: Callable[[RunProcess], None] | None = None,
+) -> None:
+    """Start those of `processes` that are down (together, boosted), then wait until each is
+    ready and call `then` with it."""
+    starting = [p for p in processes if states[p.name] in DOWN_STATES]
+    with boosted(folder.cpu_groups, starting):
+        for process in starting:
+            say(f"starting {process.name}")
+            supervisor.start(f"{process.service}:{process.name}", wait=False)
+        for process in processes:
+            _wait_ready(process.name, process.port)
+            if then is not None:
+                then(process)
 
 
 def _wait_ready(name: str, port: int) -> None:
