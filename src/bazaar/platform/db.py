@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import DateTime, Table, TypeDecorator, event, insert
+from sqlalchemy import DateTime, Table, TypeDecorator, event, insert, text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -347,6 +347,16 @@ class Database:
 
     async def _primary_read(self) -> ReadSession:
         return await _begun(self._reader())
+
+    async def ping(self) -> None:
+        """One round trip to the primary; raises what stopped it. On PostgreSQL through the
+        probe, a connection of its own (a pool busy serving is not a broken server); on SQLite
+        a fresh read."""
+        if self.probe is not None:
+            await self.probe.value("SELECT 1")
+            return
+        async with self.read(fresh=True) as session:
+            await session.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         if self.inline_reader is not None:

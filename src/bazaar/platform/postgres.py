@@ -144,7 +144,7 @@ def postgres_database(
     streaming replica) when there are any; `pooler` says what the URLs name (`connect_args`)."""
     primary = postgres_engine(url, pool, pooler=pooler)
     can_listen = pooler != "pgbouncer"  # transaction pooling hands LISTEN's connection on
-    # bounded as the monitor's question to the primary was, and readiness's checks are
+    # the monitor's and readiness's questions to the primary: within readiness's own bound
     probe = server_probe(url, timeout=ReplicaSet.check_timeout * 2, pooler=pooler)
     if not replica_urls:
         return Database(name=name, primary=primary, can_listen=can_listen, probe=probe)

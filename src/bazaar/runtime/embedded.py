@@ -7,7 +7,6 @@ import threading
 from collections.abc import Collection, Iterator
 
 from litestar.types import ASGIApp
-from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bazaar.orders.catalog_http import HttpCatalogPrices
@@ -197,16 +196,10 @@ class Runtime:
         return await bus.problem()
 
     async def _databases_answer(self) -> str | None:
-        """Each database's primary answers (replicas may be down: not fatal). On PostgreSQL
-        through its probe, a connection of its own: an instance whose pool is busy serving
-        is not broken, and the check costs one round trip."""
+        """Each database's primary answers (replicas may be down: not fatal)."""
         for db in self.databases:
             try:
-                if db.probe is not None:
-                    await db.probe.value("SELECT 1")
-                    continue
-                async with db.read(fresh=True) as session:
-                    await session.execute(text("SELECT 1"))
+                await db.ping()
             except PoolTimeout:
                 continue  # every connection busy serving: busy is not broken
             except Exception as error:
