@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import DateTime, Table, TypeDecorator, event, insert, text
+from sqlalchemy import DateTime, Table, TypeDecorator, event, text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from bazaar.platform.pg_reads import PgReader
     from bazaar.platform.probe import Probe
     from bazaar.platform.queries import Query, SqliteReader
+    from bazaar.platform.sqlite import SqliteWriter
 
 T = TypeVar("T")
 Rows = list[tuple[Any, ...]]
@@ -201,6 +202,8 @@ class Database:
     probe: "Probe | None" = None
     """On PostgreSQL, the primary's probe (platform/probe.py): readiness and the replica
     monitor ask through it."""
+    writer: "SqliteWriter | None" = None
+    """On SQLite, where `write` begins and ends its transactions on the driver itself."""
     listeners: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -251,20 +254,37 @@ class Database:
         marking what it published, a worker claiming jobs), which no read waits for: its
         commit does not hold this process's next replica read to a newer WAL position (which
         would cost that read a question to the primary)."""
-        async with self._writer() as session:
-            async with session.begin():
+        if self.writer is not None:
+            async with self.writer.transaction() as session:
+                self._label(session)
                 yield session
-                for table, rows in session.info.pop("insert_at_commit", {}).items():
-                    await session.execute(insert(table), rows if len(rows) > 1 else rows[0])
-                for signal in session.info.get("signals", ()):
-                    for wake in self.listeners.get(signal, ()):
-                        after_commit(session, wake)
-                for signal in self._signals_for_other_processes(session):
-                    await pg_notify.notify(session, signal)
-            if self.replicas is not None and not bookkeeping:
-                await self.replicas.remember_commit(await session.connection())
+                await self._before_commit(session)
+        else:
+            async with self._writer() as session:
+                self._label(session)
+                async with session.begin():
+                    yield session
+                    await self._before_commit(session)
+                if self.replicas is not None and not bookkeeping:
+                    await self.replicas.remember_commit(await session.connection())
         for call in session.info.get("after_commit", ()):
             call()
+
+    def _label(self, session: WriteSession) -> None:
+        """What a statement run on the driver counts and traces itself as."""
+        session.info["database"] = self.name
+        session.info["count_statement"] = self._inline_statements
+
+    async def _before_commit(self, session: WriteSession) -> None:
+        """The transaction's last statements: its rows collected for insertion at commit, and
+        the signals for other processes; its signals for this one are called once committed."""
+        for table, rows in session.info.pop("insert_at_commit", {}).items():
+            await _insert_rows(session, table, rows)
+        for signal in session.info.get("signals", ()):
+            for wake in self.listeners.get(signal, ()):
+                after_commit(session, wake)
+        for signal in self._signals_for_other_processes(session):
+            await pg_notify.notify(session, signal)
 
     def _signals_for_other_processes(self, session: WriteSession) -> list[str]:
         """The signals of this transaction that no loop of this process listens to."""
@@ -368,6 +388,13 @@ class Database:
             await self.reader.dispose()
         if self.replicas is not None:
             await self.replicas.dispose()
+
+
+async def _insert_rows(session: WriteSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    """`insert_at_commit`'s rows of `table`, in one statement on the driver."""
+    from bazaar.platform import statements  # which imports this module
+
+    await statements.run_many(session, statements.inserting(table, tuple(rows[0])), rows)
 
 
 async def _begun(session: ReadSession) -> ReadSession:

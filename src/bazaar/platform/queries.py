@@ -1,5 +1,6 @@
-"""Single-statement reads at the speed of the driver: a Core SELECT compiled once, run on the
-driver's own connection without SQLAlchemy's execution machinery.
+"""Statements at the speed of the driver: a Core statement compiled once, run on the driver's
+own connection without SQLAlchemy's execution machinery. Single-statement reads run here;
+the statements of a write transaction run on its connection's driver (platform/statements.py).
 
 A customer's most frequent reads (their order, their cart, their notifications) are one
 SELECT each. Through an async engine such a statement costs ~0.35 ms of CPU here, most of it
@@ -25,10 +26,11 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Select, all_, any_, bindparam
+from sqlalchemy import Executable, all_, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement, operators, visitors
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 from sqlalchemy.types import TypeEngine
 
@@ -55,9 +57,10 @@ class Compiled(NamedTuple):
 
 
 class Query:
-    """A SELECT whose values are bound at each run by name (`bindparam("customer_id")`)."""
+    """A statement whose values are bound at each run by name (`bindparam("customer_id")`): a
+    SELECT, or in a write transaction an INSERT, UPDATE or DELETE (platform/statements.py)."""
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self._compiled: dict[str, Compiled] = {}
 
@@ -68,10 +71,11 @@ class Query:
         return found
 
 
-def _compile(statement: Select[Any], dialect: Dialect) -> Compiled:
+def _compile(statement: Executable, dialect: Dialect) -> Compiled:
+    element = cast(ClauseElement, statement)
     if dialect.name == "postgresql":
-        statement = cast(Select[Any], visitors.replacement_traverse(statement, {}, _array_for_list))
-    compiled = statement.compile(dialect=dialect)
+        element = cast(ClauseElement, visitors.replacement_traverse(element, {}, _array_for_list))
+    compiled = cast(SQLCompiler, element.compile(dialect=dialect))
     if compiled.positiontup is None:
         raise ValueError(f"{dialect.name} does not bind by position")
     if dialect.name == "postgresql" and "__[POSTCOMPILE_" in compiled.string:
@@ -84,7 +88,7 @@ def _compile(statement: Select[Any], dialect: Dialect) -> Compiled:
     binds = {
         name: process for name, process in compiled._bind_processors.items() if callable(process)
     }
-    types = tuple(column.type for column in compiled._result_columns)
+    types = tuple(column.type for column in compiled._result_columns or ())
     results = (
         None if dialect.name == "postgresql" else _processors(types, dialect, [None] * len(types))
     )
@@ -165,7 +169,7 @@ def traced(system: str, database: str, sql: str) -> AbstractContextManager[Any]:
         return nullcontext()
     tracer = active.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
     return tracer.start_as_current_span(
-        f"SELECT {database}",
+        f"{sql.split(None, 1)[0]} {database}",
         kind=SpanKind.CLIENT,
         attributes={"db.system": system, "db.name": database, "db.statement": sql},
     )

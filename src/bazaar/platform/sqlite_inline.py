@@ -96,6 +96,11 @@ class InlineConnection:
         self._thread = SimpleNamespace(daemon=True)
 
     @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The connection itself, for statements run on the driver (platform/statements.py)."""
+        return self._conn
+
+    @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
