@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from bazaar.catalog import search
@@ -24,12 +24,13 @@ from bazaar.platform.idempotency import Claim
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.platform.queries import Query
-from bazaar.platform.statements import insert_ignoring_duplicates
+from bazaar.platform.statements import insert_ignoring_duplicates, inserting, run
 from bazaar.platform.unit_of_work import UnitOfWork
 
 AnySession = ReadSession | WriteSession
 _PRODUCT_TABLE = cast(Table, Product.__table__)
 _PRODUCT_COLUMNS = tuple(_PRODUCT_TABLE.columns)
+_INSERT_PRODUCT = inserting(_PRODUCT_TABLE, tuple(column.key for column in _PRODUCT_COLUMNS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +191,8 @@ async def list_categories(session: ReadSession) -> list[tuple[str, int]]:
 async def create_product(session: WriteSession, data: NewProduct) -> Product:
     """Add a product; Conflict when a live product has its sku (the unique index decides, so
     two concurrent writers cannot both have it). Written with one Core insert, not the ORM's
-    unit of work: the product is returned as written, not loaded into the session."""
+    unit of work, on the driver (platform/statements.py): the product is returned as written,
+    not loaded into the session."""
     now = utcnow()
     product = Product(
         id=new_id(),
@@ -206,7 +208,7 @@ async def create_product(session: WriteSession, data: NewProduct) -> Product:
     )
     row = {column.key: getattr(product, column.key) for column in _PRODUCT_COLUMNS}
     try:
-        await session.execute(insert(_PRODUCT_TABLE).values(row))
+        await run(session, _INSERT_PRODUCT, row)
     except IntegrityError:
         raise Conflict(f"A product with sku {data.sku!r} already exists") from None
     await use_categories(session, [data.category])
