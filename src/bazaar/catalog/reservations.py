@@ -1,15 +1,18 @@
 """Stock reservations for the checkout saga: all of an order's lines, or none.
 
 Each line is taken with one conditional UPDATE (`stock >= quantity`), so concurrent orders
-for the last units can never oversell, whatever the database's isolation level; the lines
-are taken inside a savepoint that is rolled back when any of them cannot be had.
+for the last units can never oversell, whatever the database's isolation level; when any
+line cannot be had, the lines already taken are given back in the same transaction (each
+row stays locked by it meanwhile, so no one else saw them taken). Statements run on the
+driver (platform/statements.py).
 """
 
 from collections import Counter
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, select, update
 
 from bazaar.catalog.events import (
     ProductUpdated,
@@ -23,7 +26,8 @@ from bazaar.orders.events import OrderCancelled, OrderPlaced
 from bazaar.platform import outbox
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import WriteSession
-from bazaar.platform.statements import rows_matched
+from bazaar.platform.queries import Query
+from bazaar.platform.statements import insert_instances, run
 
 
 class ReservationStatus(StrEnum):
@@ -52,32 +56,22 @@ async def reserve_stock(session: WriteSession, order: OrderPlaced) -> StockReser
     that fell short). Does nothing for an order already seen (reserved, rejected) or already
     cancelled (its tombstone). Returns the reservation record, or None when nothing was done.
     """
-    if await session.get(StockReservation, order.order_id) is not None:
+    if (await run(session, _SEEN, {"order_id": order.order_id})).rows:
         return None
     lines = aggregate_lines((line.product_id, line.quantity) for line in order.lines)
     now = utcnow()
-    savepoint = await session.begin_nested()
+    taken: list[ReservedLine] = []
     short = []
     for line in lines:
-        if line.quantity <= 0:
+        params = {"product_id": line.product_id, "quantity": line.quantity, "now": now}
+        if line.quantity > 0 and (await run(session, _TAKE, params)).matched == 1:
+            taken.append(line)
+        else:
             short.append(line.product_id)
-            continue
-        taken = await session.execute(
-            update(Product)
-            .where(
-                Product.id == line.product_id,
-                Product.stock >= line.quantity,
-                Product.deleted_at.is_(None),
-            )
-            .values(stock=Product.stock - line.quantity, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if rows_matched(taken) != 1:
-            short.append(line.product_id)
-    if short or not lines:
-        await savepoint.rollback()
-    else:
-        await savepoint.commit()
+    if short or not lines:  # all or none: what was taken goes back, in the same transaction
+        for line in taken:
+            params = {"product_id": line.product_id, "quantity": line.quantity, "now": now}
+            await run(session, _GIVE_BACK, params)
     reservation = StockReservation(
         order_id=order.order_id,
         customer_id=order.customer_id,
@@ -86,7 +80,7 @@ async def reserve_stock(session: WriteSession, order: OrderPlaced) -> StockReser
         created_at=now,
         updated_at=now,
     )
-    session.add(reservation)
+    await insert_instances(session, [reservation])
     if reservation.status == ReservationStatus.REJECTED:
         outbox.add(
             session,
@@ -146,3 +140,23 @@ async def release_stock(session: WriteSession, order: OrderCancelled) -> list[st
     reservation.updated_at = now
     outbox.add(session, StockReleased(order_id=order.order_id))
     return product_ids
+
+
+_PRODUCTS = cast(Table, Product.__table__)
+_SEEN = Query(
+    select(StockReservation.order_id).where(StockReservation.order_id == bindparam("order_id"))
+)
+_TAKE = Query(
+    update(_PRODUCTS)
+    .where(
+        _PRODUCTS.c.id == bindparam("product_id"),
+        _PRODUCTS.c.stock >= bindparam("quantity"),
+        _PRODUCTS.c.deleted_at.is_(None),
+    )
+    .values(stock=_PRODUCTS.c.stock - bindparam("quantity"), updated_at=bindparam("now"))
+)
+_GIVE_BACK = Query(
+    update(_PRODUCTS)
+    .where(_PRODUCTS.c.id == bindparam("product_id"))
+    .values(stock=_PRODUCTS.c.stock + bindparam("quantity"), updated_at=bindparam("now"))
+)

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import String, Table, bindparam, delete, func, select, update
 
 from bazaar.orders import listing
 from bazaar.orders.cart import cart_items, quote_missing
@@ -36,6 +36,8 @@ from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database, ReadSession, WriteSession
 from bazaar.platform.errors import Conflict, FieldError, NotFound, Unprocessable
 from bazaar.platform.money import Money
+from bazaar.platform.queries import Query
+from bazaar.platform.statements import insert_instances, run
 
 MAX_QUANTITY = 100
 
@@ -144,6 +146,7 @@ async def place_order(
         updated_at=now,
         items=[
             OrderItem(
+                order_id=order_id,
                 line=number,
                 product_id=line.product_id,
                 name=quote.name,
@@ -154,9 +157,10 @@ async def place_order(
             for number, (line, quote) in enumerate(merged)
         ],
     )
-    session.add(order)
+    await insert_instances(session, [order])
+    await insert_instances(session, order.items)
     if from_cart:
-        await session.execute(delete(CartItem).where(CartItem.customer_id == customer_id))
+        await run(session, _EMPTY_CART, {"customer_id": customer_id})
     outbox.add(
         session,
         OrderPlaced(
@@ -167,7 +171,6 @@ async def place_order(
             payment_method=payment_method,
         ),
     )
-    await session.flush()
     return order
 
 
@@ -281,12 +284,10 @@ async def confirm_order(session: WriteSession, order_id: str, payment_id: str) -
 
     Returns None, changing nothing, when the order is unknown or no longer pending.
     """
-    order = await _lock(session, order_id)
-    if order is None or order.status != OrderStatus.PENDING:
+    params = {"order_id": order_id, "payment": payment_id, "now": utcnow()}
+    order = await _settle(session, _CONFIRM, params, OrderStatus.CONFIRMED)
+    if order is None:
         return None
-    order.status = OrderStatus.CONFIRMED
-    order.payment_id = payment_id
-    order.updated_at = utcnow()
     outbox.add(
         session,
         OrderConfirmed(
@@ -296,7 +297,6 @@ async def confirm_order(session: WriteSession, order_id: str, payment_id: str) -
             payment_id=payment_id,
         ),
     )
-    await session.flush()
     return order
 
 
@@ -307,9 +307,75 @@ async def abandon_order(
 
     Returns None, changing nothing, when the order is unknown or no longer pending.
     """
-    order = await _lock(session, order_id)
-    if order is None or order.status != OrderStatus.PENDING:
+    params = {"order_id": order_id, "reason": reason, "payment": payment_id, "now": utcnow()}
+    order = await _settle(session, _ABANDON, params, OrderStatus.CANCELLED)
+    if order is None:
         return None
-    _cancel(session, order, reason, payment_id)
-    await session.flush()
+    outbox.add(
+        session,
+        OrderCancelled(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            reason=reason,
+            total=order.total,
+            payment_id=order.payment_id,
+        ),
+    )
     return order
+
+
+async def _settle(
+    session: WriteSession, statement: Query, params: dict[str, Any], status: OrderStatus
+) -> Order | None:
+    """Move a pending order to `status` with one conditional UPDATE (`_CONFIRM`, `_ABANDON`);
+    the order as it now stands, without its lines, or None when it was not pending."""
+    found = (await run(session, statement, params)).rows
+    if not found:
+        return None
+    [(customer_id, total_amount, currency, payment_id, cancel_reason, created_at)] = found
+    return Order(
+        id=params["order_id"],
+        customer_id=customer_id,
+        status=status,
+        cancel_reason=cancel_reason,
+        total_amount=total_amount,
+        currency=currency,
+        payment_id=payment_id,
+        created_at=created_at,
+        updated_at=params["now"],
+    )
+
+
+_ORDER_TABLE = cast(Table, Order.__table__)
+_EMPTY_CART = Query(delete(CartItem).where(CartItem.customer_id == bindparam("customer_id")))
+_PENDING = (
+    _ORDER_TABLE.c.id == bindparam("order_id"),
+    _ORDER_TABLE.c.status == OrderStatus.PENDING,
+)
+_SETTLED = (
+    _ORDER_TABLE.c.customer_id,
+    _ORDER_TABLE.c.total_amount,
+    _ORDER_TABLE.c.currency,
+    _ORDER_TABLE.c.payment_id,
+    _ORDER_TABLE.c.cancel_reason,
+    _ORDER_TABLE.c.created_at,
+)
+_CONFIRM = Query(
+    update(_ORDER_TABLE)
+    .where(*_PENDING)
+    .values(
+        status=OrderStatus.CONFIRMED, payment_id=bindparam("payment"), updated_at=bindparam("now")
+    )
+    .returning(*_SETTLED)
+)
+_ABANDON = Query(
+    update(_ORDER_TABLE)
+    .where(*_PENDING)
+    .values(
+        status=OrderStatus.CANCELLED,
+        cancel_reason=bindparam("reason"),
+        payment_id=func.coalesce(bindparam("payment", type_=String), _ORDER_TABLE.c.payment_id),
+        updated_at=bindparam("now"),
+    )
+    .returning(*_SETTLED)
+)

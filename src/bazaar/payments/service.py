@@ -6,7 +6,7 @@ one transaction at a time (`_serialize_on_order`): a charge and a cancellation o
 order cannot interleave.
 """
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, literal, select, text, union_all
 
 from bazaar.payments.events import (
     PaymentDeclined,
@@ -31,7 +31,8 @@ from bazaar.platform.idempotency import Claim
 from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.platform.observability import log
-from bazaar.platform.statements import insert_ignoring_duplicates
+from bazaar.platform.queries import Query
+from bazaar.platform.statements import insert_ignoring_duplicates, insert_instances, run
 from bazaar.platform.unit_of_work import UnitOfWork
 
 
@@ -69,9 +70,10 @@ async def capture_payment(
     recorded `failed`. Emits payment.succeeded, payment.declined or payment.failed.
     """
     await _serialize_on_order(session, order_id)
-    if await _payment_of_order(session, order_id) is not None:
+    seen = {kind for (kind,) in (await run(session, _SEEN, {"order_id": order_id})).rows}
+    if "paid" in seen:
         return None
-    if await session.get(CancelledOrder, order_id) is not None:
+    if "cancelled" in seen:
         log.info("payment_skipped_cancelled_order", order_id=order_id)
         return None
     now = utcnow()
@@ -96,7 +98,7 @@ async def capture_payment(
         # provider's records under the order id are where an operator reconciles it.
         log.warning("payment_failed", order_id=order_id, error=type(error).__name__)
         payment.status = PaymentStatus.FAILED
-        session.add(payment)
+        await insert_instances(session, [payment])
         outbox.add(
             session,
             PaymentFailed(payment_id=payment.id, order_id=order_id, customer_id=customer_id),
@@ -106,7 +108,7 @@ async def capture_payment(
     if charge.outcome != "succeeded":
         payment.status = PaymentStatus.DECLINED
         payment.decline_code = charge.decline_code or "card_declined"
-        session.add(payment)
+        await insert_instances(session, [payment])
         outbox.add(
             session,
             PaymentDeclined(
@@ -118,8 +120,8 @@ async def capture_payment(
         )
         return payment
     payment.status = PaymentStatus.SUCCEEDED
-    session.add(payment)
-    await _record(session, payment, "charge", total, charge.id, order_id)
+    await insert_instances(session, [payment])
+    await insert_instances(session, [_entry(payment, "charge", total, charge.id, order_id)])
     outbox.add(
         session,
         PaymentSucceeded(
@@ -274,17 +276,21 @@ async def _record(
     idempotency_key: str,
 ) -> None:
     await session.flush()  # the payment's row before its ledger entry's (a foreign key)
-    session.add(
-        LedgerEntry(
-            id=new_id(),
-            payment_id=payment.id,
-            kind=kind,
-            amount=amount.amount,
-            currency=amount.currency,
-            provider_reference=provider_reference,
-            idempotency_key=idempotency_key,
-            created_at=utcnow(),
-        )
+    session.add(_entry(payment, kind, amount, provider_reference, idempotency_key))
+
+
+def _entry(
+    payment: Payment, kind: str, amount: Money, provider_reference: str, idempotency_key: str
+) -> LedgerEntry:
+    return LedgerEntry(
+        id=new_id(),
+        payment_id=payment.id,
+        kind=kind,
+        amount=amount.amount,
+        currency=amount.currency,
+        provider_reference=provider_reference,
+        idempotency_key=idempotency_key,
+        created_at=utcnow(),
     )
 
 
@@ -304,3 +310,12 @@ async def _serialize_on_order(session: WriteSession, order_id: str) -> None:
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
             {"key": f"payments:order:{order_id}"},
         )
+
+
+_SEEN = Query(
+    union_all(
+        select(literal("paid")).where(Payment.order_id == bindparam("order_id")),
+        select(literal("cancelled")).where(CancelledOrder.order_id == bindparam("order_id")),
+    )
+)
+"""Whether an order was charged already, or cancelled before a charge was taken."""

@@ -113,6 +113,18 @@ def inserting(table: TableClause, columns: tuple[str, ...]) -> Query:
     return Query(insert(table).values(values))
 
 
+async def insert_instances(session: "WriteSession", instances: Sequence[Any]) -> None:
+    """Insert new ORM instances of one model as rows, on the driver: written as they are, not
+    added to the session (its unit of work costs more than the rows). Every column is written,
+    an attribute left unset as NULL."""
+    if not instances:
+        return
+    table = cast(TableClause, type(instances[0]).__table__)
+    keys = tuple(column.key for column in table.columns)
+    rows = [{key: getattr(instance, key) for key in keys} for instance in instances]
+    await run_many(session, inserting(table, keys), rows)
+
+
 def rows_matched(result: Result[Any]) -> int:
     """How many rows an INSERT, UPDATE or DELETE without RETURNING matched.
 
