@@ -22,7 +22,7 @@ from bazaar.platform.ids import new_id
 from bazaar.platform.money import Money
 from bazaar.platform.pagination import Page, decode_cursor, page_of
 from bazaar.platform.queries import Query
-from bazaar.platform.statements import insert_ignoring_duplicates
+from bazaar.platform.statements import insert_ignoring_duplicates, run
 
 EMAIL_JOB = "email"
 """The job that sends one outgoing email (notifications/mailer.py)."""
@@ -119,10 +119,11 @@ async def notify_order_cancelled(session: WriteSession, event: OrderCancelled) -
 
 
 async def _recipient(session: WriteSession, user_id: str) -> Recipient:
-    recipient = await session.get(Recipient, user_id)
-    if recipient is None:
+    found = (await run(session, _RECIPIENT, {"user_id": user_id})).rows
+    if not found:
         raise RecipientUnknown(f"no recipient {user_id} yet (user.registered not handled)")
-    return recipient
+    [(email, name)] = found
+    return Recipient(user_id=user_id, email=email, name=name)
 
 
 async def _notify(session: WriteSession, recipient: Recipient, message: Message) -> bool:
@@ -217,11 +218,7 @@ async def mark_read(session: WriteSession, user_id: str, notification_id: str) -
 
 
 async def mark_email_sent(session: WriteSession, email_id: str) -> None:
-    await session.execute(
-        update(OutgoingEmail)
-        .where(OutgoingEmail.id == email_id, OutgoingEmail.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.SENT, sent_at=utcnow(), attempts=OutgoingEmail.attempts + 1)
-    )
+    await run(session, _SENT, {"email_id": email_id, "now": utcnow()})
 
 
 async def record_email_failure(
@@ -235,3 +232,18 @@ async def record_email_failure(
     email.last_error = error[:2000]
     if final:
         email.status = DeliveryStatus.FAILED
+
+
+_RECIPIENT = Query(
+    select(Recipient.email, Recipient.name).where(Recipient.user_id == bindparam("user_id"))
+)
+_SENT = Query(
+    update(OutgoingEmail)
+    .where(
+        OutgoingEmail.id == bindparam("email_id"),
+        OutgoingEmail.status == DeliveryStatus.PENDING,
+    )
+    .values(
+        status=DeliveryStatus.SENT, sent_at=bindparam("now"), attempts=OutgoingEmail.attempts + 1
+    )
+)

@@ -26,7 +26,7 @@ from typing import Any
 
 from cashews import Cache
 from litestar import Request
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from bazaar.platform.auth import Principal
@@ -35,8 +35,9 @@ from bazaar.platform.db import WriteSession
 from bazaar.platform.errors import BadRequest, Conflict, Unprocessable
 from bazaar.platform.idempotency_cache import Known, SharedClaims
 from bazaar.platform.postgres import lock_timeout_setting
+from bazaar.platform.queries import Query
 from bazaar.platform.schema import idempotency_record
-from bazaar.platform.statements import insert_ignoring_duplicates
+from bazaar.platform.statements import insert_ignoring_duplicates, run
 from bazaar.platform.transient import sqlstate
 
 HEADER = "Idempotency-Key"
@@ -131,11 +132,8 @@ class Claim:
         return await _claim(session, dialect, self.scope, self.key, self.fingerprint, utcnow())
 
     async def record(self, session: WriteSession, status: int, body: bytes) -> StoredResponse:
-        await session.execute(
-            update(idempotency_record)
-            .where(idempotency_record.c.scope == self.scope, idempotency_record.c.key == self.key)
-            .values(response_status=status, response_body=body, completed_at=utcnow())
-        )
+        params = {"scope": self.scope, "key": self.key, "status": status, "body": body}
+        await run(session, _RECORD, {**params, "now": utcnow()})
         return StoredResponse(status, body, replayed=False)
 
     async def stored(self, response: StoredResponse) -> None:
@@ -252,6 +250,20 @@ async def _claim(
         .values(created_at=now)
     )
     return None
+
+
+_RECORD = Query(
+    update(idempotency_record)
+    .where(
+        idempotency_record.c.scope == bindparam("scope"),
+        idempotency_record.c.key == bindparam("key"),
+    )
+    .values(
+        response_status=bindparam("status"),
+        response_body=bindparam("body"),
+        completed_at=bindparam("now"),
+    )
+)
 
 
 def _in_flight() -> Conflict:

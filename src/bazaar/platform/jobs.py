@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 import msgspec
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, bindparam, delete, select, update
 
 from bazaar.platform.clock import utcnow
 from bazaar.platform.db import (
@@ -39,8 +39,9 @@ from bazaar.platform.db import (
     signal_after_commit,
 )
 from bazaar.platform.ids import new_id
+from bazaar.platform.queries import Query
 from bazaar.platform.schema import job as job_table
-from bazaar.platform.statements import rows_matched
+from bazaar.platform.statements import rows_matched, run
 from bazaar.platform.tracing import current_traceparent
 from bazaar.platform.transient import is_transient, outlast
 
@@ -157,12 +158,8 @@ def enqueue(
 
 async def finish(session: WriteSession, job: Job) -> None:
     """Remove the job with this transaction's commit; `JobLost` if its claim is gone."""
-    done = await session.execute(
-        delete(job_table)
-        .where(job_table.c.id == job.id, job_table.c.attempts == job.attempts)
-        .execution_options(synchronize_session=False)
-    )
-    if rows_matched(done) != 1:
+    done = await run(session, _FINISH, {"job_id": job.id, "attempts": job.attempts})
+    if done.matched != 1:
         raise JobLost(job.id)
 
 
@@ -176,6 +173,13 @@ async def extend(session: WriteSession, job: Job, lease: float) -> None:
     )
     if rows_matched(kept) != 1:
         raise JobLost(job.id)
+
+
+_FINISH = Query(
+    delete(job_table).where(
+        job_table.c.id == bindparam("job_id"), job_table.c.attempts == bindparam("attempts")
+    )
+)
 
 
 def claiming(query: Select[RowT]) -> Select[RowT]:

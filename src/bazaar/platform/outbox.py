@@ -21,6 +21,7 @@ from bazaar.platform.loops import Waker
 from bazaar.platform.observability import OUTBOX_BACKLOG, log
 from bazaar.platform.queries import Query
 from bazaar.platform.schema import outbox_message
+from bazaar.platform.statements import run
 from bazaar.platform.tracing import publishing
 
 
@@ -130,6 +131,11 @@ _BACKLOG = Query(select(func.count()).where(outbox_message.c.published_at.is_(No
 
 
 async def _mark_published(session: WriteSession, ids: list[str]) -> None:
-    await session.execute(
-        update(outbox_message).where(outbox_message.c.id.in_(ids)).values(published_at=utcnow())
-    )
+    await run(session, _MARK_PUBLISHED, {"ids": ids, "now": utcnow()})
+
+
+_MARK_PUBLISHED = Query(
+    update(outbox_message)
+    .where(outbox_message.c.id.in_(bindparam("ids", expanding=True)))
+    .values(published_at=bindparam("now"))
+)

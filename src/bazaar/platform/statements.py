@@ -11,7 +11,8 @@ PostgreSQL (through its statement cache, so each statement is prepared once per 
 The transaction is still the session's: it begins, commits and rolls back as before, and the
 ORM's statements of the same transaction run on the same connection. Values go through the
 same bind and result processors SQLAlchemy applies. A driver's integrity error is raised as
-SQLAlchemy's `IntegrityError`, so a use case catches one kind whichever path ran its statement.
+SQLAlchemy's `IntegrityError` and any other error of the server as its `DBAPIError` (the
+driver's error as `orig`), so a use case catches one kind whichever path ran its statement.
 """
 
 import functools
@@ -23,7 +24,7 @@ import asyncpg
 from sqlalchemy import CursorResult, FromClause, Result, TableClause, bindparam, insert
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from bazaar.platform.queries import Query, Results, bound, described, processed, traced
 from bazaar.platform.sqlite_inline import InlineConnection
@@ -83,8 +84,8 @@ async def run_many(
                 driver.connection.executemany(sql, values)
             else:
                 await driver.connection.executemany(sql, values)
-        except (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError) as error:
-            raise IntegrityError(sql, values, error) from error
+        except (sqlite3.DatabaseError, asyncpg.PostgresError) as error:
+            raise _translated(error, sql, values) from error
 
 
 async def insert_ignoring_duplicates(
@@ -154,8 +155,8 @@ def _run_sqlite(
 ) -> Ran:
     try:
         cursor = connection.execute(sql, values)
-    except sqlite3.IntegrityError as error:
-        raise IntegrityError(sql, values, error) from error
+    except sqlite3.DatabaseError as error:
+        raise _translated(error, sql, values) from error
     try:
         rows = processed(results or (), cursor.fetchall()) if cursor.description else []
         return Ran(rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows))
@@ -182,10 +183,19 @@ async def _run_postgresql(driver: Driver, query: Query, sql: str, values: list[A
             results = _described[query] = described(compiled, driver.dialect, coltypes)
         else:
             records = await connection.fetch(sql, *values)
-    except asyncpg.IntegrityConstraintViolationError as error:
-        raise IntegrityError(sql, values, error) from error
+    except asyncpg.PostgresError as error:
+        raise _translated(error, sql, values) from error
     rows = processed(results, records)
     return Ran(rows, len(rows))
+
+
+def _translated(error: Exception, sql: str, values: Any) -> DBAPIError:
+    """The driver's `error` as SQLAlchemy raises it from a session's statement."""
+    if isinstance(error, sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
+        return IntegrityError(sql, values, error)
+    if isinstance(error, sqlite3.OperationalError):
+        return OperationalError(sql, values, error)
+    return DBAPIError(sql, values, error)
 
 
 def _matched(status: str) -> int:
