@@ -15,9 +15,11 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
+from sqlalchemy import Table, bindparam, select
 
 from bazaar.notifications import service
 from bazaar.notifications.models import DeliveryStatus, OutgoingEmail
@@ -26,6 +28,7 @@ from bazaar.notifications.settings import NotificationsSettings
 from bazaar.platform import jobs
 from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.jobs import Failed, GiveUp, Job
+from bazaar.platform.queries import Query
 from bazaar.platform.transient import outlast
 
 
@@ -67,8 +70,8 @@ class Mailer:
 
     async def run(self, job: Job) -> None:
         email_id = job.payload["email_id"]
-        async with self.db.read(fresh=True) as session:
-            email = await session.get(OutgoingEmail, email_id)
+        found = await self.db.rows(_EMAIL, {"email_id": email_id}, fresh=True)
+        email = _email(found[0]) if found else None
         if email is not None and email.status == DeliveryStatus.PENDING:
             try:
                 message = compose(email, self.settings.email_from)
@@ -118,3 +121,12 @@ class Mailer:
         partial.write_bytes(message.as_bytes())
         # A reader of the folder never sees half an email.
         os.replace(partial, final)
+
+
+_EMAIL_TABLE = cast(Table, OutgoingEmail.__table__)
+_EMAIL = Query(select(_EMAIL_TABLE).where(_EMAIL_TABLE.c.id == bindparam("email_id")))
+
+
+def _email(row: tuple[Any, ...]) -> OutgoingEmail:
+    """The email of a row of `_EMAIL`, as the ORM would have loaded it (not in a session)."""
+    return OutgoingEmail(**dict(zip(_EMAIL_TABLE.columns.keys(), row, strict=True)))

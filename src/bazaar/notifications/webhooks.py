@@ -24,6 +24,7 @@ from bazaar.platform.errors import NotFound
 from bazaar.platform.events import Envelope
 from bazaar.platform.ids import new_id
 from bazaar.platform.pagination import Page, decode_cursor, page_of
+from bazaar.platform.queries import Query
 from bazaar.platform.statements import insert_ignoring_duplicates
 
 WEBHOOK_JOB = "webhook"
@@ -109,9 +110,11 @@ async def any_subscribed(db: Database, event_type: str) -> bool:
     webhooks spends no transaction on each of its events (three an order). A webhook
     registered while the answer travels misses that event, as one registered a moment later
     would."""
-    async with db.read(fresh=True) as session:
-        found = await session.scalars(select(Webhook.events).where(Webhook.deleted_at.is_(None)))
-        return any(event_type in events for events in found)
+    found = await db.rows(_SUBSCRIBED, {}, fresh=True)
+    return any(event_type in events for (events,) in found)
+
+
+_SUBSCRIBED = Query(select(Webhook.events).where(Webhook.deleted_at.is_(None)))
 
 
 async def enqueue_deliveries(

@@ -8,9 +8,10 @@ database: tests compare the two to prove a customer was charged exactly once.
 import asyncio
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -19,8 +20,9 @@ from bazaar.platform.clock import utcnow
 from bazaar.platform.db import Database
 from bazaar.platform.money import Money
 from bazaar.platform.postgres import PoolSettings, ensure_database, postgres_database
+from bazaar.platform.queries import Query
 from bazaar.platform.sqlite import sqlite_database
-from bazaar.platform.statements import insert_ignoring_duplicates
+from bazaar.platform.statements import insert_ignoring_duplicates, run
 
 CAPTURED = "pm_card_visa"
 FLAKY = "pm_card_flaky"
@@ -92,13 +94,8 @@ class SandboxProvider:
                 decline_code=decline_code,
                 created_at=utcnow().isoformat(),
             )
-            row = (
-                await session.execute(
-                    select(sandbox_charge).where(
-                        sandbox_charge.c.idempotency_key == idempotency_key
-                    )
-                )
-            ).one()
+            [found] = (await run(session, _CHARGE, {"key": idempotency_key})).rows
+            row = SimpleNamespace(**dict(zip(sandbox_charge.columns.keys(), found, strict=True)))
         if (row.payment_method, row.amount, row.currency) != (
             payment_method,
             amount.amount,
@@ -200,6 +197,9 @@ async def _open(store: Path | str, pooler: str | None) -> Database:
         async with db.primary.begin() as connection:
             await connection.run_sync(_tables.create_all)
     return db
+
+
+_CHARGE = Query(select(sandbox_charge).where(sandbox_charge.c.idempotency_key == bindparam("key")))
 
 
 def _charge(row: Any) -> Charge:
