@@ -251,6 +251,10 @@ def _cancel(session: WriteSession, order: Order, reason: str, payment_id: str | 
     order.cancel_reason = reason
     order.payment_id = payment_id or order.payment_id
     order.updated_at = utcnow()
+    _announce_cancelled(session, order, reason)
+
+
+def _announce_cancelled(session: WriteSession, order: Order, reason: str) -> None:
     outbox.add(
         session,
         OrderCancelled(
@@ -309,18 +313,8 @@ async def abandon_order(
     """
     params = {"order_id": order_id, "reason": reason, "payment": payment_id, "now": utcnow()}
     order = await _settle(session, _ABANDON, params, OrderStatus.CANCELLED)
-    if order is None:
-        return None
-    outbox.add(
-        session,
-        OrderCancelled(
-            order_id=order.id,
-            customer_id=order.customer_id,
-            reason=reason,
-            total=order.total,
-            payment_id=order.payment_id,
-        ),
-    )
+    if order is not None:
+        _announce_cancelled(session, order, reason)
     return order
 
 

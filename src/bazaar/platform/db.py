@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from bazaar.platform.pg_reads import PgReader
     from bazaar.platform.probe import Probe
     from bazaar.platform.queries import Query, SqliteReader
-    from bazaar.platform.sqlite import SqliteWriter
 
 T = TypeVar("T")
 Rows = list[tuple[Any, ...]]
@@ -202,12 +201,12 @@ class Database:
     probe: "Probe | None" = None
     """On PostgreSQL, the primary's probe (platform/probe.py): readiness and the replica
     monitor ask through it."""
-    writer: "SqliteWriter | None" = None
-    """On SQLite, where `write` begins and ends its transactions on the driver itself."""
     listeners: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._writer = async_sessionmaker(self.primary, class_=WriteSession, expire_on_commit=False)
+        from bazaar.platform.writer import Writer  # which imports this module
+
+        self._writer = Writer(self.primary)
         self._reader = async_sessionmaker(
             self.reader or self.primary, class_=ReadSession, expire_on_commit=False
         )
@@ -254,19 +253,13 @@ class Database:
         marking what it published, a worker claiming jobs), which no read waits for: its
         commit does not hold this process's next replica read to a newer WAL position (which
         would cost that read a question to the primary)."""
-        if self.writer is not None:
-            async with self.writer.transaction() as session:
-                self._label(session)
-                yield session
-                await self._before_commit(session)
-        else:
-            async with self._writer() as session:
-                self._label(session)
-                async with session.begin():
-                    yield session
-                    await self._before_commit(session)
-                if self.replicas is not None and not bookkeeping:
-                    await self.replicas.remember_commit(await session.connection())
+        committed = None
+        if self.replicas is not None and not bookkeeping:
+            committed = self.replicas.remember_commit
+        async with self._writer.transaction(committed) as session:
+            self._label(session)
+            yield session
+            await self._before_commit(session)
         for call in session.info.get("after_commit", ()):
             call()
 
@@ -279,12 +272,12 @@ class Database:
         """The transaction's last statements: its rows collected for insertion at commit, and
         the signals for other processes; its signals for this one are called once committed."""
         for table, rows in session.info.pop("insert_at_commit", {}).items():
-            await _insert_rows(session, table, rows)
+            await self._writer.insert_rows(session, table, rows)
         for signal in session.info.get("signals", ()):
             for wake in self.listeners.get(signal, ()):
                 after_commit(session, wake)
         for signal in self._signals_for_other_processes(session):
-            await pg_notify.notify(session, signal)
+            await self._writer.notify(session, signal)
 
     def _signals_for_other_processes(self, session: WriteSession) -> list[str]:
         """The signals of this transaction that no loop of this process listens to."""
@@ -388,13 +381,6 @@ class Database:
             await self.reader.dispose()
         if self.replicas is not None:
             await self.replicas.dispose()
-
-
-async def _insert_rows(session: WriteSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    """`insert_at_commit`'s rows of `table`, in one statement on the driver."""
-    from bazaar.platform import statements  # which imports this module
-
-    await statements.run_many(session, statements.inserting(table, tuple(rows[0])), rows)
 
 
 async def _begun(session: ReadSession) -> ReadSession:

@@ -14,9 +14,7 @@ import contextlib
 from collections.abc import Callable
 
 import asyncpg
-from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bazaar.platform.observability import log
 from bazaar.platform.pg_urls import driver_dsn
@@ -27,12 +25,9 @@ CHECK_SECONDS = 15.0
 
 
 def channel(signal: str) -> str:
+    """The channel of `signal`: what a transaction sends it on (`pg_notify`, platform/writer.py)
+    and what its listeners LISTEN to."""
     return f"bazaar_{signal}"
-
-
-async def notify(session: AsyncSession, signal: str) -> None:
-    """Send `signal` to the listeners of the session's database when the transaction commits."""
-    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel(signal)})
 
 
 async def listen(url: URL, signal: str, wake: Callable[[], None]) -> None:
