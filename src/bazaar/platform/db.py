@@ -247,7 +247,8 @@ class Database:
 
     @asynccontextmanager
     async def write(self, *, bookkeeping: bool = False) -> AsyncIterator[WriteSession]:
-        """A transaction on the primary, committed when the block ends without an error.
+        """A transaction on the primary, committed when the block ends without an error: begun
+        and ended on the driver, its session bound to the same connection (platform/writer.py).
 
         `bookkeeping` says that it only records a background loop's own progress (a relay
         marking what it published, a worker claiming jobs), which no read waits for: its
