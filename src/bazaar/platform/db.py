@@ -206,7 +206,8 @@ class Database:
     def __post_init__(self) -> None:
         from bazaar.platform.writer import Writer  # which imports this module
 
-        self._writer = Writer(self.primary)
+        self._inline_statements = DB_STATEMENTS.labels(self.name).inc
+        self._writer = Writer(self.primary, self.name, self._inline_statements)
         self._reader = async_sessionmaker(
             self.reader or self.primary, class_=ReadSession, expire_on_commit=False
         )
@@ -214,7 +215,6 @@ class Database:
         for engine in (self.primary, self.reader, *(r.engine for r in replicas)):
             if engine is not None:
                 _count_statements(engine, self.name)
-        self._inline_statements = DB_STATEMENTS.labels(self.name).inc
         self._driver: PgReader | None = None
         if self.dialect == "postgresql":
             from bazaar.platform import pg_reads  # which imports tracing, which imports this
@@ -258,16 +258,10 @@ class Database:
         if self.replicas is not None and not bookkeeping:
             committed = self.replicas.remember_commit
         async with self._writer.transaction(committed) as session:
-            self._label(session)
             yield session
             await self._before_commit(session)
         for call in session.info.get("after_commit", ()):
             call()
-
-    def _label(self, session: WriteSession) -> None:
-        """What a statement run on the driver counts and traces itself as."""
-        session.info["database"] = self.name
-        session.info["count_statement"] = self._inline_statements
 
     async def _before_commit(self, session: WriteSession) -> None:
         """The transaction's last statements: its rows collected for insertion at commit, and

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import Pool
 from sqlalchemy.util import greenlet_spawn
@@ -50,8 +51,6 @@ class PgReader:
         self._primary = primary
         self._admitted = admitted
         self._count = DB_STATEMENTS.labels(database).inc
-        self._results: dict[Query, Results] = {}
-        """Each query's result processors, chosen at its first run (`described`)."""
 
     async def rows(
         self, query: Query, params: Mapping[str, Any], *, fresh: bool
@@ -78,24 +77,39 @@ class PgReader:
 
     async def fetch(self, engine: AsyncEngine, query: Query, params: Mapping[str, Any]) -> Rows:
         """The rows of `query` on `engine`'s server, whichever it is."""
-        compiled = query.compiled(engine.dialect)
-        sql, values = bound(compiled, params)
-        results = self._results.get(query)
+        sql, values = bound(query.compiled(engine.dialect), params)
         self._count()
         with traced("postgresql", engine.url.database or "", sql):
-            records, coltypes = await _fetch(
-                engine.sync_engine.pool, sql, values, describe=results is None
+            return await _on_pooled(
+                engine.sync_engine.pool,
+                lambda driver: rows_on(driver, query, engine.dialect, sql, values),
             )
-        if results is None:
-            results = self._results[query] = described(compiled, engine.dialect, coltypes)
-        return processed(results, records)
 
 
-async def _fetch(
-    pool: Pool, sql: str, values: Sequence[Any], *, describe: bool
-) -> tuple[list[asyncpg.Record], tuple[int, ...]]:
-    """`sql`'s records on a connection of `pool`, and when asked to `describe` them the types of
-    their columns (OIDs, as a cursor's description gives them to SQLAlchemy).
+_results: dict[Query, Results] = {}
+"""Each query's result processors, chosen at its first run (`described`): they depend on the
+query and the types the server returns, not on the server or the connection."""
+
+
+async def rows_on(
+    driver: asyncpg.Connection, query: Query, dialect: Dialect, sql: str, values: Sequence[Any]
+) -> Rows:
+    """The rows of `query` (bound as `sql` and `values`) on an asyncpg connection, through the
+    result processors SQLAlchemy would choose; a write transaction's statements come here too
+    (platform/statements.py)."""
+    results = _results.get(query)
+    if results is None:  # unnamed, parsed and run in one exchange: nothing is left on the server
+        statement = await driver.prepare(sql, name="")
+        records = await statement.fetch(*values)
+        coltypes = tuple(attribute.type.oid for attribute in statement.get_attributes())
+        results = _results[query] = described(query.compiled(dialect), dialect, coltypes)
+    else:  # through asyncpg's statement cache
+        records = await driver.fetch(sql, *values)
+    return processed(results, records)
+
+
+async def _on_pooled(pool: Pool, work: Callable[[asyncpg.Connection], Awaitable[Rows]]) -> Rows:
+    """`work` on a connection of `pool`, outside any transaction.
 
     The connection is given back as it is found: an error of the server's leaves it usable (no
     transaction to abort), any other one (a broken connection, a timeout, a cancellation
@@ -103,14 +117,8 @@ async def _fetch(
     # a checkout may wait for a connection, or open one: SQLAlchemy's awaits need a greenlet
     connection = await greenlet_spawn(pool.connect)
     driver: asyncpg.Connection = connection.driver_connection  # type: ignore[assignment]
-    coltypes: tuple[int, ...] = ()
     try:
-        if describe:  # unnamed, parsed and run in one exchange: nothing is left on the server
-            statement = await driver.prepare(sql, name="")
-            records = await statement.fetch(*values)
-            coltypes = tuple(attribute.type.oid for attribute in statement.get_attributes())
-        else:  # through asyncpg's statement cache
-            records = await driver.fetch(sql, *values)
+        found = await work(driver)
     except BaseException as error:
         if isinstance(error, asyncpg.PostgresError) and not driver.is_closed():
             connection.close()
@@ -122,4 +130,4 @@ async def _fetch(
             raise ConnectionError(f"the connection broke: {error!r}") from error
         raise
     connection.close()  # given back: its reset's rollback has no transaction to end
-    return records, coltypes
+    return found

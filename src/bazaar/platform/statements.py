@@ -6,10 +6,10 @@ Through the session a statement costs SQLAlchemy's execution machinery: a produc
 about 0.35 ms of CPU on SQLite, where `sqlite3` runs it in 0.03 ms (a product created with its
 category and its event: 2.1 ms through the session, 0.3 ms in `sqlite3` alone; measured apart,
 docs/performance.md). `run` executes a `Query` (compiled once per dialect, platform/queries.py)
-on the driver connection under the session's transaction: `sqlite3` inline on SQLite, asyncpg on
-PostgreSQL (through its statement cache, so each statement is prepared once per connection).
-The transaction is still the session's: it begins, commits and rolls back as before, and the
-ORM's statements of the same transaction run on the same connection. Values go through the
+on the driver connection of the transaction `Database.write` began (platform/writer.py):
+`sqlite3` inline on SQLite, asyncpg on PostgreSQL (through its statement cache, so each
+statement is prepared once per connection); the ORM's statements of the same transaction run
+on the same connection. Values go through the
 same bind and result processors SQLAlchemy applies. A driver's integrity error is raised as
 SQLAlchemy's `IntegrityError` and any other error of the server as its `DBAPIError` (the
 driver's error as `orig`), so a use case catches one kind whichever path ran its statement.
@@ -26,15 +26,18 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from bazaar.platform.queries import Query, Results, bound, described, processed, traced
-from bazaar.platform.sqlite_inline import InlineConnection
+from bazaar.platform.pg_reads import rows_on
+from bazaar.platform.queries import Compiled, Query, Results, bound, processed, traced
 
 if TYPE_CHECKING:
     from bazaar.platform.db import WriteSession
 
 Rows = list[tuple[Any, ...]]
 DRIVER = "driver"
-"""The key of a session's `info` under which its driver connection is kept once found."""
+"""The keys of a write session's `info` (set by platform/writer.py): its transaction's driver
+connection, the database's name (traces) and the counter of its statements."""
+DATABASE = "database"
+COUNT = "count_statement"
 
 
 class Ran(NamedTuple):
@@ -56,14 +59,12 @@ async def run(
     session: "WriteSession", query: Query, params: Mapping[str, Any] | None = None
 ) -> Ran:
     """Run `query` with `params` in `session`'s transaction, on its connection's driver."""
-    driver = await _driver(session)
-    compiled = query.compiled(driver.dialect)
+    driver, compiled = _prepared(session, query)
     sql, values = bound(compiled, params or {})
-    session.info["count_statement"]()
-    with traced(driver.dialect.name, session.info["database"], sql):
+    with traced(driver.dialect.name, session.info[DATABASE], sql):
         if driver.dialect.name == "sqlite":
             return _run_sqlite(driver.connection, sql, values, compiled.results)
-        return await _run_postgresql(driver, query, sql, values)
+        return await _run_postgresql(driver, query, compiled, sql, values)
 
 
 async def run_many(
@@ -73,12 +74,10 @@ async def run_many(
     if len(rows) == 1:
         await run(session, query, rows[0])
         return
-    driver = await _driver(session)
-    compiled = query.compiled(driver.dialect)
+    driver, compiled = _prepared(session, query)
     sql = compiled.sql
     values = [bound(compiled, row)[1] for row in rows]
-    session.info["count_statement"]()
-    with traced(driver.dialect.name, session.info["database"], sql):
+    with traced(driver.dialect.name, session.info[DATABASE], sql):
         try:
             if driver.dialect.name == "sqlite":
                 driver.connection.executemany(sql, values)
@@ -133,21 +132,12 @@ def rows_matched(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-async def _driver(session: "WriteSession") -> Driver:
-    """The driver connection under `session`'s transaction (begun if it was not yet)."""
-    found: Driver | None = session.info.get(DRIVER)
-    if found is None:
-        connection = await session.connection()
-        pooled = await connection.get_raw_connection()
-        raw = pooled.driver_connection
-        if isinstance(raw, InlineConnection):
-            raw = raw.sqlite  # in the transaction SQLAlchemy's `begin` began (platform/sqlite.py)
-        else:  # SQLAlchemy's asyncpg adapter begins at its first statement: begin it now
-            adapter: Any = pooled.dbapi_connection
-            if adapter._transaction is None:
-                await adapter._start_transaction()
-        found = session.info[DRIVER] = Driver(connection.dialect, raw)
-    return found
+def _prepared(session: "WriteSession", query: Query) -> tuple[Driver, Compiled]:
+    """The driver connection of `session`'s transaction (platform/writer.py) and `query`
+    compiled for it; the statement about to run is counted as one of the database's."""
+    driver: Driver = session.info[DRIVER]
+    session.info[COUNT]()
+    return driver, query.compiled(driver.dialect)
 
 
 def _run_sqlite(
@@ -164,28 +154,16 @@ def _run_sqlite(
         cursor.close()
 
 
-_described: dict[Query, Results] = {}
-"""Each query's result processors on PostgreSQL, chosen at its first run (`described`)."""
-
-
-async def _run_postgresql(driver: Driver, query: Query, sql: str, values: list[Any]) -> Ran:
+async def _run_postgresql(
+    driver: Driver, query: Query, compiled: Compiled, sql: str, values: list[Any]
+) -> Ran:
     connection: asyncpg.Connection = driver.connection
-    compiled = query.compiled(driver.dialect)
     try:
         if not compiled.types:  # no rows to return: the status says how many it matched
-            status = await connection.execute(sql, *values)
-            return Ran([], _matched(status))
-        results = _described.get(query)
-        if results is None:
-            statement = await connection.prepare(sql, name="")
-            records = await statement.fetch(*values)
-            coltypes = tuple(attribute.type.oid for attribute in statement.get_attributes())
-            results = _described[query] = described(compiled, driver.dialect, coltypes)
-        else:
-            records = await connection.fetch(sql, *values)
+            return Ran([], _matched(await connection.execute(sql, *values)))
+        rows = await rows_on(connection, query, driver.dialect, sql, values)
     except asyncpg.PostgresError as error:
         raise _translated(error, sql, values) from error
-    rows = processed(results, records)
     return Ran(rows, len(rows))
 
 

@@ -38,9 +38,11 @@ Committed = Callable[[AsyncConnection], Awaitable[None]]
 class Writer:
     """Write transactions on the pooled connections of one database's primary."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, database: str, count: Callable[[], None]) -> None:
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        self._label = {statements.DATABASE: database, statements.COUNT: count}
+        """What a statement run on the driver traces and counts itself as."""
 
     @asynccontextmanager
     async def transaction(self, committed: Committed | None = None) -> AsyncIterator[WriteSession]:
@@ -54,6 +56,7 @@ class Writer:
         try:
             await ends.begin()
             session = WriteSession(bind=connection, expire_on_commit=False)
+            session.info.update(self._label)
             session.info[statements.DRIVER] = statements.Driver(engine.dialect, ends.driver)
             yield session
             if _took_part(session):
