@@ -158,6 +158,29 @@ def start(
     return started
 
 
+def start_watched(
+    up: Running, instances: str, replicas: int, shards: int
+) -> tuple[int, list[tuple[float, str]]]:
+    """`bazaar up --detach` as `start` runs it, its output read line by line as it comes:
+    the exit status and each line with the `time.monotonic()` it arrived at."""
+    port = up.base.rsplit(":", 1)[1]
+    command = [
+        BAZAAR, "up", "--detach", "--replicas", str(replicas), "--shards", str(shards),
+        "--instances", instances, "--port", port, "--stats-port", str(free_port()),
+    ]  # fmt: skip
+    lines: list[tuple[float, str]] = []
+    with subprocess.Popen(
+        command, env={**up.environ, "COLUMNS": "200"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    ) as process:  # fmt: skip
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append((time.monotonic(), line.rstrip("\n")))
+        returncode = process.wait(timeout=UP_TIMEOUT)
+    lines.append((time.monotonic(), ""))  # when it ended
+    return returncode, lines
+
+
 def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

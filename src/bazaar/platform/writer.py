@@ -65,8 +65,8 @@ class Writer:
             done = True
         except BaseException:
             await _roll_back(session, ends)
-            if ends.broken():  # not given back to serve another transaction
-                pooled.invalidate()
+            if ends.broken() and pooled.dbapi_connection is not None:  # unless SQLAlchemy
+                pooled.invalidate()  # did: not given back to serve another transaction
             raise
         finally:
             if session is not None and (_took_part(session) or session.identity_map):
