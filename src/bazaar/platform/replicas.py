@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+import asyncpg
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -93,6 +94,10 @@ READS = Counter(
 UNKNOWN = -1
 """A write position that cannot be told: only the primary may serve."""
 
+
+_HIGH_WATER = "SELECT pg_current_wal_insert_lsn()::text"
+"""Where the primary's WAL ends: the insert position, not the write position; with
+asynchronous commit the commit record may still sit in WAL buffers, past what is written."""
 
 T = TypeVar("T")
 
@@ -257,10 +262,14 @@ class ReplicaSet:
         self._high_water_behind = True
 
     async def _learn_high_water(self, connection: AsyncConnection) -> int:
-        # The insert position, not the write position: with asynchronous commit the commit
-        # record may still sit in WAL buffers, past what has been written.
-        query = text("SELECT pg_current_wal_insert_lsn()::text")
-        position = parse_lsn((await connection.execute(query)).scalar_one())
+        # On the driver, outside a transaction: one round trip, where the connection's own
+        # execute would begin a transaction first and roll it back when given back (three).
+        raw = await connection.get_raw_connection()
+        try:
+            answer = await raw.driver_connection.fetchval(_HIGH_WATER)  # type: ignore[union-attr]
+        except asyncpg.PostgresError as error:  # as SQLAlchemy raises it: is_transient knows it
+            raise DBAPIError(_HIGH_WATER, (), error) from error
+        position = parse_lsn(answer)
         self.high_water = max(self.high_water, position)
         return position
 
