@@ -211,7 +211,7 @@ class ProductPages:
         `updated_at` every page of the product is dropped."""
         self._dropped(updated_at)
         cached: Page | None = await self.cache.get(self._key(product_id))
-        if cached is None or not _shows(cached.body, updated_at):
+        if cached is not None and not _shows(cached.body, updated_at):  # none: nothing to drop
             await self.cache.delete(self._key(product_id))
         edge = self.edge.get(self.path(product_id)) if self.edge is not None else None
         if self.edge is not None and edge is not None and not _shows(edge.body, updated_at):
