@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,8 @@ from cashews import Cache
 
 from bazaar.catalog.pages import ProductPages
 from bazaar.platform.cache import create_cache
+from bazaar.platform.db import Database
+from bazaar.platform.queries import Query
 from bazaar.runtime.embedded import Runtime
 from tests.plugin import admin, readiness_once_checked_again, register, settings_for
 from tests.statements import statements_where
@@ -122,13 +125,22 @@ async def own_redis() -> AsyncIterator[RedisServer]:
 
 
 @pytest.fixture
-def product_reads() -> Iterator[list[str]]:
-    """Every statement that reads a product row, on any engine, while the test runs."""
+def product_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every statement that reads a product row, on any engine or on a driver (a product
+    page's read: `Database.rows`, which no engine sees), while the test runs."""
 
     def reads_a_product(statement: str) -> bool:
         return statement.lstrip().upper().startswith("SELECT") and "FROM product" in statement
 
+    rows = Database._rows
+
+    async def recorded(self: Database, query: Query, params: dict, fresh: bool) -> Any:
+        if reads_a_product(str(query.statement)):
+            reads.append(str(query.statement))
+        return await rows(self, query, params, fresh)
+
     with statements_where(reads_a_product) as reads:
+        monkeypatch.setattr(Database, "_rows", recorded)
         yield reads
 
 

@@ -31,6 +31,13 @@ AnySession = ReadSession | WriteSession
 _PRODUCT_TABLE = cast(Table, Product.__table__)
 _PRODUCT_COLUMNS = tuple(_PRODUCT_TABLE.columns)
 _INSERT_PRODUCT = inserting(_PRODUCT_TABLE, tuple(column.key for column in _PRODUCT_COLUMNS))
+_PRODUCT_KEYS = tuple(column.key for column in _PRODUCT_COLUMNS)
+_LIVE_PRODUCT = Query(
+    select(*_PRODUCT_COLUMNS).where(
+        _PRODUCT_TABLE.c.id == bindparam("id"), _PRODUCT_TABLE.c.deleted_at.is_(None)
+    )
+)
+"""A live product by id, in one statement on the driver (`Database.rows`): its page's read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +95,10 @@ async def product_page(work: CatalogWork, product_id: str) -> Page:
     up to the staleness bound, and a replica's lag would add to it."""
 
     async def load() -> Product:
-        async with work.read(fresh=True) as session:
-            return await get_product(session, product_id)
+        found = await work.db.rows(_LIVE_PRODUCT, {"id": product_id}, fresh=True)
+        if not found:
+            raise NotFound("No such product")
+        return Product(**dict(zip(_PRODUCT_KEYS, found[0], strict=True)))
 
     return await work.pages.fetch(product_id, load)
 
