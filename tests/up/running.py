@@ -147,13 +147,10 @@ def start(
     up: Running, instances: str, replicas: int, shards: int, *options: str
 ) -> subprocess.CompletedProcess:
     """`bazaar up --detach` on the prepared folder, timed (figure in the report)."""
-    port = up.base.rsplit(":", 1)[1]
     began = time.monotonic()
     started = up.bazaar(
-        "up", "--detach", "--replicas", str(replicas), "--shards", str(shards),
-        "--instances", instances, "--port", port, "--stats-port", str(free_port()), *options,
-        timeout=UP_TIMEOUT,
-    )  # fmt: skip
+        *_up_arguments(up, instances, replicas, shards, *options), timeout=UP_TIMEOUT
+    )
     print(f"bazaar up took {time.monotonic() - began:.1f} s")
     return started
 
@@ -163,11 +160,7 @@ def start_watched(
 ) -> tuple[int, list[tuple[float, str]]]:
     """`bazaar up --detach` as `start` runs it, its output read line by line as it comes:
     the exit status and each line with the `time.monotonic()` it arrived at."""
-    port = up.base.rsplit(":", 1)[1]
-    command = [
-        BAZAAR, "up", "--detach", "--replicas", str(replicas), "--shards", str(shards),
-        "--instances", instances, "--port", port, "--stats-port", str(free_port()),
-    ]  # fmt: skip
+    command = [BAZAAR, *_up_arguments(up, instances, replicas, shards)]
     lines: list[tuple[float, str]] = []
     with subprocess.Popen(
         command, env={**up.environ, "COLUMNS": "200"}, stdout=subprocess.PIPE,
@@ -179,6 +172,17 @@ def start_watched(
         returncode = process.wait(timeout=UP_TIMEOUT)
     lines.append((time.monotonic(), ""))  # when it ended
     return returncode, lines
+
+
+def _up_arguments(
+    up: Running, instances: str, replicas: int, shards: int, *options: str
+) -> list[str]:
+    """The arguments of a tests' `bazaar up --detach` on `up`'s port."""
+    port = up.base.rsplit(":", 1)[1]
+    return [
+        "up", "--detach", "--replicas", str(replicas), "--shards", str(shards),
+        "--instances", instances, "--port", port, "--stats-port", str(free_port()), *options,
+    ]  # fmt: skip
 
 
 def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:

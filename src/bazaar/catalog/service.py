@@ -30,8 +30,8 @@ from bazaar.platform.unit_of_work import UnitOfWork
 AnySession = ReadSession | WriteSession
 _PRODUCT_TABLE = cast(Table, Product.__table__)
 _PRODUCT_COLUMNS = tuple(_PRODUCT_TABLE.columns)
-_INSERT_PRODUCT = inserting(_PRODUCT_TABLE, tuple(column.key for column in _PRODUCT_COLUMNS))
 _PRODUCT_KEYS = tuple(column.key for column in _PRODUCT_COLUMNS)
+_INSERT_PRODUCT = inserting(_PRODUCT_TABLE, _PRODUCT_KEYS)
 _LIVE_PRODUCT = Query(
     select(*_PRODUCT_COLUMNS).where(
         _PRODUCT_TABLE.c.id == bindparam("id"), _PRODUCT_TABLE.c.deleted_at.is_(None)
@@ -215,7 +215,7 @@ async def create_product(session: WriteSession, data: NewProduct) -> Product:
         created_at=now,
         updated_at=now,
     )
-    row = {column.key: getattr(product, column.key) for column in _PRODUCT_COLUMNS}
+    row = {key: getattr(product, key) for key in _PRODUCT_KEYS}
     try:
         await run(session, _INSERT_PRODUCT, row)
     except IntegrityError:
