@@ -69,8 +69,7 @@ async def test_bad_rows_are_reported_by_line_and_the_others_imported(
     assert (job["created"], job["updated"], job["failed"]) == (2, 1, 3)
     assert [error["line"] for error in job["errors"]] == [3, 7, 8]
     assert "price_amount" in job["errors"][0]["message"]
-    async with catalog.read() as session:
-        products = {p.sku: p for p in await service.list_products(session, limit=10)}
+    products = {p.sku: p for p in await service.list_products(catalog, limit=10)}
     assert set(products) == {"MUG", "NOTE", "LAMP"}
     assert products["MUG"].id == existing and products["MUG"].stock == 9
     assert products["NOTE"].name == "Note\nbook" and products["NOTE"].currency == "EUR"
@@ -100,8 +99,7 @@ async def test_a_job_taken_over_resumes_after_the_last_committed_batch(
         )
         await session.execute(update(job_table).values(attempts=1))
     assert await worker(catalog, pages).run_due() == 1
-    async with catalog.read() as session:
-        skus = [p.sku for p in await service.list_products(session, limit=10)]
+    skus = [p.sku for p in await service.list_products(catalog, limit=10)]
     assert skus == ["SKU-2", "SKU-3", "SKU-4"]
     assert (await job_of(catalog, job.id))["status"] == "succeeded"
 
@@ -125,8 +123,7 @@ async def test_a_running_job_with_a_live_worker_is_not_claimed_twice(
 
 
 async def skus(catalog: Database) -> set[str]:
-    async with catalog.read() as session:
-        return {p.sku for p in await service.list_products(session, limit=100)}
+    return {p.sku for p in await service.list_products(catalog, limit=100)}
 
 
 async def test_a_field_over_the_csv_limit_is_a_bad_row_and_the_other_rows_import(

@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from bazaar.catalog.events import ProductUpdated
 from bazaar.catalog.listings import ProductListings
@@ -17,6 +18,7 @@ from bazaar.platform.bus import RetryPolicy, deliver
 from bazaar.platform.clock import utcnow
 from bazaar.platform.edge_cache import ResponseCache, cache_key
 from bazaar.platform.events import Envelope
+from bazaar.platform.queries import Query
 from bazaar.runtime.embedded import Runtime
 from tests.catalog.test_api import create, subscription
 from tests.plugin import admin
@@ -144,26 +146,22 @@ async def test_a_broadcast_change_drops_the_listings_read_before_it(
 
 
 async def test_fifty_concurrent_misses_of_a_listing_make_one_database_read(
-    runtime: Runtime, client: httpx.AsyncClient
+    runtime: Runtime, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await create(client, await admin(runtime, client))
     catalog = runtime.platform.databases["catalog"]
-    engine = (catalog.reader or catalog.primary).sync_engine
+    rows = catalog._rows
     reads = 0
 
-    def slow_read(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    async def slow_read(query: Query, params: dict[str, Any], fresh: bool) -> Any:
         nonlocal reads
-        if "FROM product" in statement:
+        if "FROM product" in str(query.statement):
             reads += 1
-            time.sleep(0.05)  # SQLite's reader thread: long enough for every request to miss
+            await asyncio.sleep(0.05)  # long enough for every request to miss
+        return await rows(query, params, fresh)
 
-    event.listen(engine, "before_cursor_execute", slow_read)
-    try:
-        answers = await asyncio.gather(
-            *(client.get(LISTING, params={"limit": 7}) for _ in range(50))
-        )
-    finally:
-        event.remove(engine, "before_cursor_execute", slow_read)
+    monkeypatch.setattr(catalog, "_rows", slow_read)
+    answers = await asyncio.gather(*(client.get(LISTING, params={"limit": 7}) for _ in range(50)))
     assert reads == 1
     assert {answer.status_code for answer in answers} == {200}
     assert len({answer.content for answer in answers}) == 1

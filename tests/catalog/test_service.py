@@ -3,6 +3,7 @@
 import pytest
 
 from bazaar.catalog import service
+from bazaar.catalog.models import Product, ProductRow
 from bazaar.catalog.service import ProductChanges
 from bazaar.platform.db import Database
 from bazaar.platform.errors import Conflict, NotFound
@@ -54,9 +55,9 @@ async def test_a_deleted_product_is_not_fetched_listed_or_counted(catalog: Datab
     async with catalog.read() as session:
         with pytest.raises(NotFound):
             await service.get_product(session, gone)
-        listed = await service.list_products(session, limit=10)
-        live = await service.get_products(session, [kept, gone, "unknown"])
         categories = await service.list_categories(session)
+    listed = await service.list_products(catalog, limit=10)
+    live = await service.products_on_sale(catalog, [kept, gone, "unknown"])
     assert [p.id for p in listed] == [kept]
     assert [p.id for p in live] == [kept]
     assert categories == [("tools", 1)]
@@ -69,22 +70,27 @@ async def test_listing_filters_by_category_and_name_in_id_order(catalog: Databas
     await add_product(catalog, name="Blue Hammer", category="tools")
     steel = await add_product(catalog, name="Steel kettle", category="kitchen")
     await add_product(catalog, name="100%_sale", category="kitchen")
-    async with catalog.read() as session:
-        kettles = await service.list_products(session, limit=10, query="KETTLE")
-        kitchen = await service.list_products(session, limit=10, category="kitchen")
-        after_red = await service.list_products(session, limit=10, after=red, query="kettle")
-        literal = await service.list_products(session, limit=10, query="0%_")
+    kettles = await service.list_products(catalog, limit=10, query="KETTLE")
+    kitchen = await service.list_products(catalog, limit=10, category="kitchen")
+    after_red = await service.list_products(catalog, limit=10, after=red, query="kettle")
+    literal = await service.list_products(catalog, limit=10, query="0%_")
+    kitchen_kettles = await service.list_products(
+        catalog, limit=10, category="kitchen", query="kettle", fresh=True
+    )
     assert [p.id for p in kettles] == [red, steel]
     assert len(kitchen) == 3 and [p.id for p in kitchen][:2] == [red, steel]
     assert [p.id for p in after_red] == [steel]
     assert [p.name for p in literal] == ["100%_sale"]
+    assert [p.id for p in kitchen_kettles] == [red, steel]
+
+
+def test_a_product_row_reads_every_column_of_a_product() -> None:
+    assert sorted(ProductRow._fields) == sorted(Product.__table__.c.keys())
 
 
 async def test_stock_can_never_be_negative_in_the_database(catalog: Database) -> None:
     from sqlalchemy import update
     from sqlalchemy.exc import IntegrityError
-
-    from bazaar.catalog.models import Product
 
     product_id = await add_product(catalog, stock=1)
     with pytest.raises(IntegrityError):

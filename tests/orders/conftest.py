@@ -18,6 +18,8 @@ class PriceList:
 
     def __init__(self) -> None:
         self.quotes: dict[str, Quote] = {}
+        self.asked: list[bool] = []
+        """Whether each question allowed a recent quote (`recent`), in turn."""
 
     def sell(self, amount: int, currency: str = "USD", stock: int = 10) -> str:
         product_id = new_id()
@@ -30,7 +32,10 @@ class PriceList:
     def withdraw(self, product_id: str) -> None:
         del self.quotes[product_id]
 
-    async def quote(self, product_ids: Collection[str]) -> dict[str, Quote]:
+    async def quote(
+        self, product_ids: Collection[str], *, recent: bool = False
+    ) -> dict[str, Quote]:
+        self.asked.append(recent)
         return {i: self.quotes[i] for i in product_ids if i in self.quotes}
 
 

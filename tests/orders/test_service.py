@@ -226,10 +226,12 @@ class WatchedPrices:
         self.db = db
         self.held: list[int] = []
 
-    async def quote(self, product_ids: Collection[str]) -> dict[str, Quote]:
+    async def quote(
+        self, product_ids: Collection[str], *, recent: bool = False
+    ) -> dict[str, Quote]:
         engines = [self.db.primary, self.db.reader]
         self.held.append(sum(e.sync_engine.pool.checkedout() for e in engines if e is not None))
-        return await self.prices.quote(product_ids)
+        return await self.prices.quote(product_ids, recent=recent)
 
 
 async def test_the_catalog_answers_while_no_connection_of_the_shard_is_held(
@@ -267,6 +269,8 @@ async def test_the_catalog_answers_while_no_connection_of_the_shard_is_held(
         ("line2", None),
     ]
     assert len(watched.held) == 6 and set(watched.held) == {0}
+    # a cart may show a recent quote; an order is placed at the catalog's price of now
+    assert prices.asked == [True, True, True, True, False, False]
 
 
 async def test_a_customers_orders_newest_first(orders: ShardedDatabase, prices: PriceList) -> None:

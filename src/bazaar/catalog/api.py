@@ -154,7 +154,7 @@ class ProductController(Controller):
     ) -> Response[Page[ProductRead]]:
         if ids is not None:
             wanted = _product_ids(ids, alone=cursor is None and category is None and q is None)
-            return json_response(encode_products(await service.products_on_sale(work, wanted)))
+            return json_response(encode_products(await service.products_on_sale(work.db, wanted)))
         position = decode_cursor(cursor)
         query = ListingQuery(limit, str(position[0]) if position else None, category, q)
         # the key the edge cache looks the same GET up by, before routing

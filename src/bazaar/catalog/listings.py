@@ -16,13 +16,13 @@ asked for before a drop is not kept.
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
 import msgspec
 
-from bazaar.catalog.models import Product
+from bazaar.catalog.models import Product, ProductRow
 from bazaar.catalog.pages import product_read, strong_etag
 from bazaar.platform.edge_cache import ResponseCache
 from bazaar.platform.observability import record_cache_lookup
@@ -43,13 +43,15 @@ class Listing(NamedTuple):
     body: bytes
 
 
-def listing_body(products: list[Product], limit: int) -> bytes:
+def listing_body(products: list[ProductRow], limit: int) -> bytes:
     """The page of up to `limit` of `products` (read one more, to tell whether more follow)."""
     page = page_of(products, limit, lambda product: (product.id,))
     return encode_products(page.items, page.next_cursor)
 
 
-def encode_products(products: list[Product], next_cursor: str | None = None) -> bytes:
+def encode_products(
+    products: Sequence[Product | ProductRow], next_cursor: str | None = None
+) -> bytes:
     return _encoder.encode(Page([product_read(p) for p in products], next_cursor))
 
 

@@ -1,7 +1,7 @@
 """Catalog's tables: products, categories, stock reservations and import jobs."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -63,6 +63,28 @@ class Product(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
+
+
+class ProductRow(NamedTuple):
+    """A product as one statement on the driver reads it (`Database.rows`), its columns in
+    this order: the reads that only answer with a product (its page, a listing, the products
+    orders quotes) need no ORM instance, which costs more to build than the row to read."""
+
+    id: str
+    sku: str
+    name: str
+    description: str
+    category: str
+    price_amount: int
+    currency: str
+    stock: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+PRODUCT_COLUMNS = tuple(Product.__table__.c[name] for name in ProductRow._fields)
+"""The product's columns in `ProductRow`'s order: what a read of whole products selects."""
 
 
 class Category(Base):

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import msgspec
 from cashews import Cache
 
-from bazaar.catalog.models import Product
+from bazaar.catalog.models import Product, ProductRow
 from bazaar.catalog.schemas import Price, ProductRead
 from bazaar.platform.cache import jittered
 from bazaar.platform.db import WriteSession, after_commit
@@ -46,7 +46,7 @@ LOAD_POLL_SECONDS = 0.01
 _encoder = msgspec.json.Encoder()
 
 
-def product_read(product: Product) -> ProductRead:
+def product_read(product: Product | ProductRow) -> ProductRead:
     return ProductRead(
         id=product.id,
         sku=product.sku,
@@ -60,7 +60,7 @@ def product_read(product: Product) -> ProductRead:
     )
 
 
-def product_page(product: Product) -> Page:
+def product_page(product: Product | ProductRow) -> Page:
     """The one encoding of a product: its JSON bytes and their strong ETag."""
     body = _encoder.encode(product_read(product))
     return Page(strong_etag(body), body, time.time())
@@ -108,7 +108,9 @@ class ProductPages:
     def _key(product_id: str) -> str:
         return f"catalog:product:{product_id}"
 
-    async def fetch(self, product_id: str, load: Callable[[], Awaitable[Product]]) -> Page:
+    async def fetch(
+        self, product_id: str, load: Callable[[], Awaitable[Product | ProductRow]]
+    ) -> Page:
         """The product's page from a cache, or from `load` once for many concurrent misses.
 
         Without the single flight, every request in flight when a hot page expires would read
@@ -136,7 +138,7 @@ class ProductPages:
     async def _load(
         self,
         product_id: str,
-        load: Callable[[], Awaitable[Product]],
+        load: Callable[[], Awaitable[Product | ProductRow]],
         current: Page | None = None,
     ) -> Page:
         """The page read by `load`, or by another process holding the load lock; with
@@ -175,7 +177,7 @@ class ProductPages:
             self._to_edge(product_id, page)
         return page
 
-    async def store(self, product: Product) -> Page:
+    async def store(self, product: Product | ProductRow) -> Page:
         page = product_page(product)
         if self.ttl > 0:
             await self.cache.set(self._key(product.id), page, expire=jittered(self.ttl))

@@ -1,29 +1,36 @@
-"""Name search (`?q=`): the products whose name contains the query, case-insensitively, found
-through an index instead of a test of every product.
+"""The listing's statements (`GET /v1/products`: a page of live products in id order, after a
+cursor, of a category, whose name contains a query), each one statement on the driver
+(`Database.rows`), compiled once per shape of the request.
 
-Whatever the database, a product matches when `lower(name) LIKE '%q%'`, as it always has; an
-index only narrows the rows that test runs on. On PostgreSQL the planner uses the pg_trgm GIN
-index on `lower(name)` by itself, and weighs it with its statistics against a walk of the
-primary key (which finds a common word sooner). SQLite has an FTS5 trigram index of the names,
-`product_name_search` (kept in step by triggers: migration ffb8b0de9476), but no statistics to
-weigh it with: so a search first walks the next `WINDOW` products in id order, which fills a
-page of a common word at once, and asks the index only when the window does not.
+Name search (`?q=`) finds the products whose name contains the query, case-insensitively,
+through an index instead of a test of every product. Whatever the database, a product matches
+when `lower(name) LIKE '%q%'`, as it always has; an index only narrows the rows that test runs
+on. On PostgreSQL the planner uses the pg_trgm GIN index on `lower(name)` by itself, and weighs
+it with its statistics against a walk of the primary key (which finds a common word sooner).
+SQLite has an FTS5 trigram index of the names, `product_name_search` (kept in step by
+triggers: migration ffb8b0de9476), but no statistics to weigh it with: so a search first walks
+the next `WINDOW` products in id order, which fills a page of a common word at once, and asks
+the index only when the window does not.
 """
+
+from enum import Enum
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Boolean,
     ColumnElement,
     Select,
+    bindparam,
     column,
     func,
     literal_column,
     select,
     table,
 )
-from sqlalchemy.orm import QueryableAttribute, aliased
 
-from bazaar.catalog.models import Product
-from bazaar.platform.db import ReadSession
+from bazaar.catalog.models import PRODUCT_COLUMNS, ProductRow
+from bazaar.platform.db import Database
+from bazaar.platform.queries import Query
 
 TRIGRAM = 3
 """The index's unit: a query shorter than this has no trigram to look up, so SQLite tests it on
@@ -32,45 +39,112 @@ WINDOW = 2000
 """Products in id order that SQLite tests before asking its index: about 1 ms, and a page of 20
 fills from it when one name in a hundred matches. The index's cost grows with the matches (a
 word in one name of sixteen takes it 5 to 8 ms among 100,000), the window's does not."""
+ESCAPE = "/"
 
 _names = table("product_name_search", column("rowid"))
 _product_rowid: ColumnElement[int] = literal_column("product.rowid")
 
 
-def name_contains(name: QueryableAttribute[str], query: str) -> ColumnElement[bool]:
-    """`lower(name)` contains `query` lowered, with `%` and `_` taken literally."""
-    return func.lower(name).contains(query.lower(), autoescape=True)
+class Search(Enum):
+    """How a listing finds the names that contain its query."""
+
+    LIKE = "like"
+    """Every product the listing walks is tested (PostgreSQL, whose planner chooses the
+    index; SQLite when the query is shorter than a trigram)."""
+    WINDOW = "window"
+    """SQLite: the next `WINDOW` products of the listing are tested."""
+    INDEX = "index"
+    """SQLite: the products the FTS5 index names are tested."""
 
 
-async def find_by_name(
-    session: ReadSession,
-    listing: Select[Product],
-    query: str,
-    limit: int,
+class Shape(NamedTuple):
+    """What a listing's statement filters on: one statement is compiled for each shape."""
+
+    after: bool
+    category: bool
+    search: Search | None
+
+
+_statements: dict[Shape, Query] = {}
+
+
+async def listing(
+    db: Database,
     *,
-    walk_first: bool,
-) -> list[Product]:
-    """The first `limit` products of `listing` (live products in id order, filtered) whose name
-    contains `query`. `walk_first` when `listing` walks the primary key (no filter that SQLite
-    would read through another index and sort), so that its window is cheap."""
-    matching = listing.where(name_contains(Product.name, query)).order_by(Product.id)
-    if session.get_bind().dialect.name != "sqlite" or len(query.lower()) < TRIGRAM:
-        return await _first(session, matching, limit)
-    if walk_first:
-        window = aliased(Product, listing.order_by(Product.id).limit(WINDOW).subquery())
-        walked = select(window).where(name_contains(window.name, query)).order_by(window.id)
-        found = await _first(session, walked, limit)
+    limit: int,
+    after: str | None = None,
+    category: str | None = None,
+    query: str | None = None,
+    fresh: bool = False,
+) -> list[ProductRow]:
+    """Up to `limit` live products in id order after the id `after`, of `category`, whose name
+    contains `query` (any case; `%` and `_` as typed): on the primary when `fresh`, else where
+    reads go."""
+    params: dict[str, Any] = {"limit": limit, "after": after, "category": category}
+    if query:
+        params["pattern"] = like_pattern(query)
+        params["phrase"] = '"' + query.lower().replace('"', '""') + '"'
+    shapes = _shapes(db.dialect, after, category, query)
+    found: list[ProductRow] = []
+    for shape in shapes:
+        found = [
+            ProductRow._make(row) for row in await db.rows(statement(shape), params, fresh=fresh)
+        ]
         if len(found) == limit:
-            return found  # every later match has a later id
-    # the query as one phrase of its trigrams, in a string where only `"` is special
-    phrase = '"' + query.lower().replace('"', '""') + '"'
-    indexed = select(_names.c.rowid).where(_names_match(phrase))
-    return await _first(session, matching.where(_product_rowid.in_(indexed)), limit)
+            break  # from the window: every later match has a later id
+    return found
 
 
-def _names_match(phrase: str) -> ColumnElement[bool]:
+def _shapes(
+    dialect: str, after: str | None, category: str | None, query: str | None
+) -> list[Shape]:
+    """The statements to run in turn, until one fills the page."""
+    has_after, has_category = after is not None, category is not None
+    if not query:
+        return [Shape(has_after, has_category, None)]
+    if dialect != "sqlite" or len(query.lower()) < TRIGRAM:
+        return [Shape(has_after, has_category, Search.LIKE)]
+    indexed = Shape(has_after, has_category, Search.INDEX)
+    # with a category, SQLite reads the category's index and sorts: no cheap walk first
+    return [indexed] if has_category else [Shape(has_after, False, Search.WINDOW), indexed]
+
+
+def statement(shape: Shape) -> Query:
+    """The listing's statement of `shape`, binding `limit`, and as the shape says `after`,
+    `category`, `pattern` (`like_pattern`) and `phrase` (the query as one FTS5 phrase)."""
+    found = _statements.get(shape)
+    if found is None:
+        found = _statements[shape] = Query(_select(shape))
+    return found
+
+
+def like_pattern(query: str) -> str:
+    """The LIKE pattern of a name containing `query` lowered, `%` and `_` taken literally."""
+    escaped = query.lower().replace(ESCAPE, ESCAPE * 2)
+    return "%" + escaped.replace("%", ESCAPE + "%").replace("_", ESCAPE + "_") + "%"
+
+
+def _select(shape: Shape) -> Select[Any]:
+    walked = select(*PRODUCT_COLUMNS).where(PRODUCT_COLUMNS[0].table.c.deleted_at.is_(None))
+    products = walked.selected_columns
+    if shape.after:
+        walked = walked.where(products.id > bindparam("after"))
+    if shape.category:
+        walked = walked.where(products.category == bindparam("category"))
+    if shape.search is Search.WINDOW:
+        window = walked.order_by(products.id).limit(WINDOW).subquery()
+        walked, products = select(window), window.c
+    if shape.search is not None:
+        walked = walked.where(_name_contains(products.name))
+    if shape.search is Search.INDEX:
+        indexed = select(_names.c.rowid).where(_names_match(bindparam("phrase")))
+        walked = walked.where(_product_rowid.in_(indexed))
+    return walked.order_by(products.id).limit(bindparam("limit"))
+
+
+def _name_contains(name: ColumnElement[str]) -> ColumnElement[bool]:
+    return func.lower(name).like(bindparam("pattern"), escape=ESCAPE)
+
+
+def _names_match(phrase: Any) -> ColumnElement[bool]:
     return literal_column("product_name_search").op("MATCH", return_type=Boolean)(phrase)
-
-
-async def _first(session: ReadSession, statement: Select[Product], limit: int) -> list[Product]:
-    return list((await session.scalars(statement.limit(limit))).all())

@@ -4,7 +4,7 @@ Every change records `product.updated` (ProductUpdated) in its own transaction, 
 every instance learn of it.
 """
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from bazaar.catalog import search
 from bazaar.catalog.events import ProductUpdated
 from bazaar.catalog.listings import Listing, ProductListings, listing_body
-from bazaar.catalog.models import Category, Product
+from bazaar.catalog.models import PRODUCT_COLUMNS, Category, Product, ProductRow
 from bazaar.catalog.pages import Page, ProductPages
 from bazaar.platform import outbox
 from bazaar.platform.clock import utcnow
@@ -29,15 +29,16 @@ from bazaar.platform.unit_of_work import UnitOfWork
 
 AnySession = ReadSession | WriteSession
 _PRODUCT_TABLE = cast(Table, Product.__table__)
-_PRODUCT_COLUMNS = tuple(_PRODUCT_TABLE.columns)
-_PRODUCT_KEYS = tuple(column.key for column in _PRODUCT_COLUMNS)
-_INSERT_PRODUCT = inserting(_PRODUCT_TABLE, _PRODUCT_KEYS)
-_LIVE_PRODUCT = Query(
-    select(*_PRODUCT_COLUMNS).where(
-        _PRODUCT_TABLE.c.id == bindparam("id"), _PRODUCT_TABLE.c.deleted_at.is_(None)
-    )
-)
+_INSERT_PRODUCT = inserting(_PRODUCT_TABLE, ProductRow._fields)
+_LIVE = _PRODUCT_TABLE.c.deleted_at.is_(None)
+_LIVE_PRODUCT = Query(select(*PRODUCT_COLUMNS).where(_PRODUCT_TABLE.c.id == bindparam("id"), _LIVE))
 """A live product by id, in one statement on the driver (`Database.rows`): its page's read."""
+_LIVE_PRODUCTS = Query(
+    select(*PRODUCT_COLUMNS)
+    .where(_PRODUCT_TABLE.c.id.in_(bindparam("ids", expanding=True)), _LIVE)
+    .order_by(_PRODUCT_TABLE.c.id)
+)
+"""The live products among some ids, by id: what orders quotes from another process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +95,11 @@ async def product_page(work: CatalogWork, product_id: str) -> Page:
     """The product's page, from the caches or else read from the primary: a page is cached for
     up to the staleness bound, and a replica's lag would add to it."""
 
-    async def load() -> Product:
+    async def load() -> ProductRow:
         found = await work.db.rows(_LIVE_PRODUCT, {"id": product_id}, fresh=True)
         if not found:
             raise NotFound("No such product")
-        return Product(**dict(zip(_PRODUCT_KEYS, found[0], strict=True)))
+        return ProductRow._make(found[0])
 
     return await work.pages.fetch(product_id, load)
 
@@ -109,42 +110,36 @@ async def product_listing(work: CatalogWork, key: str, wanted: ListingQuery) -> 
     the staleness bound), else where reads go."""
 
     async def load() -> bytes:
-        async with work.read(fresh=work.listings.cached) as session:
-            products = await list_products(
-                session,
-                limit=wanted.limit + 1,
-                after=wanted.after,
-                category=wanted.category,
-                query=wanted.query,
-            )
+        products = await list_products(
+            work.db,
+            limit=wanted.limit + 1,
+            after=wanted.after,
+            category=wanted.category,
+            query=wanted.query,
+            fresh=work.listings.cached,
+        )
         return listing_body(products, wanted.limit)
 
     return await work.listings.fetch(key, load)
 
 
-async def products_on_sale(work: CatalogWork, product_ids: Sequence[str]) -> list[Product]:
-    """The live products among `product_ids`, by id: how orders quotes from another process."""
-    async with work.read() as session:
-        return sorted(await get_products(session, product_ids), key=lambda product: product.id)
-
-
-async def get_products(session: ReadSession, product_ids: Sequence[str]) -> list[Product]:
-    """The live (not deleted) products among `product_ids`; unknown ids are left out."""
+async def products_on_sale(db: Database, product_ids: Collection[str]) -> list[ProductRow]:
+    """The live products among `product_ids`, by id (unknown ids are left out), read where
+    reads go: how orders quotes from another process."""
     if not product_ids:
         return []
-    query = select(Product).where(Product.id.in_(set(product_ids)), Product.deleted_at.is_(None))
-    return list((await session.scalars(query)).all())
+    found = await db.rows(_LIVE_PRODUCTS, {"ids": list(set(product_ids))})
+    return [ProductRow._make(row) for row in found]
 
 
-_products = Product.__table__
 _PRICES = Query(
     select(
-        _products.c.id,
-        _products.c.name,
-        _products.c.price_amount,
-        _products.c.currency,
-        _products.c.stock,
-    ).where(_products.c.id.in_(bindparam("ids", expanding=True)), _products.c.deleted_at.is_(None))
+        _PRODUCT_TABLE.c.id,
+        _PRODUCT_TABLE.c.name,
+        _PRODUCT_TABLE.c.price_amount,
+        _PRODUCT_TABLE.c.currency,
+        _PRODUCT_TABLE.c.stock,
+    ).where(_PRODUCT_TABLE.c.id.in_(bindparam("ids", expanding=True)), _LIVE)
 )
 
 
@@ -163,26 +158,20 @@ async def get_product(session: AnySession, product_id: str) -> Product:
 
 
 async def list_products(
-    session: ReadSession,
+    db: Database,
     *,
     limit: int,
     after: str | None = None,
     category: str | None = None,
     query: str | None = None,
-) -> list[Product]:
+    fresh: bool = False,
+) -> list[ProductRow]:
     """Up to `limit` live products in id (creation) order after the id `after`; `query`, a
-    case-insensitive part of the name, is looked up in an index (`search`)."""
-    statement = select(Product).where(Product.deleted_at.is_(None))
-    if after is not None:
-        statement = statement.where(Product.id > after)
-    if category is not None:
-        statement = statement.where(Product.category == category)
-    if query:
-        # with a category, SQLite reads the category's index and sorts: no cheap walk first
-        walk_first = category is None
-        return await search.find_by_name(session, statement, query, limit, walk_first=walk_first)
-    statement = statement.order_by(Product.id).limit(limit)
-    return list((await session.scalars(statement)).all())
+    case-insensitive part of the name, is looked up in an index (`search`). On the primary
+    when `fresh`, else where reads go."""
+    return await search.listing(
+        db, limit=limit, after=after, category=category, query=query, fresh=fresh
+    )
 
 
 async def list_categories(session: ReadSession) -> list[tuple[str, int]]:
@@ -215,7 +204,7 @@ async def create_product(session: WriteSession, data: NewProduct) -> Product:
         created_at=now,
         updated_at=now,
     )
-    row = {key: getattr(product, key) for key in _PRODUCT_KEYS}
+    row = {key: getattr(product, key) for key in ProductRow._fields}
     try:
         await run(session, _INSERT_PRODUCT, row)
     except IntegrityError:

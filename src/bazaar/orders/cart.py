@@ -1,5 +1,6 @@
 """Orders' cart use cases: keep a customer's cart, and price it at the catalog's current
-prices whenever it is shown (a cart stores quantities only).
+prices whenever it is shown (a cart stores quantities only): a price as recent as a product
+page's, the catalog's quote of at most the staleness bound ago (`CatalogPrices`, `recent`).
 
 Like `check_out`, the use cases of a request take its `OrdersWork`: they read and quote before
 the write transaction begins, so a shard's connection is never held while the catalog answers.
@@ -131,7 +132,8 @@ async def remove_cart_item(
 async def show_cart(work: OrdersWork, customer_id: str) -> PricedCart:
     """The customer's cart at the catalog's current prices."""
     items = await held(work.db, customer_id)
-    return price_cart(items, await quote_missing(work.prices, (item.product_id for item in items)))
+    quotes = await quote_missing(work.prices, (item.product_id for item in items), recent=True)
+    return price_cart(items, quotes)
 
 
 async def put_in_cart(
@@ -143,11 +145,13 @@ async def put_in_cart(
     the customer's added a product in between is that one quoted within the transaction.
     """
     before = await held(work.db, customer_id)
-    quotes = await quote_missing(work.prices, [product_id, *(item.product_id for item in before)])
+    wanted = [product_id, *(item.product_id for item in before)]
+    quotes = await quote_missing(work.prices, wanted, recent=True)
     check_addable(quotes, product_id, before)
     items = await set_cart_item(await work.session(), customer_id, product_id, quantity)
     return price_cart(
-        items, await quote_missing(work.prices, (i.product_id for i in items), quotes)
+        items,
+        await quote_missing(work.prices, (i.product_id for i in items), quotes, recent=True),
     )
 
 
@@ -159,23 +163,28 @@ async def take_out_of_cart(work: OrdersWork, customer_id: str, product_id: str) 
     """
     before = await held(work.db, customer_id)
     quotes = await quote_missing(
-        work.prices, (i.product_id for i in before if i.product_id != product_id)
+        work.prices, (i.product_id for i in before if i.product_id != product_id), recent=True
     )
     items = await remove_cart_item(await work.session(), customer_id, product_id)
     return price_cart(
-        items, await quote_missing(work.prices, (i.product_id for i in items), quotes)
+        items,
+        await quote_missing(work.prices, (i.product_id for i in items), quotes, recent=True),
     )
 
 
 async def quote_missing(
-    prices: CatalogPrices, product_ids: Iterable[str], known: dict[str, Quote] | None = None
+    prices: CatalogPrices,
+    product_ids: Iterable[str],
+    known: dict[str, Quote] | None = None,
+    *,
+    recent: bool = False,
 ) -> dict[str, Quote]:
     """The quotes of `product_ids`: those in `known`, the others from the catalog (which is
-    not asked when there are none)."""
+    not asked when there are none); with `recent`, as a cart shows them (`CatalogPrices`)."""
     quotes = dict(known or {})
     missing = set(product_ids) - quotes.keys()
     if missing:
-        quotes |= await prices.quote(missing)
+        quotes |= await prices.quote(missing, recent=recent)
     return quotes
 
 

@@ -7,6 +7,7 @@ import httpx
 import msgspec
 
 from bazaar.orders.prices import Quote
+from bazaar.orders.recent_quotes import RecentQuotes
 from bazaar.platform.errors import Unavailable
 from bazaar.platform.money import Money
 from bazaar.platform.observability import log, request_id_var, traceparent_var
@@ -42,7 +43,8 @@ class HttpCatalogPrices:
 
     Every wait is bounded: a catalog that does not answer within `timeout` seconds, whose
     connection pool is exhausted, or that answers with an error, makes the caller's request
-    a 503 with `Retry-After` (`Unavailable`), never a hang.
+    a 503 with `Retry-After` (`Unavailable`), never a hang. The quotes it was given are kept
+    `recent_seconds` for the carts it shows (`RecentQuotes`).
     """
 
     def __init__(
@@ -50,10 +52,12 @@ class HttpCatalogPrices:
         base_url: str,
         *,
         timeout: float = 2.0,
+        recent_seconds: float = 0.0,
         max_connections: int = 50,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.timeout = timeout
+        self.recent = RecentQuotes(recent_seconds)
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 1.0), pool=min(timeout, 1.0)),
@@ -63,7 +67,14 @@ class HttpCatalogPrices:
             transport=transport,
         )
 
-    async def quote(self, product_ids: Collection[str]) -> dict[str, Quote]:
+    async def quote(
+        self, product_ids: Collection[str], *, recent: bool = False
+    ) -> dict[str, Quote]:
+        if recent and self.recent.seconds > 0:
+            return await self.recent.quote(product_ids, self._ask)
+        return await self._ask(product_ids)
+
+    async def _ask(self, product_ids: Collection[str]) -> dict[str, Quote]:
         ids = sorted(set(product_ids))
         if not ids:
             return {}

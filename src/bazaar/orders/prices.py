@@ -28,9 +28,14 @@ class PricedLine:
 
 
 class CatalogPrices(Protocol):
-    async def quote(self, product_ids: Collection[str]) -> dict[str, Quote]:
+    async def quote(
+        self, product_ids: Collection[str], *, recent: bool = False
+    ) -> dict[str, Quote]:
         """The current quote of each product on sale, by id.
 
         Unknown and deleted products are absent from the answer; it is not an error to ask.
+        With `recent`, what a cart shows, a quote the catalog gave within the staleness bound
+        may answer (orders/recent_quotes.py); without, what an order is placed at, the catalog
+        is asked.
         """
         ...

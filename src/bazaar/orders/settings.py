@@ -1,9 +1,10 @@
 """Orders' settings: where it asks the catalog for prices when the catalog runs in another
-process, and how long it waits for the answer."""
+process, how long it waits for the answer, and how long it keeps one for showing carts."""
 
 from dataclasses import dataclass
 
-from bazaar.platform.settings import Env
+from bazaar.platform.cache import STALENESS_BOUND
+from bazaar.platform.settings import Env, SettingsError
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,10 @@ class OrdersSettings:
     catalog_timeout: float
     """The longest orders waits for the catalog's answer before it answers 503
     (`BAZAAR_CATALOG_TIMEOUT`)."""
+    cart_quote_seconds: float
+    """How long such an orders API keeps the catalog's quote of a product for showing carts
+    (`BAZAAR_CART_QUOTE_SECONDS`): at most the staleness bound, 0 asks at every cart. An order
+    is always placed at a price the catalog is asked for."""
 
     @classmethod
     def from_env(cls, env: Env) -> "OrdersSettings":
@@ -21,4 +26,14 @@ class OrdersSettings:
         return cls(
             catalog_url=catalog_url.rstrip("/") if catalog_url else None,
             catalog_timeout=env.number("CATALOG_TIMEOUT", 2.0, minimum=0.05),
+            cart_quote_seconds=_cart_quote_seconds(env),
         )
+
+
+def _cart_quote_seconds(env: Env) -> float:
+    seconds = env.number("CART_QUOTE_SECONDS", STALENESS_BOUND, minimum=0.0)
+    if seconds > STALENESS_BOUND:
+        raise SettingsError(
+            "CART_QUOTE_SECONDS", f"must not exceed the staleness bound {STALENESS_BOUND}"
+        )
+    return seconds

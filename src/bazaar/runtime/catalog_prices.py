@@ -15,7 +15,11 @@ class EmbeddedCatalogPrices:
     def __init__(self, catalog: Database) -> None:
         self.catalog = catalog
 
-    async def quote(self, product_ids: Collection[str]) -> dict[str, Quote]:
+    async def quote(
+        self, product_ids: Collection[str], *, recent: bool = False
+    ) -> dict[str, Quote]:
+        """Always the catalog's current quote: it costs one read on the driver here, no
+        request to another process, so nothing is kept (`recent` is allowed, not needed)."""
         if not product_ids:
             return {}
         return {

@@ -89,7 +89,10 @@ class Runtime:
         if remote and self.kind is ProcessKind.SERVE:
             if url is None:
                 raise SettingsError("CATALOG_URL", CATALOG_URL_NEEDED)
-            return HttpCatalogPrices(url, timeout=self.settings.orders.catalog_timeout)
+            orders = self.settings.orders
+            return HttpCatalogPrices(
+                url, timeout=orders.catalog_timeout, recent_seconds=orders.cart_quote_seconds
+            )
         # A worker serves no route, so it never quotes; dev has catalog's database at hand.
         return EmbeddedCatalogPrices(self.platform.databases["catalog"])
 
