@@ -7,7 +7,11 @@ import httpx
 import pytest
 
 from bazaar.orders.catalog_http import HttpCatalogPrices
+from bazaar.orders.prices import Quote
+from bazaar.orders.recent_quotes import RecentQuotes
 from bazaar.orders.settings import OrdersSettings
+from bazaar.platform.errors import Unavailable
+from bazaar.platform.money import Money
 from bazaar.platform.settings import Env, SettingsError
 from tests.e2e.checkout import create_product
 from tests.plugin import admin
@@ -92,3 +96,68 @@ def test_a_quote_is_kept_at_most_the_staleness_bound() -> None:
     assert OrdersSettings.from_env(Env({"BAZAAR_CART_QUOTE_SECONDS": "0"})).cart_quote_seconds == 0
     with pytest.raises(SettingsError, match="CART_QUOTE_SECONDS"):
         OrdersSettings.from_env(Env({"BAZAAR_CART_QUOTE_SECONDS": "2"}))
+
+
+class Catalog:
+    """The catalog's side of an ask, answering after `delay` seconds, counting the asks."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.prices = {"a": 100, "b": 200}
+        self.asks: list[set[str]] = []
+        self.failing = False
+
+    async def ask(self, product_ids) -> dict[str, Quote]:
+        self.asks.append(set(product_ids))
+        await asyncio.sleep(self.delay)
+        if self.failing:
+            raise Unavailable("The catalog did not answer in time; retry shortly")
+        return {
+            p: Quote(p, p.upper(), Money(self.prices[p], "USD"), 1)
+            for p in product_ids
+            if p in self.prices
+        }
+
+
+def amounts(quotes: dict[str, Quote]) -> dict[str, int]:
+    return {p: quote.unit_price.amount for p, quote in quotes.items()}
+
+
+async def test_carts_missing_a_product_at_once_make_one_ask() -> None:
+    catalog, recent = Catalog(delay=0.05), RecentQuotes(1.0)
+    answers = await asyncio.gather(*(recent.quote(["a", "b"], catalog.ask) for _ in range(20)))
+    assert catalog.asks == [{"a", "b"}]
+    assert all(amounts(answer) == {"a": 100, "b": 200} for answer in answers)
+    # one product asked about, another joining it: only the other is asked for
+    later = RecentQuotes(1.0)
+    first = asyncio.ensure_future(later.quote(["a"], catalog.ask))
+    await asyncio.sleep(0)
+    both = await later.quote(["a", "b"], catalog.ask)
+    assert amounts(both) == {"a": 100, "b": 200} and amounts(await first) == {"a": 100}
+    assert catalog.asks[1:] == [{"a"}, {"b"}]
+
+
+async def test_a_quote_past_half_its_life_answers_and_is_asked_again_behind() -> None:
+    catalog, recent = Catalog(delay=0.02), RecentQuotes(0.4)
+    assert amounts(await recent.quote(["a"], catalog.ask)) == {"a": 100}
+    catalog.prices["a"] = 150
+    await asyncio.sleep(0.25)  # past half of 0.4 s, short of its end
+    assert amounts(await recent.quote(["a"], catalog.ask)) == {"a": 100}  # no wait
+    assert amounts(await recent.quote(["a"], catalog.ask)) == {"a": 100}  # one refresh
+    await asyncio.sleep(0.05)
+    assert len(catalog.asks) == 2
+    assert amounts(await recent.quote(["a"], catalog.ask)) == {"a": 150}
+    assert len(catalog.asks) == 2
+
+
+async def test_a_failed_ask_reaches_every_cart_waiting_and_keeps_nothing() -> None:
+    catalog, recent = Catalog(delay=0.02), RecentQuotes(1.0)
+    catalog.failing = True
+    answers = await asyncio.gather(
+        *(recent.quote(["a"], catalog.ask) for _ in range(5)), return_exceptions=True
+    )
+    assert len(catalog.asks) == 1
+    assert all(isinstance(answer, Unavailable) for answer in answers)
+    catalog.failing = False
+    assert amounts(await recent.quote(["a"], catalog.ask)) == {"a": 100}
+    assert len(catalog.asks) == 2

@@ -6,24 +6,34 @@ services (docs/performance.md). A cart may show a price as old as a product page
 staleness bound), so a quote is kept that long and answers the carts shown meanwhile. An order
 is never placed at a kept quote: `CatalogPrices.quote` asks the catalog unless `recent`.
 
-Only quotes of products on sale are kept: an unknown or deleted product is asked about again,
-so a product made a moment after someone asked for its id is found at once.
+As the product page tier does (catalog/pages.py): a product is asked about once at a time,
+however many carts miss it at once, and a quote past half its life is asked for again in the
+background while it still answers, so a product in many carts is never missed. Only quotes of
+products on sale are kept: an unknown or deleted product is asked about again, so a product
+made a moment after someone asked for its id is found at once.
 """
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import NamedTuple
 
 from bazaar.orders.prices import Quote
+from bazaar.platform.edge_cache import REFRESH_SHARE
+from bazaar.platform.observability import log
 
 MAX_QUOTES = 10_000
 """Quotes kept at most, the oldest dropped first."""
 
+Ask = Callable[[Collection[str]], Awaitable[dict[str, Quote]]]
+Asked = asyncio.Future[dict[str, Quote]]
+
 
 class _Kept(NamedTuple):
     quote: Quote
+    refresh_at: float
     until: float
-    """When it stops answering (`time.monotonic`)."""
+    """When it is asked for again, and when it stops answering (`time.monotonic`)."""
 
 
 class RecentQuotes:
@@ -33,33 +43,72 @@ class RecentQuotes:
         self.seconds = seconds
         self.max_quotes = max_quotes
         self._kept: dict[str, _Kept] = {}
+        self._asking: dict[str, Asked] = {}
+        """The ask under way that each product is in."""
 
-    async def quote(
-        self,
-        product_ids: Collection[str],
-        ask: Callable[[Collection[str]], Awaitable[dict[str, Quote]]],
-    ) -> dict[str, Quote]:
+    async def quote(self, product_ids: Collection[str], ask: Ask) -> dict[str, Quote]:
         """The quotes of `product_ids`: those kept and still young enough, the others from
         `ask` (the catalog), which are kept in turn."""
         now = time.monotonic()
         found: dict[str, Quote] = {}
-        missing = []
+        due, missing = [], []
         for product_id in set(product_ids):
             kept = self._kept.get(product_id)
-            if kept is not None and kept.until > now:
-                found[product_id] = kept.quote
-            else:
+            if kept is None or kept.until <= now:
                 missing.append(product_id)
+                continue
+            found[product_id] = kept.quote
+            if kept.refresh_at <= now and product_id not in self._asking:
+                due.append(product_id)
+        if due:
+            self._ask(due, ask).add_done_callback(_log_failed_refresh)
         if missing:
-            asked = await ask(missing)
-            self._keep(asked.values(), until=now + self.seconds)
-            found |= asked
+            waits = {self._asking[p] for p in missing if p in self._asking}
+            if unasked := [p for p in missing if p not in self._asking]:
+                waits.add(self._ask(unasked, ask))
+            # shielded: a request that goes away does not cancel what others wait for
+            for answer in await asyncio.gather(*map(asyncio.shield, waits)):
+                found |= {p: answer[p] for p in missing if p in answer}
         return found
 
-    def _keep(self, quotes: Collection[Quote], until: float) -> None:
+    def _ask(self, product_ids: list[str], ask: Ask) -> Asked:
+        """One ask of the catalog for `product_ids`, which others may wait for too."""
+        asked = asyncio.ensure_future(self._asked(product_ids, ask))
+        asked.add_done_callback(_retrieved)
+        for product_id in product_ids:
+            self._asking[product_id] = asked
+        return asked
+
+    async def _asked(self, product_ids: list[str], ask: Ask) -> dict[str, Quote]:
+        started = time.monotonic()
+        try:
+            answer = await ask(product_ids)
+        finally:
+            for product_id in product_ids:
+                if self._asking.get(product_id) is asyncio.current_task():
+                    del self._asking[product_id]
+        self._keep(answer.values(), started)
+        return answer
+
+    def _keep(self, quotes: Iterable[Quote], asked_at: float) -> None:
         kept = self._kept
+        refresh_at = asked_at + self.seconds * REFRESH_SHARE
+        until = asked_at + self.seconds
         for quote in quotes:
             kept.pop(quote.product_id, None)  # to the end: the newest
-            kept[quote.product_id] = _Kept(quote, until)
+            kept[quote.product_id] = _Kept(quote, refresh_at, until)
         while len(kept) > self.max_quotes:
             del kept[next(iter(kept))]
+
+
+def _retrieved(asked: Asked) -> None:
+    """An ask's failure reaches those who wait for it (as `Unavailable`): when all of them
+    went away meanwhile, it is not reported again as never retrieved."""
+    if not asked.cancelled():
+        asked.exception()
+
+
+def _log_failed_refresh(refresh: Asked) -> None:
+    """A refresh nobody awaits: its failure is logged (the quotes answer until they expire)."""
+    if not refresh.cancelled() and (error := refresh.exception()) is not None:
+        log.warning("cart_quote_refresh_failed", error=repr(error))
