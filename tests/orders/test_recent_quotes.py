@@ -2,6 +2,8 @@
 staleness bound, and never places an order at one (orders/recent_quotes.py)."""
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -31,14 +33,25 @@ class CountingTransport(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
+@contextlib.asynccontextmanager
+async def counted(
+    runtime, seconds: float
+) -> AsyncIterator[tuple[HttpCatalogPrices, CountingTransport]]:
+    """Orders' prices over HTTP to the runtime's catalog, keeping quotes `seconds`."""
+    transport = CountingTransport(runtime.app())
+    prices = HttpCatalogPrices("http://catalog", recent_seconds=seconds, transport=transport)
+    try:
+        yield prices, transport
+    finally:
+        await prices.close()
+
+
 async def test_a_cart_shows_a_kept_quote_within_the_bound_and_an_order_asks(
     runtime, client: httpx.AsyncClient
 ) -> None:
     headers = await admin(runtime, client)
     product = await create_product(client, headers, stock=5, amount=100)
-    transport = CountingTransport(runtime.app())
-    prices = HttpCatalogPrices("http://catalog", recent_seconds=KEPT, transport=transport)
-    try:
+    async with counted(runtime, KEPT) as (prices, transport):
         first = await prices.quote([product["id"]], recent=True)
         again = await prices.quote([product["id"]], recent=True)
         assert transport.requests == 1
@@ -58,37 +71,25 @@ async def test_a_cart_shows_a_kept_quote_within_the_bound_and_an_order_asks(
         shown = await prices.quote([product["id"]], recent=True)
         assert shown[product["id"]].unit_price.amount == 150
         assert transport.requests == 3
-    finally:
-        await prices.close()
 
 
 async def test_an_unknown_product_is_asked_about_again(runtime, client: httpx.AsyncClient) -> None:
-    headers = await admin(runtime, client)
-    known = await create_product(client, headers, stock=1)
-    transport = CountingTransport(runtime.app())
-    prices = HttpCatalogPrices("http://catalog", recent_seconds=KEPT, transport=transport)
-    try:
+    known = (await create_product(client, await admin(runtime, client), stock=1))["id"]
+    async with counted(runtime, KEPT) as (prices, transport):
         for _ in range(2):
-            found = await prices.quote([known["id"], "unknown"], recent=True)
-            assert set(found) == {known["id"]}
+            found = await prices.quote([known, "unknown"], recent=True)
+            assert set(found) == {known}
         assert transport.requests == 2  # the known one kept, the unknown asked again
-        assert await prices.quote([known["id"]], recent=True) == {known["id"]: found[known["id"]]}
+        assert await prices.quote([known], recent=True) == found
         assert transport.requests == 2
-    finally:
-        await prices.close()
 
 
 async def test_nothing_is_kept_when_the_setting_is_zero(runtime, client: httpx.AsyncClient) -> None:
-    headers = await admin(runtime, client)
-    product = await create_product(client, headers, stock=1)
-    transport = CountingTransport(runtime.app())
-    prices = HttpCatalogPrices("http://catalog", recent_seconds=0, transport=transport)
-    try:
+    product = await create_product(client, await admin(runtime, client), stock=1)
+    async with counted(runtime, 0) as (prices, transport):
         for _ in range(3):
             await prices.quote([product["id"]], recent=True)
         assert transport.requests == 3
-    finally:
-        await prices.close()
 
 
 def test_a_quote_is_kept_at_most_the_staleness_bound() -> None:

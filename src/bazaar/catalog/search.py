@@ -28,8 +28,7 @@ from sqlalchemy import (
     table,
 )
 
-from bazaar.catalog.models import PRODUCT_COLUMNS, ProductRow
-from bazaar.platform.db import Database
+from bazaar.catalog.models import PRODUCT_COLUMNS
 from bazaar.platform.queries import Query
 
 TRIGRAM = 3
@@ -68,45 +67,32 @@ class Shape(NamedTuple):
 _statements: dict[Shape, Query] = {}
 
 
-async def listing(
-    db: Database,
-    *,
-    limit: int,
-    after: str | None = None,
-    category: str | None = None,
-    query: str | None = None,
-    fresh: bool = False,
-) -> list[ProductRow]:
-    """Up to `limit` live products in id order after the id `after`, of `category`, whose name
-    contains `query` (any case; `%` and `_` as typed): on the primary when `fresh`, else where
-    reads go."""
+def listing_params(
+    limit: int, after: str | None, category: str | None, query: str | None
+) -> dict[str, Any]:
+    """What the listing's statements bind: `limit` products after the id `after`, of
+    `category`, whose name contains `query` (any case; `%` and `_` as typed)."""
     params: dict[str, Any] = {"limit": limit, "after": after, "category": category}
     if query:
         params["pattern"] = like_pattern(query)
         params["phrase"] = '"' + query.lower().replace('"', '""') + '"'
-    shapes = _shapes(db.dialect, after, category, query)
-    found: list[ProductRow] = []
-    for shape in shapes:
-        found = [
-            ProductRow._make(row) for row in await db.rows(statement(shape), params, fresh=fresh)
-        ]
-        if len(found) == limit:
-            break  # from the window: every later match has a later id
-    return found
+    return params
 
 
-def _shapes(
+def listing_statements(
     dialect: str, after: str | None, category: str | None, query: str | None
-) -> list[Shape]:
-    """The statements to run in turn, until one fills the page."""
+) -> list[Query]:
+    """The statements that find a listing's products, to run in turn until one fills the page
+    (every later match of the window has a later id than the page's)."""
     has_after, has_category = after is not None, category is not None
     if not query:
-        return [Shape(has_after, has_category, None)]
+        return [statement(Shape(has_after, has_category, None))]
     if dialect != "sqlite" or len(query.lower()) < TRIGRAM:
-        return [Shape(has_after, has_category, Search.LIKE)]
-    indexed = Shape(has_after, has_category, Search.INDEX)
-    # with a category, SQLite reads the category's index and sorts: no cheap walk first
-    return [indexed] if has_category else [Shape(has_after, False, Search.WINDOW), indexed]
+        return [statement(Shape(has_after, has_category, Search.LIKE))]
+    indexed = statement(Shape(has_after, has_category, Search.INDEX))
+    if has_category:  # SQLite reads the category's index and sorts: no cheap walk first
+        return [indexed]
+    return [statement(Shape(has_after, False, Search.WINDOW)), indexed]
 
 
 def statement(shape: Shape) -> Query:

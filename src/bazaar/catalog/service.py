@@ -169,9 +169,13 @@ async def list_products(
     """Up to `limit` live products in id (creation) order after the id `after`; `query`, a
     case-insensitive part of the name, is looked up in an index (`search`). On the primary
     when `fresh`, else where reads go."""
-    return await search.listing(
-        db, limit=limit, after=after, category=category, query=query, fresh=fresh
-    )
+    params = search.listing_params(limit, after, category, query)
+    found: list[ProductRow] = []
+    for statement in search.listing_statements(db.dialect, after, category, query):
+        found = [ProductRow._make(row) for row in await db.rows(statement, params, fresh=fresh)]
+        if len(found) == limit:
+            break
+    return found
 
 
 async def list_categories(session: ReadSession) -> list[tuple[str, int]]:
