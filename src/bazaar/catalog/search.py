@@ -28,7 +28,7 @@ from sqlalchemy import (
     table,
 )
 
-from bazaar.catalog.models import PRODUCT_COLUMNS
+from bazaar.catalog.models import PRODUCT_COLUMNS, Product
 from bazaar.platform.queries import Query
 
 TRIGRAM = 3
@@ -111,7 +111,7 @@ def like_pattern(query: str) -> str:
 
 
 def _select(shape: Shape) -> Select[Any]:
-    walked = select(*PRODUCT_COLUMNS).where(PRODUCT_COLUMNS[0].table.c.deleted_at.is_(None))
+    walked = select(*PRODUCT_COLUMNS).where(Product.deleted_at.is_(None))
     products = walked.selected_columns
     if shape.after:
         walked = walked.where(products.id > bindparam("after"))

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from bazaar.platform.cache import STALENESS_BOUND
-from bazaar.platform.settings import Env, SettingsError
+from bazaar.platform.settings import Env
 
 
 @dataclass(frozen=True)
@@ -25,18 +25,15 @@ class CatalogSettings:
     @classmethod
     def from_env(cls, env: Env) -> "CatalogSettings":
         return cls(
-            product_cache_seconds=_cache_seconds(env, "PRODUCT_CACHE_SECONDS"),
-            listing_cache_seconds=_cache_seconds(env, "LISTING_CACHE_SECONDS"),
+            product_cache_seconds=env.number(
+                "PRODUCT_CACHE_SECONDS", STALENESS_BOUND, maximum=STALENESS_BOUND
+            ),
+            listing_cache_seconds=env.number(
+                "LISTING_CACHE_SECONDS", STALENESS_BOUND, maximum=STALENESS_BOUND
+            ),
             product_max_age=env.integer("PRODUCT_MAX_AGE", 1, minimum=0, maximum=3600),
             import_batch_size=env.integer("IMPORT_BATCH_SIZE", 1000, minimum=1, maximum=50_000),
             import_poll_interval=env.number("IMPORT_POLL_INTERVAL", 0.5, minimum=0.01),
             import_lease_seconds=env.number("IMPORT_LEASE_SECONDS", 15.0, minimum=1.0),
             import_max_errors=env.integer("IMPORT_MAX_ERRORS", 1000, minimum=1),
         )
-
-
-def _cache_seconds(env: Env, name: str) -> float:
-    seconds = env.number(name, STALENESS_BOUND, minimum=0.0)
-    if seconds > STALENESS_BOUND:
-        raise SettingsError(name, f"must not exceed the staleness bound {STALENESS_BOUND}")
-    return seconds

@@ -132,8 +132,7 @@ async def remove_cart_item(
 async def show_cart(work: OrdersWork, customer_id: str) -> PricedCart:
     """The customer's cart at the catalog's current prices."""
     items = await held(work.db, customer_id)
-    quotes = await quote_missing(work.prices, (item.product_id for item in items), recent=True)
-    return price_cart(items, quotes)
+    return price_cart(items, await cart_quotes(work, (item.product_id for item in items)))
 
 
 async def put_in_cart(
@@ -145,14 +144,10 @@ async def put_in_cart(
     the customer's added a product in between is that one quoted within the transaction.
     """
     before = await held(work.db, customer_id)
-    wanted = [product_id, *(item.product_id for item in before)]
-    quotes = await quote_missing(work.prices, wanted, recent=True)
+    quotes = await cart_quotes(work, [product_id, *(item.product_id for item in before)])
     check_addable(quotes, product_id, before)
     items = await set_cart_item(await work.session(), customer_id, product_id, quantity)
-    return price_cart(
-        items,
-        await quote_missing(work.prices, (i.product_id for i in items), quotes, recent=True),
-    )
+    return price_cart(items, await cart_quotes(work, (i.product_id for i in items), quotes))
 
 
 async def take_out_of_cart(work: OrdersWork, customer_id: str, product_id: str) -> PricedCart:
@@ -162,14 +157,16 @@ async def take_out_of_cart(work: OrdersWork, customer_id: str, product_id: str) 
     quoted before the write transaction begins, as `put_in_cart` does.
     """
     before = await held(work.db, customer_id)
-    quotes = await quote_missing(
-        work.prices, (i.product_id for i in before if i.product_id != product_id), recent=True
-    )
+    quotes = await cart_quotes(work, (i.product_id for i in before if i.product_id != product_id))
     items = await remove_cart_item(await work.session(), customer_id, product_id)
-    return price_cart(
-        items,
-        await quote_missing(work.prices, (i.product_id for i in items), quotes, recent=True),
-    )
+    return price_cart(items, await cart_quotes(work, (i.product_id for i in items), quotes))
+
+
+async def cart_quotes(
+    work: OrdersWork, product_ids: Iterable[str], known: dict[str, Quote] | None = None
+) -> dict[str, Quote]:
+    """`quote_missing` as a cart is priced: at quotes of at most the staleness bound ago."""
+    return await quote_missing(work.prices, product_ids, known, recent=True)
 
 
 async def quote_missing(

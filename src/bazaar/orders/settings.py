@@ -4,7 +4,7 @@ process, how long it waits for the answer, and how long it keeps one for showing
 from dataclasses import dataclass
 
 from bazaar.platform.cache import STALENESS_BOUND
-from bazaar.platform.settings import Env, SettingsError
+from bazaar.platform.settings import Env
 
 
 @dataclass(frozen=True)
@@ -26,14 +26,7 @@ class OrdersSettings:
         return cls(
             catalog_url=catalog_url.rstrip("/") if catalog_url else None,
             catalog_timeout=env.number("CATALOG_TIMEOUT", 2.0, minimum=0.05),
-            cart_quote_seconds=_cart_quote_seconds(env),
+            cart_quote_seconds=env.number(
+                "CART_QUOTE_SECONDS", STALENESS_BOUND, maximum=STALENESS_BOUND
+            ),
         )
-
-
-def _cart_quote_seconds(env: Env) -> float:
-    seconds = env.number("CART_QUOTE_SECONDS", STALENESS_BOUND, minimum=0.0)
-    if seconds > STALENESS_BOUND:
-        raise SettingsError(
-            "CART_QUOTE_SECONDS", f"must not exceed the staleness bound {STALENESS_BOUND}"
-        )
-    return seconds

@@ -55,7 +55,9 @@ class Env:
             raise SettingsError(name, f"expected an integer in {bound}, got {value}")
         return value
 
-    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(
+        self, name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
+    ) -> float:
         raw = self.raw(name)
         if raw is None:
             return default
@@ -63,8 +65,9 @@ class Env:
             value = float(raw)
         except ValueError:
             raise SettingsError(name, f"expected a number, got {raw!r}") from None
-        if value < minimum:
-            raise SettingsError(name, f"expected a number >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"{minimum:g}..{maximum:g}" if maximum is not None else f">= {minimum}"
+            raise SettingsError(name, f"expected a number in {bound}, got {value}")
         return value
 
     def flag(self, name: str, default: bool) -> bool:
@@ -172,10 +175,7 @@ def _standard_url(variable: str, url: str) -> str:
 
 def _sample_ratio(env: Env) -> float:
     if env.raw("TRACE_SAMPLE_RATIO") is not None:
-        ratio = env.number("TRACE_SAMPLE_RATIO", 1.0)
-        if ratio > 1:
-            raise SettingsError("TRACE_SAMPLE_RATIO", f"expected a number in 0..1, got {ratio}")
-        return ratio
+        return env.number("TRACE_SAMPLE_RATIO", 1.0, maximum=1.0)
     sampler = env.values.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
     if sampler not in _SAMPLERS:
         raise StandardSettingError(
