@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session
 from sqlalchemy import select
 
 from bazaar.notifications import service
@@ -30,13 +31,16 @@ CONFIRMED = OrderConfirmed(
 
 
 class Sink:
-    """An aiosmtpd handler that keeps every message it receives."""
+    """An aiosmtpd handler that keeps every message it receives, and the client's address
+    (host, port) of each: one port per connection."""
 
     def __init__(self) -> None:
         self.received: list[tuple[str, list[str], bytes]] = []
+        self.peers: list[object] = []
 
-    async def handle_DATA(self, _server: object, _session: object, envelope: SmtpEnvelope) -> str:
+    async def handle_DATA(self, _server: object, session: Session, envelope: SmtpEnvelope) -> str:
         self.received.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
+        self.peers.append(session.peer)
         return "250 Message accepted for delivery"
 
 

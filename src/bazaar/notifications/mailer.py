@@ -16,15 +16,14 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 
-import aiosmtplib
 from sqlalchemy import Table, bindparam, select
 
 from bazaar.notifications import service
 from bazaar.notifications.models import DeliveryStatus, OutgoingEmail
 from bazaar.notifications.service import EMAIL_JOB
 from bazaar.notifications.settings import NotificationsSettings
+from bazaar.notifications.smtp import SmtpConnections, SmtpServer
 from bazaar.platform import jobs
 from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.jobs import Failed, GiveUp, Job
@@ -62,7 +61,12 @@ class Mailer:
     ) -> None:
         self.db = db
         self.settings = settings
-        self.smtp_url = smtp_url
+        self.smtp = (
+            None
+            if not smtp_url
+            else SmtpConnections(SmtpServer.from_url(smtp_url), settings.smtp_timeout)
+        )
+        """The server's connections, kept between emails (smtp.py); None: files instead."""
         self.mail_dir = mail_dir
         # Long enough for the slowest send to end before another worker may try it again.
         self.lease = settings.smtp_timeout + 5
@@ -78,8 +82,8 @@ class Mailer:
             except (ValueError, TypeError) as error:  # an address no retry can fix
                 raise GiveUp(f"cannot compose: {error}") from error
             try:
-                if self.smtp_url:
-                    await self._send_smtp(self.smtp_url, message)
+                if self.smtp is not None:
+                    await self.smtp.send(message)
                 else:
                     await asyncio.to_thread(self._write_file, email.id, message)
             except Exception as error:  # refused, unreachable, timed out...: a failed attempt
@@ -94,25 +98,15 @@ class Mailer:
         # sent again once the lease lapsed.
         await outlast(record, job.deadline)
 
+    async def aclose(self) -> None:
+        if self.smtp is not None:
+            await self.smtp.aclose()
+
     async def failed(
         self, session: WriteSession, job: Job, error: BaseException, *, final: bool
     ) -> None:
         why = jobs.reason(error)
         await service.record_email_failure(session, job.payload["email_id"], why, final=final)
-
-    async def _send_smtp(self, smtp_url: str, message: EmailMessage) -> None:
-        url = urlsplit(smtp_url)
-        implicit_tls = url.scheme == "smtps"
-        await aiosmtplib.send(
-            message,
-            hostname=url.hostname or "localhost",
-            port=url.port or (465 if implicit_tls else 25),
-            username=unquote(url.username) if url.username else None,
-            password=unquote(url.password) if url.password else None,
-            use_tls=implicit_tls,
-            start_tls=url.scheme == "smtp+starttls",
-            timeout=self.settings.smtp_timeout,
-        )
 
     def _write_file(self, email_id: str, message: EmailMessage) -> None:
         self.mail_dir.mkdir(parents=True, exist_ok=True)

@@ -31,5 +31,5 @@ def build(
         subscriptions=handlers.subscriptions(db),
         retired_consumers=handlers.RETIRED_CONSUMERS,
         background=[worker.run],
-        closers=[sender.aclose],
+        closers=[sender.aclose, mailer.aclose],
     )
