@@ -74,6 +74,25 @@ def stock_of(client: httpx.Client, product_id: str) -> int:
     return answer.json()["stock"]
 
 
+def stock_settles_at(client: httpx.Client, product_id: str, expected: int, within: float) -> None:
+    """The product's stock becomes `expected` within `within` seconds (a cancelled order's
+    units come back when catalog handles its `order.cancelled`, after the order shows
+    cancelled), and stays there a moment: no release is counted twice."""
+    seen: list[int] = []
+
+    def settled() -> bool:
+        seen.append(stock_of(client, product_id))
+        return seen[-1] == expected
+
+    try:
+        wait_for(settled, within, f"the stock at {expected}")
+    except AssertionError:
+        raise AssertionError(f"the stock is {seen[-1]}, not {expected}, after {within} s") from None
+    print(f"stock at {expected} after {len(seen)} reads (first {seen[0]})")
+    time.sleep(0.5)
+    assert stock_of(client, product_id) == expected
+
+
 @dataclass
 class Shopper:
     customer: Customer

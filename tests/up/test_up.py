@@ -123,7 +123,7 @@ def test_the_whole_checkout_end_to_end(running: Running, admin: dict[str, str]) 
             "cancelled",
             "payment_declined",
         )
-        assert shop.stock_of(client, product) == 3
+        shop.stock_settles_at(client, product, 3, 20)  # released after the order shows cancelled
 
         def notified() -> list[str]:
             items = client.get("/v1/notifications", headers=headers).json()["items"]
