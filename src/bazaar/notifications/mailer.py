@@ -5,8 +5,10 @@ or `smtps://` (implicit TLS), with `user:password@` credentials if the server wa
 Without it, each email is written as an RFC 5322 `.eml` file under `<data_dir>/mail/`. An email
 that fails is retried with backoff, then marked failed. Delivery is at least once: an email is
 sent again, with the same Message-ID (which mail clients collapse), only if the process dies
-between the server's acceptance and the commit that records it. Each email is a job of the
-platform's queue (platform/jobs.py), enqueued with the email in the transaction that decided it.
+between the server's acceptance and the commit that records it, or the server ends a kept
+connection between taking it and saying so (smtp.py keeps the connections between emails).
+Each email is a job of the platform's queue (platform/jobs.py), enqueued with the email in the
+transaction that decided it.
 """
 
 import asyncio
