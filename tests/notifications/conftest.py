@@ -1,12 +1,16 @@
-"""Fixtures of the notifications tests: a migrated notifications database on SQLite, and a
-webhook receiver on a loopback port."""
+"""Fixtures of the notifications tests: a migrated notifications database on SQLite, a
+webhook receiver on a loopback port, and a real SMTP server (aiosmtpd) to send emails to."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session
 from sqlalchemy import select
 
 from bazaar.identity.events import UserRegistered
@@ -115,3 +119,28 @@ async def publish(db: Database, event: Event, envelope: Envelope | None = None) 
 async def deliveries(db: Database) -> list[WebhookDelivery]:
     async with db.read() as session:
         return list(await session.scalars(select(WebhookDelivery)))
+
+
+class Sink:
+    """An aiosmtpd handler that keeps every message it receives, and the client's address
+    (host, port) of each: one port per connection."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, list[str], bytes]] = []
+        self.peers: list[object] = []
+
+    async def handle_DATA(self, _server: object, session: Session, envelope: SmtpEnvelope) -> str:
+        self.received.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
+        self.peers.append(session.peer)
+        return "250 Message accepted for delivery"
+
+
+@contextmanager
+def serving(sink: Sink, port: int) -> Iterator[None]:
+    """An SMTP server on `port` handing what it receives to `sink`, until the block ends."""
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield
+    finally:
+        controller.stop()

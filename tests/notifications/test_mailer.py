@@ -2,16 +2,12 @@
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope as SmtpEnvelope
-from aiosmtpd.smtp import Session
 from sqlalchemy import select
 
 from bazaar.notifications import service
@@ -23,43 +19,19 @@ from bazaar.platform.db import Database
 from bazaar.platform.job_worker import JobWorker
 from bazaar.platform.money import Money
 from bazaar.platform.settings import Env
-from tests.notifications.conftest import FAST, add_recipient
+from bazaar.runtime.cluster.topology import free_port
+from tests.notifications.conftest import FAST, Sink, add_recipient, serving
 
 CONFIRMED = OrderConfirmed(
     order_id="order-1", customer_id="user-1", total=Money(2500, "USD"), payment_id="pay-1"
 )
 
 
-class Sink:
-    """An aiosmtpd handler that keeps every message it receives, and the client's address
-    (host, port) of each: one port per connection."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, list[str], bytes]] = []
-        self.peers: list[object] = []
-
-    async def handle_DATA(self, _server: object, session: Session, envelope: SmtpEnvelope) -> str:
-        self.received.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
-        self.peers.append(session.peer)
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def smtp_sink() -> Iterator[tuple[Sink, int]]:
-    sink = Sink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    sink, port = Sink(), free_port()
+    with serving(sink, port):
         yield sink, port
-    finally:
-        controller.stop()
 
 
 async def queue_email(db: Database) -> str:

@@ -2,27 +2,15 @@
 emails, one per email sent at once, and replaced when the server ended a kept one."""
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from email.message import EmailMessage
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session
 
-from bazaar.notifications.smtp import SmtpConnections, SmtpServer
-from tests.notifications.test_mailer import Sink, free_port
-
-
-@contextmanager
-def serving(sink: Sink, port: int) -> Iterator[None]:
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield
-    finally:
-        controller.stop()
+from bazaar.notifications.smtp import IDLE_SECONDS, KEPT, SmtpConnections, SmtpServer
+from bazaar.runtime.cluster.topology import free_port
+from tests.notifications.conftest import Sink, serving
 
 
 def message(number: int) -> EmailMessage:
@@ -44,8 +32,9 @@ def port() -> int:
     return free_port()
 
 
-def connections(port: int, **options: float) -> SmtpConnections:
-    return SmtpConnections(SmtpServer.from_url(f"smtp://127.0.0.1:{port}"), 5, **options)  # type: ignore[arg-type]
+def connections(port: int, kept: int = KEPT, idle_seconds: float = IDLE_SECONDS) -> SmtpConnections:
+    server = SmtpServer.from_url(f"smtp://127.0.0.1:{port}")
+    return SmtpConnections(server, 5, kept=kept, idle_seconds=idle_seconds)
 
 
 async def test_emails_one_after_another_share_one_connection(port: int) -> None:

@@ -15,7 +15,7 @@ caller's (the job queue retries it): delivery stays at least once, with a stable
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
@@ -30,7 +30,8 @@ IDLE_SECONDS = 30.0
 @dataclass(frozen=True)
 class SmtpServer:
     """Where and how to connect: `smtp://` (plain), `smtp+starttls://` or `smtps://`
-    (implicit TLS), with `user:password@` when the server wants them."""
+    (implicit TLS), with `user:password@` when the server wants them. The fields are
+    `aiosmtplib.SMTP`'s arguments of the same names."""
 
     hostname: str
     port: int
@@ -77,16 +78,16 @@ class SmtpConnections:
         kept = self._take_idle()
         if kept is not None:
             try:
-                await kept.send_message(message)
-            except BaseException as error:
-                kept.close()
+                await self._send_on(kept, message)
+                return
+            except aiosmtplib.SMTPException as error:
                 if not _ended_by_server(error):
                     raise
                 # the server ended the session meanwhile: the email goes on a new one
-            else:
-                await self._give_back(kept)
-                return
-        client = await self._connect()
+        await self._send_on(await self._connect(), message)
+
+    async def _send_on(self, client: aiosmtplib.SMTP, message: EmailMessage) -> None:
+        """Send on `client`, kept afterwards; closed when the send fails."""
         try:
             await client.send_message(message)
         except BaseException:
@@ -117,22 +118,13 @@ class SmtpConnections:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         """A new session: connected, greeted, upgraded to TLS and logged in as configured."""
-        server = self.server
-        client = aiosmtplib.SMTP(
-            hostname=server.hostname,
-            port=server.port,
-            username=server.username,
-            password=server.password,
-            use_tls=server.use_tls,
-            start_tls=server.start_tls,
-            timeout=self.timeout,
-        )
+        client = aiosmtplib.SMTP(**asdict(self.server), timeout=self.timeout)
         await client.connect()
         self.opened += 1
         return client
 
 
-def _ended_by_server(error: BaseException) -> bool:
+def _ended_by_server(error: aiosmtplib.SMTPException) -> bool:
     """The server closed the session, or said it is closing it (421), before it took the email."""
     if isinstance(error, aiosmtplib.SMTPServerDisconnected):
         return True
