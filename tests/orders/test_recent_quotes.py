@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from bazaar.orders.catalog_http import HttpCatalogPrices
 from bazaar.orders.prices import Quote
@@ -17,33 +18,34 @@ from bazaar.platform.money import Money
 from bazaar.platform.settings import Env, SettingsError
 from tests.e2e.checkout import create_product
 from tests.plugin import admin
+from tests.served import served
 
 KEPT = 0.3
 
 
-class CountingTransport(httpx.AsyncBaseTransport):
-    """The catalog's app, counting the requests orders makes to it."""
+class Counting:
+    """The catalog's app, counting the HTTP requests orders makes to it."""
 
-    def __init__(self, app) -> None:
-        self.inner = httpx.ASGITransport(app=app)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
         self.requests = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests += 1
-        return await self.inner.handle_async_request(request)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.requests += 1
+        await self.app(scope, receive, send)
 
 
 @contextlib.asynccontextmanager
-async def counted(
-    runtime, seconds: float
-) -> AsyncIterator[tuple[HttpCatalogPrices, CountingTransport]]:
+async def counted(runtime, seconds: float) -> AsyncIterator[tuple[HttpCatalogPrices, Counting]]:
     """Orders' prices over HTTP to the runtime's catalog, keeping quotes `seconds`."""
-    transport = CountingTransport(runtime.app())
-    prices = HttpCatalogPrices("http://catalog", recent_seconds=seconds, transport=transport)
-    try:
-        yield prices, transport
-    finally:
-        await prices.close()
+    counting = Counting(runtime.app())
+    async with served(counting) as url:
+        prices = HttpCatalogPrices(url, recent_seconds=seconds)
+        try:
+            yield prices, counting
+        finally:
+            await prices.close()
 
 
 async def test_a_cart_shows_a_kept_quote_within_the_bound_and_an_order_asks(

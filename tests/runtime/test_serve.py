@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.trace import SpanKind
 
 from bazaar.orders.catalog_http import HttpCatalogPrices
 from bazaar.platform.auth import CUSTOMER, TokenIssuer
@@ -19,8 +20,10 @@ from bazaar.runtime.catalog_prices import EmbeddedCatalogPrices
 from bazaar.runtime.config import ProcessKind, Settings
 from bazaar.runtime.embedded import Runtime
 from bazaar.runtime.processes import settings_for
+from bench.otlp import otlp_receiver
 from tests.e2e.checkout import create_product, place_order
-from tests.plugin import FAST_ENV, admin
+from tests.plugin import FAST_ENV, admin, started
+from tests.served import served
 
 
 def env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -157,17 +160,37 @@ async def test_http_prices_quote_what_the_embedded_ones_do(runtime, client) -> N
         await create_product(client, headers, stock=i + 1, amount=100 + i) for i in range(3)
     ]
     ids = [p["id"] for p in products] + ["unknown"]
-    prices = HttpCatalogPrices(
-        "http://bazaar.test", transport=httpx.ASGITransport(app=runtime.app())
-    )
-    try:
-        over_http = await prices.quote(ids)
-    finally:
-        await prices.close()
+    async with served(runtime.app()) as url:
+        prices = HttpCatalogPrices(url)
+        try:
+            over_http = await prices.quote(ids)
+        finally:
+            await prices.close()
     assert over_http == await EmbeddedCatalogPrices(runtime.platform.databases["catalog"]).quote(
         ids
     )
     assert len(over_http) == 3
+
+
+async def test_an_ask_of_the_catalog_is_a_client_span_with_the_catalogs_request_under_it(
+    tmp_path: Path,
+) -> None:
+    with otlp_receiver() as (receiver, endpoint):
+        async with started(tmp_path / "data", BAZAAR_OTLP_ENDPOINT=endpoint) as runtime:
+            assert runtime.tracing is not None
+            async with served(runtime.app()) as url:
+                prices = HttpCatalogPrices(url)
+                try:
+                    with runtime.tracing.tracer.start_as_current_span("a cart shown"):
+                        assert await prices.quote(["unknown"]) == {}
+                finally:
+                    await prices.close()
+    named = {span.name: span for span in receiver.spans}
+    cart, ask, answer = named["a cart shown"], named["GET"], named["GET /v1/products"]
+    assert ask.kind == SpanKind.CLIENT.value + 1  # OTLP numbers the kinds from unspecified
+    assert ask.attributes["url.full"] == f"{url}/v1/products"
+    assert (ask.parent_id, answer.parent_id) == (cart.span_id, ask.span_id)
+    assert len({cart.trace_id, ask.trace_id, answer.trace_id}) == 1
 
 
 @contextlib.asynccontextmanager

@@ -3,17 +3,21 @@
 import asyncio
 from collections.abc import Collection
 
-import httpx
+import aiohttp
 import msgspec
 
 from bazaar.orders.prices import Quote
 from bazaar.orders.recent_quotes import RecentQuotes
+from bazaar.platform import tracing
 from bazaar.platform.errors import Unavailable
 from bazaar.platform.money import Money
-from bazaar.platform.observability import log, request_id_var, traceparent_var
+from bazaar.platform.observability import log, request_id_var
 
 BATCH = 100
 """Ids per request: what catalog's `GET /v1/products?ids=` takes at most."""
+KEEP_ALIVE = 5.0
+"""Seconds an idle connection is kept: under the idle timeouts of the servers and proxies in
+front of the catalog (HAProxy's 10 s under `bazaar up`), so none is reused as it closes."""
 
 
 class _Price(msgspec.Struct):
@@ -45,6 +49,10 @@ class HttpCatalogPrices:
     connection pool is exhausted, or that answers with an error, makes the caller's request
     a 503 with `Retry-After` (`Unavailable`), never a hang. The quotes it was given are kept
     `recent_seconds` for the carts it shows (`RecentQuotes`).
+
+    The client is aiohttp's, its connections kept between requests: a cart shown or an order
+    placed asks the catalog on its path, and httpx's client cost 1.0 ms of CPU a request
+    where aiohttp's costs 0.16 (the same GET through HAProxy, 2,000 in a row).
     """
 
     def __init__(
@@ -54,18 +62,26 @@ class HttpCatalogPrices:
         timeout: float = 2.0,
         recent_seconds: float = 0.0,
         max_connections: int = 50,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.timeout = timeout
         self.recent = RecentQuotes(recent_seconds)
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 1.0), pool=min(timeout, 1.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-        )
+        self._url = base_url.rstrip("/") + "/v1/products"
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The session, made on first use: in the event loop it runs on."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, keepalive_timeout=KEEP_ALIVE
+                ),
+                timeout=aiohttp.ClientTimeout(
+                    total=self.timeout, connect=min(self.timeout, 1.0)
+                ),  # connect: a free connection of the pool, or a new one, within a second
+                raise_for_status=True,
+            )
+        return self._session
 
     async def quote(
         self, product_ids: Collection[str], *, recent: bool = False
@@ -82,7 +98,7 @@ class HttpCatalogPrices:
         try:
             async with asyncio.timeout(self.timeout):
                 pages = await asyncio.gather(*(self._products(batch) for batch in batches))
-        except (TimeoutError, httpx.HTTPError, msgspec.DecodeError) as error:
+        except (TimeoutError, aiohttp.ClientError, msgspec.DecodeError) as error:
             log.warning("catalog_unavailable", error_type=type(error).__name__, error=str(error))
             raise Unavailable("The catalog did not answer in time; retry shortly") from None
         return {
@@ -100,13 +116,15 @@ class HttpCatalogPrices:
         headers = {}
         if (request_id := request_id_var.get()) is not None:
             headers["X-Request-ID"] = request_id
-        if (traceparent := traceparent_var.get()) is not None:
-            headers["traceparent"] = traceparent
-        response = await self._client.get(
-            "/v1/products", params={"ids": ",".join(ids)}, headers=headers
-        )
-        response.raise_for_status()
-        return _decode_page(response.content).items
+        with tracing.calling("GET", self._url) as traceparent:
+            if traceparent is not None:
+                headers["traceparent"] = traceparent
+            async with self._client().get(
+                self._url, params={"ids": ",".join(ids)}, headers=headers
+            ) as response:
+                return _decode_page(await response.read()).items
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

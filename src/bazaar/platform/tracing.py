@@ -8,7 +8,8 @@ from a thread of the SDK's, and makes:
 - a server span per request, at the edge, outside the response cache (the maintained ASGI
   middleware; health, readiness and metrics are left out);
 - a client span per SQL statement (the maintained SQLAlchemy engine tracer), per Redis call
-  and per outgoing HTTP request (their maintained instrumentations);
+  and per outgoing HTTP request (httpx's maintained instrumentation; orders' aiohttp calls
+  to the catalog through `calling`);
 - a producer span per event the outbox relay publishes and a consumer span per event a
   consumer handles (`publishing`, `consuming`), and a span per job run (`running_job`).
 
@@ -180,6 +181,15 @@ class Tracing:
                 span.end()
 
     @contextmanager
+    def calling(self, method: str, url: str) -> Iterator[str]:
+        with self.tracer.start_as_current_span(
+            method,
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": method, "url.full": url},
+        ) as span:
+            yield _traceparent(span.get_span_context())
+
+    @contextmanager
     def running_job(self, job: "Job") -> Iterator[None]:
         carrier = {"traceparent": job.traceparent} if job.traceparent else {}
         with self.tracer.start_as_current_span(
@@ -242,6 +252,14 @@ def publishing(envelopes: Sequence["Envelope"]) -> AbstractContextManager[None]:
     """A producer span per envelope, each the child of the span that wrote it, around their
     publication (until the bus confirmed them)."""
     return _NOTHING if _active is None else _active.publishing(envelopes)
+
+
+def calling(method: str, url: str) -> AbstractContextManager[str | None]:
+    """A client span around an HTTP call to another service; what it gives is the
+    `traceparent` the call sends (without tracing, the request's own, for the logs)."""
+    if _active is None:
+        return nullcontext(traceparent_var.get())
+    return _active.calling(method, url)
 
 
 def running_job(job: "Job") -> AbstractContextManager[None]:
