@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -24,9 +24,10 @@ import redis.asyncio as aioredis
 from cashews import Cache
 
 from bazaar.catalog.pages import ProductPages
-from bazaar.platform.cache import create_cache
+from bazaar.platform.cache import RedisCache, create_cache
 from bazaar.platform.db import Database
 from bazaar.platform.queries import Query
+from bazaar.platform.replicas import UNKNOWN, SharedWritePositions
 from bazaar.runtime.embedded import Runtime
 from tests.plugin import admin, readiness_once_checked_again, register, settings_for
 from tests.statements import statements_where
@@ -222,6 +223,42 @@ async def test_a_change_on_one_instance_is_seen_on_another_within_the_bound(
         while (await second.get(f"/v1/products/{product_id}")).json()["name"] != "Red mug":
             assert time.monotonic() - changed_at < 1.0, "a stale page outlived the bound"
             await asyncio.sleep(0.02)
+
+
+async def test_a_callers_write_position_is_known_to_every_instance(redis_url: str) -> None:
+    caches = [create_cache(redis_url) for _ in range(2)]
+    assert all(isinstance(cache, RedisCache) for cache in caches)
+    first, second = (SharedWritePositions(cast(RedisCache, cache)) for cache in caches)
+    caller, other = uuid.uuid4().hex, uuid.uuid4().hex
+    try:
+        assert await second.recall("orders", caller) is None
+        await first.remember("orders", caller, 5_000)
+        assert await second.recall("orders", caller) == 5_000
+        assert await second.recall("catalog", caller) is None  # per database
+        await second.remember("orders", caller, 7_000)
+        assert await first.recall("orders", caller) == 7_000
+        key = f"lsn:orders:{caller}"
+        assert 55_000 < await first.cache.plain.pttl(key) <= 60_000
+        # a value that is no position (another version's): unknown, so the primary serves
+        await first.cache.plain.set(f"lsn:orders:{other}", b"\x80\x04K\x05.")
+        assert await second.recall("orders", other) == UNKNOWN
+    finally:
+        for cache in caches:
+            await cache.close()
+
+
+async def test_a_callers_write_position_is_unknown_while_redis_is_unavailable() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, not listening: a connection is refused
+        cache = create_cache(f"redis://127.0.0.1:{unused.getsockname()[1]}/0")
+        assert isinstance(cache, RedisCache)
+        positions = SharedWritePositions(cache)
+        try:
+            await positions.remember("orders", "caller", 5_000)  # kept in this process
+            assert cache.breaker.is_open
+            assert await positions.recall("orders", "caller") == UNKNOWN
+        finally:
+            await cache.close()
 
 
 async def test_a_redis_outage_degrades_reads_and_logins_but_leaves_the_instance_ready(

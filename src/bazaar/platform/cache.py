@@ -15,14 +15,17 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from cashews import Cache
 from cashews.backends.interface import Backend
 from cashews.commands import Command
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from bazaar.platform.observability import log
+
+T = TypeVar("T")
 
 STALENESS_BOUND = 1.0
 REDIS_TIMEOUT = 0.2
@@ -104,6 +107,15 @@ class CircuitBreaker:
         except Exception:
             return self._missing(cmd, args, kwargs)
 
+    async def attempt(self, call: Callable[[], Awaitable[T]], missing: T) -> T:
+        """`call()`'s answer; `missing` at once while open, and when it fails."""
+        if self.is_open:
+            return missing
+        try:
+            return await self._guarded(call, (), {})
+        except Exception:
+            return missing
+
     async def _guarded(
         self, call: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
@@ -126,22 +138,47 @@ class CircuitBreaker:
 
 
 class RedisCache(Cache):
-    """The shared cache on Redis, behind a circuit breaker."""
+    """The shared cache on Redis, behind a circuit breaker.
+
+    Besides cashews' calls, `get_text` and `set_text` go straight to redis-py's client, under
+    the same breaker and bound: for a lookup every request makes (a caller's write position,
+    platform/replicas.py), where cashews' chain of middlewares cost as much of the process as
+    the round trip itself."""
 
     def __init__(self, redis_url: str) -> None:
         super().__init__()
         self.breaker = CircuitBreaker()
+        options: dict[str, Any] = {
+            "socket_timeout": REDIS_TIMEOUT,
+            "socket_connect_timeout": REDIS_TIMEOUT,
+            "max_connections": 50,
+            "health_check_interval": 0,
+        }
         self.setup(
             redis_url,
             middlewares=(self.breaker.middleware,),
             client_side=False,
             suppress=False,
-            socket_timeout=REDIS_TIMEOUT,
-            socket_connect_timeout=REDIS_TIMEOUT,
             wait_for_connection_timeout=REDIS_TIMEOUT,
-            max_connections=50,
-            health_check_interval=0,
+            **options,
         )
+        pool = BlockingConnectionPool.from_url(redis_url, timeout=REDIS_TIMEOUT, **options)
+        self.plain = Redis(connection_pool=pool)
+
+    async def get_text(self, key: str) -> str | None:
+        """The key's value as text (bytes that are not UTF-8 replaced); None when it has
+        none, and while Redis is unavailable."""
+        value = await self.breaker.attempt(lambda: self.plain.get(key), None)
+        return value.decode(errors="replace") if value is not None else None
+
+    async def set_text(self, key: str, value: str, expire: float) -> None:
+        """Set the key for `expire` seconds; nothing while Redis is unavailable."""
+        milliseconds = max(1, int(expire * 1000))
+        await self.breaker.attempt(lambda: self.plain.set(key, value, px=milliseconds), None)
+
+    async def close(self) -> None:
+        await super().close()
+        await self.plain.aclose()
 
     async def problem(self, *, slow_is_down: bool = False) -> str | None:
         """Why Redis cannot serve now (a readiness check), or None when it answers or is only

@@ -147,7 +147,10 @@ class SharedWritePositions:
     """Positions shared through Redis, so that any instance honours a customer's writes.
 
     While Redis is unavailable (its circuit breaker open), `recall` answers "unknown" and the
-    caller's reads go to the primary: correct, only slower.
+    caller's reads go to the primary: correct, only slower. So does a value that is not a
+    position (one another version of Bazaar wrote). Every read of a signed-in caller asks, so
+    the value is plain text on redis-py's own client (`RedisCache.get_text`), not a cashews
+    entry.
     """
 
     TTL_SECONDS = 60
@@ -158,14 +161,18 @@ class SharedWritePositions:
 
     async def remember(self, database: str, key: str, lsn: int) -> None:
         await self.local.remember(database, key, lsn)
-        await self.cache.set(f"lsn:{database}:{key}", lsn, expire=self.TTL_SECONDS)
+        await self.cache.set_text(f"lsn:{database}:{key}", str(lsn), self.TTL_SECONDS)
 
     async def recall(self, database: str, key: str) -> int | None:
-        shared = await self.cache.get(f"lsn:{database}:{key}")
+        shared = await self.cache.get_text(f"lsn:{database}:{key}")
         if self.cache.breaker.is_open:
             return UNKNOWN
         local = await self.local.recall(database, key)
-        return max((p for p in (shared, local) if p is not None), default=None)
+        if shared is None:
+            return local
+        if not shared.isdigit():
+            return UNKNOWN
+        return max(int(shared), local or 0)
 
 
 @dataclass
