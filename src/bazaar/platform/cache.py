@@ -112,9 +112,10 @@ class CircuitBreaker:
         if self.is_open:
             return missing
         try:
-            return await self._guarded(call, (), {})
+            answer: T = await self._guarded(call, (), {})
         except Exception:
             return missing
+        return answer
 
     async def _guarded(
         self, call: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -169,7 +170,9 @@ class RedisCache(Cache):
         """The key's value as text (bytes that are not UTF-8 replaced); None when it has
         none, and while Redis is unavailable."""
         value = await self.breaker.attempt(lambda: self.plain.get(key), None)
-        return value.decode(errors="replace") if value is not None else None
+        if isinstance(value, bytes):
+            return value.decode(errors="replace")
+        return value
 
     async def set_text(self, key: str, value: str, expire: float) -> None:
         """Set the key for `expire` seconds; nothing while Redis is unavailable."""
