@@ -99,6 +99,9 @@ class ProductPages:
         tells it: what else shows products (the listings) goes with them."""
         self._pending: set[asyncio.Task[None]] = set()
         self._loading: dict[str, asyncio.Future[Page]] = {}
+        self._stored: dict[str, float] = {}
+        """When this process last put each product's page in the shared cache (monotonic),
+        oldest first, for as long as the page may live there (`drop_older`)."""
 
     @staticmethod
     def path(product_id: str) -> str:
@@ -181,8 +184,24 @@ class ProductPages:
         page = product_page(product)
         if self.ttl > 0:
             await self.cache.set(self._key(product.id), page, expire=jittered(self.ttl))
+            self._note_stored(product.id)
             self._to_edge(product.id, page)
         return page
+
+    def _note_stored(self, product_id: str) -> None:
+        now = time.monotonic()
+        self._stored.pop(product_id, None)
+        self._stored[product_id] = now
+        while self._stored:
+            oldest, stored_at = next(iter(self._stored.items()))
+            if stored_at > now - self.ttl:
+                break
+            del self._stored[oldest]
+
+    def _stored_lately(self, product_id: str) -> bool:
+        """Whether a page this process put in the shared cache may still be there."""
+        stored_at = self._stored.get(product_id)
+        return stored_at is not None and stored_at > time.monotonic() - self.ttl
 
     def _to_edge(self, product_id: str, page: Page) -> None:
         if self.edge is not None:
@@ -210,11 +229,18 @@ class ProductPages:
 
         A page read after the change committed shows it already: the change's own broadcast,
         arriving later, keeps it rather than send the next reader to the database. Without
-        `updated_at` every page of the product is dropped."""
+        `updated_at` every page of the product is dropped.
+
+        The shared copy is looked at only by a process that put one there within its life:
+        the process that made the change dropped it after the commit, so a stale copy there
+        is one a reader put back from a read begun before that commit, and the broadcast
+        reaches that reader's process too. Every instance receives every change, so the
+        others skip a Redis round trip each (for a new product, every one of them)."""
         self._dropped(updated_at)
-        cached: Page | None = await self.cache.get(self._key(product_id))
-        if cached is not None and not _shows(cached.body, updated_at):  # none: nothing to drop
-            await self.cache.delete(self._key(product_id))
+        if self._stored_lately(product_id):
+            cached: Page | None = await self.cache.get(self._key(product_id))
+            if cached is not None and not _shows(cached.body, updated_at):
+                await self.cache.delete(self._key(product_id))
         edge = self.edge.get(self.path(product_id)) if self.edge is not None else None
         if self.edge is not None and edge is not None and not _shows(edge.body, updated_at):
             self.edge.invalidate(self.path(product_id))
