@@ -10,7 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import aio_pika
 import httpx
@@ -19,7 +19,7 @@ from sqlalchemy import Column, MetaData, String, Table, func, insert, select
 from sqlalchemy.engine import make_url
 
 from bazaar.platform import outbox, schema
-from bazaar.platform.bus import RetryPolicy, Subscription, subscribe
+from bazaar.platform.bus import RetryPolicy, Subscription, broadcast, subscribe
 from bazaar.platform.db import Database, WriteSession
 from bazaar.platform.events import Envelope, Event
 from bazaar.platform.outbox import OutboxRelay
@@ -130,6 +130,38 @@ async def test_publish_is_confirmed_and_a_consumer_handles_each_event_once(
         await bus.stop()
     assert await count(db, effect) == 3
     assert await count(db, schema.processed_event) == 3
+
+
+async def test_every_instance_takes_every_broadcast_with_no_acknowledgement(
+    prefix: str,
+) -> None:
+    seen: dict[int, list[str]] = {0: [], 1: []}
+
+    def dropping(instance: int) -> Subscription:
+        async def drop(event: ThingHappened) -> None:
+            seen[instance].append(event.thing_id)
+
+        return broadcast("test.drop_cache", ThingHappened, drop)
+
+    buses = [bus_for(prefix, CountsAcks) for _ in seen]
+    for instance, bus in enumerate(buses):
+        bus.subscribe(dropping(instance))
+        await bus.start()
+    try:
+        await buses[0].publish([Envelope.wrap(ThingHappened(thing_id=f"t{i}")) for i in range(5)])
+        await eventually(lambda: _all_seen(seen, 5))
+    finally:
+        for bus in buses:
+            await bus.stop()
+    assert {instance: sorted(ids) for instance, ids in seen.items()} == {
+        0: [f"t{i}" for i in range(5)],
+        1: [f"t{i}" for i in range(5)],
+    }
+    assert [cast(CountsAcks, bus).acked for bus in buses] == [0, 0]
+
+
+async def _all_seen(seen: dict[int, list[str]], count: int) -> bool:
+    return all(len(ids) >= count for ids in seen.values())
 
 
 async def _ge(bus: CountsAcks, acked: int) -> bool:

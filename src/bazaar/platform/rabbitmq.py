@@ -6,7 +6,8 @@ durable quorum queue `<prefix>.<consumer>` bound to the types it subscribes to, 
 limit and the dead-letter exchange `<prefix>.dead-letter`, which routes a message that failed
 too often to the consumer's own durable queue `<prefix>.<consumer>.dead-letter`. A broadcast
 consumer gets an exclusive, auto-deleted queue per process, so every instance sees every
-message. A message is the envelope's JSON, persistent, with the envelope id as message id.
+message, and takes it with no acknowledgement: the queue goes with the process, so one would
+keep nothing. A message is the envelope's JSON, persistent, with the envelope id as its id.
 
 Publishing waits for the broker's confirm of every message, so the relay marks an outbox row
 published only once RabbitMQ has it. A consumer handles a message as the in-process bus does
@@ -138,7 +139,8 @@ class RabbitMQBus:
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=self.prefetch)
             queue = await self._declare_subscribed_queue(channel, consumer, subscriptions)
-            tag = await queue.consume(self._callback(consumer))
+            no_ack = _broadcast_only(subscriptions)
+            tag = await queue.consume(self._callback(consumer), no_ack=no_ack)
             self._consumers.append((queue, tag))
         owned = [c for c, found in self._subscriptions.items() if not _broadcast_only(found)]
         if owned:
@@ -274,7 +276,8 @@ class RabbitMQBus:
         if any(subscription.is_broadcast for subscription in subscriptions):
             for subscription in subscriptions:
                 await deliver(subscription, envelope, self.retry)
-            await self.acknowledge(message)
+            if not _broadcast_only(self._subscriptions[consumer]):  # else taken with no ack
+                await self.acknowledge(message)
             return
         tries = 0
         while True:
