@@ -247,6 +247,30 @@ async def test_a_callers_write_position_is_known_to_every_instance(redis_url: st
             await cache.close()
 
 
+async def test_the_keys_asked_for_together_are_read_in_one_round_trip(redis_url: str) -> None:
+    cache = create_cache(redis_url)
+    assert isinstance(cache, RedisCache)
+    reads: list[list[str]] = []
+    mget = cache.plain.mget
+
+    async def counted(keys: list[str]) -> list[bytes | None]:
+        reads.append(keys)
+        return await mget(keys)
+
+    cache.plain.mget = counted  # type: ignore[method-assign,assignment]
+    prefix = f"test:{uuid.uuid4().hex}"
+    try:
+        await cache.set_text(f"{prefix}:a", "1", 5)
+        await cache.set_text(f"{prefix}:b", "2", 5)
+        asked = [f"{prefix}:{name}" for name in ("a", "b", "a", "none")]
+        assert await asyncio.gather(*map(cache.get_text, asked)) == ["1", "2", "1", None]
+        assert reads == [[f"{prefix}:a", f"{prefix}:b", f"{prefix}:none"]]
+        assert await cache.get_text(f"{prefix}:b") == "2"  # later: a read of its own
+        assert len(reads) == 2
+    finally:
+        await cache.close()
+
+
 async def test_a_callers_write_position_is_unknown_while_redis_is_unavailable() -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))  # bound, not listening: a connection is refused
