@@ -268,3 +268,32 @@ async def test_openapi_describes_the_csv_import_body(client: httpx.AsyncClient) 
     assert body["required"] is True and list(body["content"]) == ["text/csv"]
     assert HEADER.strip() in body["content"]["text/csv"]["schema"]["description"]
     assert {"401", "403", "413", "415"} <= operation["responses"].keys()
+
+
+async def test_a_page_filled_at_the_edge_is_the_routes_answer(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """A product page missed at the edge is read into the caches without the framework
+    (`api.page_filler`); what it answers is what the route answers."""
+    created = await create(client, await admin(runtime, client))
+    path = f"/v1/products/{created['id']}"
+    edge = runtime.platform.response_cache
+    filled = await client.get(path)
+    fillers = dict(edge._fillers)
+    edge._fillers.clear()
+    try:
+        edge.clear()
+        await runtime.platform.cache.clear()
+        routed = await client.get(path)
+    finally:
+        edge._fillers.update(fillers)
+    assert (filled.status_code, filled.content) == (routed.status_code, routed.content)
+    for header in ("etag", "cache-control", "content-type", "content-length"):
+        assert filled.headers[header] == routed.headers[header], header
+    assert filled.json() == created
+    # past the filler: a query string, and an unknown product, go to the route
+    edge.clear()
+    assert (await client.get(f"{path}?x=1")).json() == created
+    missing = await client.get("/v1/products/no-such-product")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")

@@ -105,3 +105,40 @@ async def test_an_entry_due_for_refresh_is_not_fresh_and_its_refresh_is_claimed_
     assert entry is not None and not due  # the next ones do not
     entry = cache.get("/k")
     assert entry is not None and entry.refresh_at < entry.expires_at
+
+
+async def test_a_filler_answers_a_miss_without_the_app() -> None:
+    cache = ResponseCache(ttl=5)
+    app, calls = app_counting_calls(cache)
+    asked: list[tuple[str, bytes]] = []
+
+    async def fill(path: str, query_string: bytes) -> bool:
+        asked.append((path, query_string))
+        name = path.removeprefix("/things/")
+        if name == "unfilled":
+            return False
+        if name == "broken":
+            raise RuntimeError("the database is gone")
+        body = f'{{"name": "{name}"}}'.encode()
+        cache.put(path, body, '"filled"', "public, max-age=1", "/things/{name}")
+        return True
+
+    cache.fill_misses("/things/", fill)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        filled = await c.get("/things/a")
+        assert filled.json() == {"name": "a"} and filled.headers["etag"] == '"filled"'
+        assert filled.headers["cache-control"] == "public, max-age=1"
+        again = await c.get("/things/a", headers={"If-None-Match": '"filled"'})
+        assert again.status_code == 304
+        assert calls == [] and asked == [("/things/a", b"")]  # the second, a hit
+        # not filled, or failing: the app answers
+        assert (await c.get("/things/unfilled")).json() == {"name": "unfilled"}
+        assert (await c.get("/things/broken")).json() == {"name": "broken"}
+        assert calls == ["unfilled", "broken"]
+        # a path no filler asked for is not offered
+        assert (await c.get("/other")).status_code == 404
+        assert [path for path, _query in asked] == [
+            "/things/a",
+            "/things/unfilled",
+            "/things/broken",
+        ]

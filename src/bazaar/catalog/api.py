@@ -38,8 +38,8 @@ from bazaar.catalog.schemas import (
 )
 from bazaar.catalog.service import CatalogWork, ListingQuery
 from bazaar.platform.db import Database
-from bazaar.platform.edge_cache import cache_key
-from bazaar.platform.errors import FieldError, Unprocessable
+from bazaar.platform.edge_cache import Filler, cache_key
+from bazaar.platform.errors import FieldError, NotFound, Unprocessable
 from bazaar.platform.idempotency import Claim
 from bazaar.platform.money import Money
 from bazaar.platform.openapi import problems
@@ -171,7 +171,7 @@ class ProductController(Controller):
     async def get_product(
         self, product_id: FromPath[str], request: AnyRequest, work: Work
     ) -> Response[ProductRead]:
-        page = await service.product_page(work, product_id)
+        page = await service.product_page(work.db, work.pages, product_id)
         return _cacheable(request, page.etag, page.body, work.pages.cache_control)
 
     @post(
@@ -254,6 +254,27 @@ class ProductController(Controller):
         user.require_admin()
         job = await work.read_by_id(lambda session: imports.get_job(session, job_id))
         return job_read(job)
+
+
+PAGE_PREFIX = "/v1/products/"
+
+
+def page_filler(db: Database, pages: ProductPages) -> Filler:
+    """`GET /v1/products/{id}` for the edge cache's misses: the page read into the caches as
+    the route reads it, without the framework. Anything else (a query string, a longer path,
+    an unknown product) is left to the route."""
+
+    async def fill(path: str, query_string: bytes) -> bool:
+        product_id = path.removeprefix(PAGE_PREFIX)
+        if query_string or not product_id or "/" in product_id:
+            return False
+        try:
+            await service.product_page(db, pages, product_id)
+        except NotFound:
+            return False
+        return True
+
+    return fill
 
 
 def _cacheable(request: AnyRequest, etag: str, body: bytes, cache_control: str) -> Response[Any]:

@@ -91,17 +91,17 @@ class CatalogWork(UnitOfWork):
         self.listings = listings
 
 
-async def product_page(work: CatalogWork, product_id: str) -> Page:
+async def product_page(db: Database, pages: ProductPages, product_id: str) -> Page:
     """The product's page, from the caches or else read from the primary: a page is cached for
     up to the staleness bound, and a replica's lag would add to it."""
 
     async def load() -> ProductRow:
-        found = await work.db.rows(_LIVE_PRODUCT, {"id": product_id}, fresh=True)
+        found = await db.rows(_LIVE_PRODUCT, {"id": product_id}, fresh=True)
         if not found:
             raise NotFound("No such product")
         return ProductRow._make(found[0])
 
-    return await work.pages.fetch(product_id, load)
+    return await pages.fetch(product_id, load)
 
 
 async def product_listing(work: CatalogWork, key: str, wanted: ListingQuery) -> Listing:

@@ -30,6 +30,8 @@ def build(
     pages = ProductPages(
         cache, settings.product_cache_seconds, edge, cache_control, on_drop=listings.drop
     )
+    if edge is not None and settings.product_cache_seconds > 0:
+        edge.fill_misses(api.PAGE_PREFIX, api.page_filler(db, pages))
     imports = ProductImports(db, pages, settings)
     # one import at a time, as each is a long run of batches
     worker = JobWorker(db, [imports], poll_interval=settings.import_poll_interval, batch_size=1)
