@@ -96,13 +96,12 @@ class OutboxRelay:
 
     async def _claim_and_publish(self, db: Database) -> int:
         async with db.write(bookkeeping=True) as session:
-            claim = claiming(_unpublished(self.batch_size))
-            rows = (await session.execute(claim)).all()
+            rows = (await run(session, _CLAIM, {"limit": self.batch_size})).rows
             if rows:
-                envelopes = [Envelope.decode(row.envelope) for row in rows]
+                envelopes = [Envelope.decode(envelope) for _id, envelope in rows]
                 with publishing(envelopes):
                     await self.bus.publish(envelopes)
-                await _mark_published(session, [row.id for row in rows])
+                await _mark_published(session, [row_id for row_id, _envelope in rows])
         await self._record_backlog(db, len(rows))
         return len(rows)
 
@@ -127,6 +126,7 @@ def _unpublished(limit: Any) -> Select[tuple[str, bytes]]:
 
 
 _UNPUBLISHED = Query(_unpublished(bindparam("limit")))
+_CLAIM = Query(claiming(_unpublished(bindparam("limit"))))
 _BACKLOG = Query(select(func.count()).where(outbox_message.c.published_at.is_(None)))
 
 
