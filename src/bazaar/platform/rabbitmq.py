@@ -6,8 +6,7 @@ durable quorum queue `<prefix>.<consumer>` bound to the types it subscribes to, 
 limit and the dead-letter exchange `<prefix>.dead-letter`, which routes a message that failed
 too often to the consumer's own durable queue `<prefix>.<consumer>.dead-letter`. A broadcast
 consumer gets an exclusive, auto-deleted queue per process, so every instance sees every
-message, and takes it with no acknowledgement: the queue goes with the process, so one would
-keep nothing. A message is the envelope's JSON, persistent, with the envelope id as its id.
+message (taken with no ack). A message is the envelope's JSON, persistent, its id the envelope's.
 
 Publishing waits for the broker's confirm of every message, so the relay marks an outbox row
 published only once RabbitMQ has it. A consumer handles a message as the in-process bus does
@@ -139,7 +138,7 @@ class RabbitMQBus:
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=self.prefetch)
             queue = await self._declare_subscribed_queue(channel, consumer, subscriptions)
-            no_ack = _broadcast_only(subscriptions)
+            no_ack = _broadcast_only(subscriptions)  # its queue goes with the process
             tag = await queue.consume(self._callback(consumer), no_ack=no_ack)
             self._consumers.append((queue, tag))
         owned = [c for c, found in self._subscriptions.items() if not _broadcast_only(found)]

@@ -8,8 +8,7 @@ from a thread of the SDK's, and makes:
 - a server span per request, at the edge, outside the response cache (the maintained ASGI
   middleware; health, readiness and metrics are left out);
 - a client span per SQL statement (the maintained SQLAlchemy engine tracer), per Redis call
-  and per outgoing HTTP request (httpx's maintained instrumentation; orders' aiohttp calls
-  to the catalog through `calling`);
+  and per outgoing HTTP request (httpx's maintained instrumentation, and `calling`);
 - a producer span per event the outbox relay publishes and a consumer span per event a
   consumer handles (`publishing`, `consuming`), and a span per job run (`running_job`).
 
