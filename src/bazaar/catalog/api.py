@@ -26,7 +26,7 @@ from litestar.status_codes import (
 from bazaar.catalog import imports, service
 from bazaar.catalog.listings import ProductListings, encode_products
 from bazaar.catalog.models import ImportJob
-from bazaar.catalog.pages import ProductPages, etag_matches, product_read
+from bazaar.catalog.pages import PAGE_PREFIX, ProductPages, etag_matches, product_read
 from bazaar.catalog.schemas import (
     CategoryList,
     CategoryRead,
@@ -254,9 +254,6 @@ class ProductController(Controller):
         user.require_admin()
         job = await work.read_by_id(lambda session: imports.get_job(session, job_id))
         return job_read(job)
-
-
-PAGE_PREFIX = "/v1/products/"
 
 
 def page_filler(db: Database, pages: ProductPages) -> Filler:

@@ -39,6 +39,8 @@ class Page(NamedTuple):
 
 
 PAGE_ROUTE = "/v1/products/{product_id:str}"
+PAGE_PREFIX = "/v1/products/"
+"""A product page's path, less the product's id."""
 LOAD_LOCK_SECONDS = 0.5
 """How long one process may hold a product's load lock: others wait for its page that long."""
 LOAD_POLL_SECONDS = 0.01
@@ -105,7 +107,7 @@ class ProductPages:
 
     @staticmethod
     def path(product_id: str) -> str:
-        return f"/v1/products/{product_id}"
+        return PAGE_PREFIX + product_id
 
     @staticmethod
     def _key(product_id: str) -> str:

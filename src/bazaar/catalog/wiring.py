@@ -5,7 +5,7 @@ from cashews import Cache
 from bazaar.catalog import api, handlers, models
 from bazaar.catalog.imports import ProductImports
 from bazaar.catalog.listings import ProductListings
-from bazaar.catalog.pages import ProductPages
+from bazaar.catalog.pages import PAGE_PREFIX, ProductPages
 from bazaar.catalog.settings import CatalogSettings
 from bazaar.platform.db import Database
 from bazaar.platform.edge_cache import ResponseCache
@@ -31,7 +31,7 @@ def build(
         cache, settings.product_cache_seconds, edge, cache_control, on_drop=listings.drop
     )
     if edge is not None and settings.product_cache_seconds > 0:
-        edge.fill_misses(api.PAGE_PREFIX, api.page_filler(db, pages))
+        edge.fill_misses(PAGE_PREFIX, api.page_filler(db, pages))
     imports = ProductImports(db, pages, settings)
     # one import at a time, as each is a long run of batches
     worker = JobWorker(db, [imports], poll_interval=settings.import_poll_interval, batch_size=1)

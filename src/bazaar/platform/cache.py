@@ -100,12 +100,7 @@ class CircuitBreaker:
         """A cashews middleware: fail fast and answer as a miss while Redis is unavailable."""
         if cmd is Command.PING:
             return await self._guarded(call, args, kwargs)
-        if self.is_open:
-            return self._missing(cmd, args, kwargs)
-        try:
-            return await self._guarded(call, args, kwargs)
-        except Exception:
-            return self._missing(cmd, args, kwargs)
+        return await self.attempt(lambda: call(*args, **kwargs), self._missing(cmd, args, kwargs))
 
     async def attempt(self, call: Callable[[], Awaitable[T]], missing: T) -> T:
         """`call()`'s answer; `missing` at once while open, and when it fails."""
